@@ -1,0 +1,1 @@
+"""The `edgecxr` command line. Each command imports its heavy libraries inside itself."""

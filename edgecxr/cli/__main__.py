@@ -1,0 +1,3 @@
+from edgecxr.cli.app import main
+
+main()

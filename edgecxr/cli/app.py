@@ -1,0 +1,79 @@
+"""The `edgecxr` command: typer app, global options, and the one place errors become exits.
+
+Domain errors (`EdgecxrError`) are caught here, at the edge, and printed as one line with
+exit code 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Annotated
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from edgecxr import __version__
+from edgecxr.errors import EdgecxrError
+
+_state = {"debug": False}
+
+
+class EdgecxrGroup(TyperGroup):
+    """Turns domain errors raised by any subcommand into a clean exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgecxrError as exc:
+            from rich.markup import escape
+
+            from edgecxr.cli.console import err
+
+            if _state["debug"]:
+                err.print(traceback.format_exc(), markup=False, highlight=False)
+            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True, highlight=False,
+                      soft_wrap=True)
+            raise SystemExit(exc.exit_code) from None
+
+
+app = typer.Typer(
+    cls=EdgecxrGroup,
+    name="edgecxr",
+    help="Chest X-ray AI at the edge: train Swin-V2, export INT8 engines, classify what the "
+         "scanner writes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"edgecxr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+):
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    from edgecxr.cli import info_cmd, train_cmd
+
+    app.command("info", help=info_cmd.info.__doc__)(info_cmd.info)
+    app.command("train", help=train_cmd.train.__doc__)(train_cmd.train)
+    app.command("evaluate", help=train_cmd.evaluate.__doc__)(train_cmd.evaluate)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,94 @@
+"""`edgecxr train` and `edgecxr evaluate` (workstation commands; need the [train] extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgecxr.training.presets import PRESETS
+
+_PRESET_HELP = "; ".join(f"{name}: {p['about']}" for name, p in PRESETS.items())
+
+
+def train(
+    data: Annotated[Path, typer.Argument(help="Data root holding train/ (and test/, val/), each "
+                                              "with one subfolder per class.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
+    base: Annotated[str | None, typer.Option(help="Fine-tune this Swin-V2 checkpoint: a local "
+                                                  "folder or a Hugging Face id in the local cache.")] = None,
+    arch: Annotated[str | None, typer.Option(help=f"Train from random weights. {_PRESET_HELP}.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML recipe; flags given here override it.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (seed study: 15).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (seed study: 2e-5).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size per device (32).")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (0.01).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for split, init, order, augmentation (1216).")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Share of train carved out for validation when val/ is missing or small (0.1).")] = None,
+    class_weights: Annotated[str | None, typer.Option(help="auto (inverse class frequency) or none.")] = None,
+    label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing (0).")] = None,
+    early_stopping: Annotated[int | None, typer.Option(help="Stop after this many epochs without a better val accuracy; 0 = off.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16 (fp16 on GPU only).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Data-loader processes (default: one per two cores, at most 4).")] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (counted in run.json) instead of failing.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last finished epoch.")] = False,
+    stop_after_epoch: Annotated[int | None, typer.Option(hidden=True, help="Stop after this epoch (time-boxed sessions; --resume continues).")] = None,
+):
+    """Fine-tune (--base) or train (--arch) Swin-V2 and write the PyTorch test-set report."""
+    from edgecxr.cli.console import RichReporter
+    from edgecxr.cli.console import out as console
+    from edgecxr.optional import require
+
+    require("torch", "training")
+    require("transformers", "training")
+    from edgecxr.training.config import resolve
+    from edgecxr.training.trainer import train as run_training
+
+    settings = resolve(
+        str(data), str(out), config_file=config, base=base, arch=arch, epochs=epochs, lr=lr,
+        batch_size=batch_size, weight_decay=weight_decay, seed=seed, val_fraction=val_fraction,
+        class_weights=class_weights, label_smoothing=label_smoothing,
+        early_stopping=early_stopping, device=device, precision=precision, workers=workers,
+        skip_bad=skip_bad or None)
+    with RichReporter() as reporter:
+        record = run_training(settings, resume=resume, reporter=reporter,
+                              stop_after_epoch=stop_after_epoch)
+    if record["status"] != "finished":
+        console.print(f"stopped after epoch {stop_after_epoch}; continue with --resume")
+        return
+    result = record["result"]
+    console.print(f"best epoch {result['best_epoch']}: val accuracy "
+                  f"{100 * result['best_val_acc']:.2f}%  ->  {out / 'model'}")
+    if "test" in result:
+        console.print(f"test accuracy {100 * result['test']['accuracy']:.2f}% on "
+                      f"{result['test']['n_images']} images  ->  {out / 'report.md'}")
+        from edgecxr.reporting import load_report, paper_table
+
+        console.print(paper_table(load_report(out)), markup=False)
+
+
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Checkpoint folder (RUN/model or RUN).")],
+    test_dir: Annotated[Path, typer.Argument(help="Test folder with one subfolder per class.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.json, report.md and figures.")],
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images instead of failing.")] = False,
+):
+    """Write the PyTorch test-set report of a checkpoint (the reference for parity-check)."""
+    from edgecxr.cli.console import out as console
+    from edgecxr.cli.console import task_progress
+    from edgecxr.optional import require
+
+    require("torch", "evaluate")
+    from edgecxr.reporting import paper_table
+    from edgecxr.training.evaluate import evaluate_checkpoint
+
+    with task_progress() as start:
+        report = evaluate_checkpoint(model_dir, test_dir, out, batch_size=batch_size,
+                                     device=device, skip_bad=skip_bad,
+                                     progress=lambda total: start("evaluating", total))
+    console.print(paper_table(report), markup=False)
+    console.print(f"accuracy {100 * report['metrics']['accuracy']:.2f}%  ->  {out}")

@@ -1,0 +1,198 @@
+"""Image-folder data sets: `ROOT/{train,val,test}/<CLASS>/*`.
+
+Classes are the sorted subfolder names and must agree across splits. A missing or small
+`val` folder is replaced by a stratified, seeded split carved from `train`, and that
+split is recorded, so any run can be reproduced file for file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr.data.decode import SUPPORTED_SUFFIXES, decode_bytes
+from edgecxr.data.fingerprint import dataset_fingerprint, sha256_bytes
+from edgecxr.errors import DataError, DecodeError
+
+MIN_VAL_PER_CLASS = 50
+
+
+@dataclass
+class Sample:
+    path: Path
+    rel: str  # POSIX path relative to the split root, e.g. "NORMAL/IM-0001-0001.jpeg"
+    label: int
+    sha256: str | None = None
+
+
+@dataclass
+class Split:
+    name: str
+    root: Path
+    classes: list[str]
+    samples: list[Sample]
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(self.classes, 0)
+        for s in self.samples:
+            counts[self.classes[s.label]] += 1
+        return counts
+
+    def fingerprint(self) -> str:
+        missing = [s.rel for s in self.samples if s.sha256 is None]
+        if missing:
+            raise RuntimeError(f"hash the split before fingerprinting it ({len(missing)} unhashed)")
+        return dataset_fingerprint((s.rel, s.sha256) for s in self.samples)
+
+
+@dataclass
+class DataSet:
+    root: Path
+    classes: list[str]
+    train: Split
+    val: Split
+    test: Split | None
+    val_source: str  # "folder" or "carved"
+    val_note: str = ""
+    bad_files: list[dict] = field(default_factory=list)
+
+
+def find_classes(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def scan_split(split_dir: str | Path, name: str | None = None,
+               classes: Sequence[str] | None = None) -> Split:
+    """List a split's images (no decoding); every class folder must hold at least one."""
+    split_dir = Path(split_dir)
+    name = name or split_dir.name
+    if not split_dir.is_dir():
+        raise DataError("folder not found", path=split_dir,
+                        fix="give a folder laid out as <CLASS>/<image files>")
+    found = find_classes(split_dir)
+    if not found:
+        raise DataError("no class folders inside", path=split_dir,
+                        fix="put each class's images in a subfolder named after the class")
+    if classes is not None and list(classes) != found:
+        raise DataError(
+            f"classes differ: expected {list(classes)}, the {name} split has {found}",
+            path=split_dir, fix="give every split the same class folders",
+        )
+    samples: list[Sample] = []
+    for label, cls in enumerate(found):
+        files = sorted(
+            p for p in (split_dir / cls).rglob("*")
+            if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(split_dir).parts)
+        )
+        if not files:
+            raise DataError(f"class {cls!r} has no PNG, JPEG or DICOM images",
+                            path=split_dir / cls, fix="add images or remove the empty folder")
+        samples.extend(Sample(p, p.relative_to(split_dir).as_posix(), label) for p in files)
+    return Split(name, split_dir, found, samples)
+
+
+def stratified_split(samples: Sequence[Sample], fraction: float, seed: int,
+                     n_classes: int) -> tuple[list[Sample], list[Sample]]:
+    """Seeded per-class split; returns (train, val), each in the input order."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"validation fraction must be between 0 and 1, got {fraction}",
+                        fix="use e.g. --val-fraction 0.1")
+    rng = np.random.default_rng(seed)
+    val_ids: set[int] = set()
+    for label in range(n_classes):
+        ids = [i for i, s in enumerate(samples) if s.label == label]
+        n_val = round(len(ids) * fraction)
+        n_val = min(max(n_val, 1), len(ids) - 1) if len(ids) > 1 else 0
+        val_ids.update(rng.permutation(ids)[:n_val].tolist())
+    train = [s for i, s in enumerate(samples) if i not in val_ids]
+    val = [s for i, s in enumerate(samples) if i in val_ids]
+    return train, val
+
+
+def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = 1216,
+                 val_files: Sequence[str] | None = None) -> DataSet:
+    """Read the layout of ROOT; `val_files` replays a recorded carved split."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("data folder not found", path=root,
+                        fix="give the folder that holds train/ (and test/, optionally val/)")
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise DataError("no train/ folder", path=root,
+                        fix="lay the data out as ROOT/train/<CLASS>/*, ROOT/test/<CLASS>/*")
+    train = scan_split(train_dir, "train")
+    classes = train.classes
+    test = scan_split(root / "test", "test", classes) if (root / "test").is_dir() else None
+    val_note = ""
+    val_dir = root / "val"
+    if val_dir.is_dir() and val_files is None:
+        val = scan_split(val_dir, "val", classes)
+        small = {c: n for c, n in val.counts().items() if n < MIN_VAL_PER_CLASS}
+        if not small:
+            return DataSet(root, classes, train, val, test, "folder")
+        val_note = (f"val/ ignored: fewer than {MIN_VAL_PER_CLASS} images per class "
+                    f"({', '.join(f'{c}: {n}' for c, n in small.items())})")
+    if val_files is not None:
+        wanted = set(val_files)
+        kept = [s for s in train.samples if s.rel not in wanted]
+        carved = [s for s in train.samples if s.rel in wanted]
+        if len(carved) != len(wanted):
+            raise DataError("the recorded validation split names files that are not in train/",
+                            path=train_dir, fix="resume only on the data the run started with")
+    else:
+        kept, carved = stratified_split(train.samples, val_fraction, seed, len(classes))
+    return DataSet(
+        root, classes,
+        Split("train", train_dir, classes, kept),
+        Split("val", train_dir, classes, carved),
+        test, "carved", val_note,
+    )
+
+
+def hash_and_check(samples: Sequence[Sample], *, skip_bad: bool = False,
+                   on_progress: Callable[[int], None] | None = None,
+                   workers: int | None = None) -> list[dict]:
+    """Hash every file and decode it once, so training never meets a broken image midway.
+
+    Fills `Sample.sha256`. Returns the bad files (path, code, reason); without `skip_bad`
+    any bad file raises one error that lists them all.
+    """
+    def check(sample: Sample):
+        try:
+            data = sample.path.read_bytes()
+        except OSError as exc:
+            return sample, None, DecodeError("unreadable", str(exc), path=sample.path)
+        digest = sha256_bytes(data)
+        try:
+            decode_bytes(data, str(sample.path))
+        except DecodeError as exc:
+            return sample, digest, exc
+        return sample, digest, None
+
+    bad: list[dict] = []
+    workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    with ThreadPoolExecutor(workers) as pool:
+        for sample, digest, error in pool.map(check, samples):
+            sample.sha256 = digest
+            if error is not None:
+                bad.append({"path": str(sample.path), "code": error.code, "reason": error.cause})
+            if on_progress:
+                on_progress(1)
+    if bad and not skip_bad:
+        listing = "; ".join(f"{b['path']} ({b['reason']})" for b in bad[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise DataError(f"{len(bad)} unreadable image(s): {listing}{more}",
+                        fix="remove or replace them, or pass --skip-bad to leave them out")
+    return bad
+
+
+def drop_bad(split: Split, bad: list[dict]) -> Split:
+    bad_paths = {b["path"] for b in bad}
+    return Split(split.name, split.root, split.classes,
+                 [s for s in split.samples if str(s.path) not in bad_paths])

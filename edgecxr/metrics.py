@@ -1,0 +1,115 @@
+"""Classification metrics in numpy: one tested implementation for every report.
+
+The PyTorch test report, the export agreement checks and parity-check all call these
+functions, so a difference between two reports is a difference in predictions, never in
+arithmetic. Conventions follow scikit-learn (zero division gives 0), which the tests
+check against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
+    """Rows are true classes, columns predictions."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def classification_report(y_true: Sequence[int], y_pred: Sequence[int],
+                          class_names: Sequence[str]) -> dict:
+    """Per-class precision/recall/F1/support, accuracy, macro and weighted averages."""
+    n = len(class_names)
+    cm = confusion_matrix(y_true, y_pred, n)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    precision = _safe_div(tp, predicted)
+    recall = _safe_div(tp, support)
+    f1 = _safe_div(2 * precision * recall, precision + recall)
+    total = int(support.sum())
+    weights = support / total if total else np.zeros(n)
+    per_class = {
+        name: {"precision": float(precision[i]), "recall": float(recall[i]),
+               "f1": float(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(class_names)
+    }
+    return {
+        "classes": per_class,
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "macro_avg": {"precision": float(precision.mean()), "recall": float(recall.mean()),
+                      "f1": float(f1.mean()), "support": total},
+        "weighted_avg": {"precision": float((precision * weights).sum()),
+                         "recall": float((recall * weights).sum()),
+                         "f1": float((f1 * weights).sum()), "support": total},
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def roc_auc(positive: Sequence[bool], scores: Sequence[float]) -> float | None:
+    """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half).
+
+    None when only one class is present: the AUC is undefined then.
+    """
+    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = int(positive.sum())
+    n_neg = int(len(positive) - n_pos)
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    # average ranks over ties
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def binary_rates(cm: np.ndarray | list, positive_index: int) -> dict:
+    """Sensitivity (recall of the positive class) and specificity (recall of the rest)."""
+    cm = np.asarray(cm)
+    tp = cm[positive_index, positive_index]
+    fn = cm[positive_index].sum() - tp
+    fp = cm[:, positive_index].sum() - tp
+    tn = cm.sum() - tp - fn - fp
+    return {
+        "sensitivity": float(tp / (tp + fn)) if tp + fn else 0.0,
+        "specificity": float(tn / (tn + fp)) if tn + fp else 0.0,
+        "tp": int(tp), "fn": int(fn), "fp": int(fp), "tn": int(tn),
+    }
+
+
+def positive_class_index(class_names: Sequence[str], positive: str | None = None) -> int:
+    """PNEUMONIA when present (the seed study's positive class), else the last class."""
+    names = list(class_names)
+    if positive is not None:
+        if positive not in names:
+            raise ValueError(f"positive class {positive!r} is not one of {names}")
+        return names.index(positive)
+    return names.index("PNEUMONIA") if "PNEUMONIA" in names else len(names) - 1
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)

@@ -1,0 +1,103 @@
+"""Figures for reports and training runs (matplotlib, imported only here, Agg backend)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr.optional import require
+
+
+def _pyplot():
+    matplotlib = require("matplotlib", "drawing figures")
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_matrix_png(report: dict, path: Path) -> Path:
+    plt = _pyplot()
+    names = report["class_names"]
+    cm = np.asarray(report["metrics"]["confusion_matrix"])
+    rows = cm.sum(axis=1, keepdims=True).clip(min=1)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 1.2 + 1.2 * len(names)), dpi=120)
+    ax.imshow(cm / rows, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            share = cm[i, j] / rows[i, 0]
+            ax.text(j, i, f"{cm[i, j]}\n{100 * share:.1f}%", ha="center", va="center",
+                    color="white" if share > 0.6 else "black", fontsize=10)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"accuracy {100 * report['metrics']['accuracy']:.1f}% (n={report['n_images']})")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def samples_png(report: dict, images_root: Path, path: Path, n: int = 24, seed: int = 0) -> Path:
+    """A grid of test images with truth and prediction; every error shown first, in red."""
+    from edgecxr.data.decode import decode_file
+
+    plt = _pyplot()
+    rows = report["rows"]
+    errors = [r for r in rows if r["label"] != r["prediction"]]
+    rights = [r for r in rows if r["label"] == r["prediction"]]
+    rng = np.random.default_rng(seed)
+    picked = errors[: n // 2]
+    picked += [rights[i] for i in rng.permutation(len(rights))[: n - len(picked)]]
+    cols = 6
+    nrows = max(1, -(-len(picked) // cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(cols * 2.0, nrows * 2.25), dpi=100)
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, row in zip(np.atleast_1d(axes).ravel(), picked):
+        try:
+            pixels = decode_file(images_root / row["path"]).pixels
+        except Exception:
+            continue
+        ax.imshow(pixels, cmap="gray", vmin=0, vmax=1)
+        wrong = row["label"] != row["prediction"]
+        p = row["probabilities"][row["prediction"]]
+        ax.set_title(f"T {row['label']}\nP {row['prediction']} {p:.2f}", fontsize=8,
+                     color="red" if wrong else "black")
+        if wrong:
+            ax.axis("on")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_edgecolor("red")
+                spine.set_linewidth(3)
+    fig.suptitle(f"{len(errors)} errors of {len(rows)} (errors first, in red)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def curves_png(history_csv: Path, path: Path) -> Path:
+    plt = _pyplot()
+    with open(history_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    for key, label in (("train_loss", "train"), ("val_loss", "val")):
+        ax_loss.plot(epochs, [float(r[key]) for r in rows], marker="o", label=label)
+    for key, label in (("train_acc", "train"), ("val_acc", "val")):
+        ax_acc.plot(epochs, [100 * float(r[key]) for r in rows], marker="o", label=label)
+    ax_loss.set_title("loss")
+    ax_acc.set_title("accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,148 @@
+"""The test-set report: `report.json` (versioned), `report.md` (the paper's table) and figures.
+
+Built from per-image rows, so the PyTorch report and each engine's parity report are the
+same object computed from different predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr import __version__
+from edgecxr.metrics import binary_rates, classification_report, positive_class_index, roc_auc
+from edgecxr.optional import version_of
+
+REPORT_SCHEMA = "edgecxr.report/1"
+REPORT_FILENAME = "report.json"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def library_versions(*dists: str) -> dict:
+    names = dists or ("numpy", "pillow", "torch", "transformers", "accelerate", "onnx",
+                      "onnxruntime", "openvino", "nncf", "pydicom")
+    versions = {"python": platform.python_version(), "edgecxr": __version__}
+    for name in names:
+        v = version_of(name)
+        if v:
+            versions[name] = v
+    return versions
+
+
+def build_report(rows: Sequence[dict], class_names: Sequence[str], *, meta: dict) -> dict:
+    """rows: dicts with path, sha256, label, prediction, probabilities{class: p}."""
+    names = list(class_names)
+    index = {n: i for i, n in enumerate(names)}
+    y_true = [index[r["label"]] for r in rows]
+    y_pred = [index[r["prediction"]] for r in rows]
+    metrics = classification_report(y_true, y_pred, names)
+    pos = positive_class_index(names, meta.get("positive_class"))
+    rates = binary_rates(metrics["confusion_matrix"], pos)
+    auc = roc_auc([t == pos for t in y_true], [r["probabilities"][names[pos]] for r in rows])
+    return {
+        "schema": REPORT_SCHEMA,
+        "created": utc_now(),
+        "class_names": names,
+        "positive_class": names[pos],
+        "n_images": len(rows),
+        "metrics": {
+            **metrics,
+            "sensitivity": rates["sensitivity"],
+            "specificity": rates["specificity"],
+            "roc_auc": auc,
+        },
+        **meta,
+        "rows": list(rows),
+    }
+
+
+def paper_table(report: dict) -> str:
+    """The seed study's table: a row per class, accuracy, macro and weighted averages."""
+    m = report["metrics"]
+    lines = ["| | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for name in report["class_names"]:
+        c = m["classes"][name]
+        lines.append(f"| {name} | {_pct(c['precision'])} | {_pct(c['recall'])} | "
+                     f"{_pct(c['f1'])} | {c['support']} |")
+    total = m["macro_avg"]["support"]
+    lines.append(f"| accuracy | | | {_pct(m['accuracy'])} | {total} |")
+    for key, label in (("macro_avg", "macro avg"), ("weighted_avg", "weighted avg")):
+        a = m[key]
+        lines.append(f"| {label} | {_pct(a['precision'])} | {_pct(a['recall'])} | "
+                     f"{_pct(a['f1'])} | {a['support']} |")
+    return "\n".join(lines)
+
+
+def confusion_table(report: dict) -> str:
+    names = report["class_names"]
+    cm = report["metrics"]["confusion_matrix"]
+    lines = ["| true \\ predicted | " + " | ".join(names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for name, row in zip(names, cm):
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def report_markdown(report: dict, title: str = "Test-set report") -> str:
+    m = report["metrics"]
+    auc = "n/a (one class only)" if m["roc_auc"] is None else f"{m['roc_auc']:.4f}"
+    pos = report["positive_class"]
+    parts = [
+        f"# {title}", "",
+        f"- model: `{report.get('model', {}).get('path', '?')}` "
+        f"(sha256 `{report.get('model', {}).get('sha256', '?')[:16]}…`)",
+        f"- data: `{report.get('data', {}).get('root', '?')}`, {report['n_images']} images, "
+        f"fingerprint `{report.get('data', {}).get('fingerprint', '?')[:16]}…`",
+        f"- created: {report['created']}", "",
+        "Precision, recall and F1 in percent.", "", paper_table(report), "",
+        f"Sensitivity ({pos} recall) {_pct(m['sensitivity'])}%, "
+        f"specificity {_pct(m['specificity'])}%, ROC AUC {auc}.", "",
+        "## Confusion matrix", "", confusion_table(report), "",
+    ]
+    return "\n".join(parts)
+
+
+def write_report(report: dict, out_dir: str | Path, *, images_root: str | Path | None = None,
+                 title: str = "Test-set report") -> list[Path]:
+    """Write report.json, report.md and, when matplotlib is installed, the figures."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / REPORT_FILENAME, out / "report.md"]
+    written[0].write_text(json.dumps(report, indent=2) + "\n")
+    written[1].write_text(report_markdown(report, title))
+    from edgecxr.optional import available
+
+    if available("matplotlib"):
+        from edgecxr import plots
+
+        written.append(plots.confusion_matrix_png(report, out / "confusion_matrix.png"))
+        if images_root is not None:
+            written.append(plots.samples_png(report, Path(images_root), out / "samples.png"))
+    return written
+
+
+def load_report(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / REPORT_FILENAME
+    data = json.loads(path.read_text())
+    if not str(data.get("schema", "")).startswith("edgecxr.report/"):
+        raise ValueError(f"{path} is not an edgecxr report (schema {data.get('schema')!r})")
+    return data
+
+
+def _pct(value: float) -> str:
+    return f"{100.0 * value:.1f}"
+
+
+def probabilities_matrix(report: dict) -> np.ndarray:
+    names = report["class_names"]
+    return np.array([[r["probabilities"][n] for n in names] for r in report["rows"]])

@@ -1,0 +1,4 @@
+"""Workstation-only training code (torch, transformers, accelerate).
+
+Nothing in the on-device runtime imports this package.
+"""

@@ -1,0 +1,136 @@
+"""Training settings: defaults, then the preset's recipe, then a config file, then flags.
+
+The resolved settings are written to `run.json`; `--resume` refuses to continue a run
+whose recorded settings differ from the resolved ones, so a resumed run is always the
+run that was started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import tomllib
+
+from edgecxr.errors import EdgecxrError
+from edgecxr.training.presets import PRESETS
+
+# The seed study's fine-tuning.
+SEED_DEFAULTS = {"lr": 2e-5, "epochs": 15, "batch_size": 32, "weight_decay": 0.01, "seed": 1216}
+
+
+@dataclass
+class Augmentation:
+    """Training-only augmentation; the seed study used flip and rotation up to 15 degrees."""
+
+    hflip: float = 0.5  # probability
+    rotate_degrees: float = 15.0
+    crop_scale: tuple[float, float] | None = None  # random resized crop, area fraction range
+    brightness: float = 0.0  # +- fraction
+    contrast: float = 0.0  # +- fraction
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    base: str | None = None
+    arch: str | None = None
+    epochs: int = SEED_DEFAULTS["epochs"]
+    lr: float = SEED_DEFAULTS["lr"]
+    batch_size: int = SEED_DEFAULTS["batch_size"]
+    weight_decay: float = SEED_DEFAULTS["weight_decay"]
+    seed: int = SEED_DEFAULTS["seed"]
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    label_smoothing: float = 0.0
+    val_fraction: float = 0.1
+    class_weights: str = "auto"
+    early_stopping: int = 0  # patience in epochs, 0 = off
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int = -1  # -1 = choose for this machine
+    eval_batch_size: int = 64
+    skip_bad: bool = False
+    augment: Augmentation = field(default_factory=Augmentation)
+
+    # Settings that may change on --resume without changing the run's result.
+    RESUMABLE = ("out", "data", "device", "workers", "eval_batch_size")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if data["augment"]["crop_scale"] is not None:
+            data["augment"]["crop_scale"] = list(data["augment"]["crop_scale"])
+        return data
+
+    def comparable(self) -> dict:
+        return {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
+
+
+_FIELD_NAMES = {f.name for f in fields(TrainConfig)}
+_AUG_NAMES = {f.name for f in fields(Augmentation)}
+
+
+def read_config_file(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise EdgecxrError("config file not found", path=path, fix="check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise EdgecxrError(f"not valid TOML ({exc})", path=path, fix="fix the syntax") from exc
+    settings = dict(data.get("train", data))
+    unknown = set(settings) - _FIELD_NAMES
+    unknown |= {f"augment.{k}" for k in settings.get("augment", {}) if k not in _AUG_NAMES}
+    if unknown:
+        raise EdgecxrError(f"unknown setting(s) {sorted(unknown)}", path=path,
+                           fix=f"use only {sorted(_FIELD_NAMES - {'augment'})} and [augment] "
+                               f"{sorted(_AUG_NAMES)}")
+    return settings
+
+
+def resolve(data: str, out: str, *, config_file: str | Path | None = None, **flags) -> TrainConfig:
+    """Combine defaults, preset recipe, config file and explicit flags (None = not given)."""
+    file_settings = read_config_file(config_file) if config_file else {}
+    arch = flags.get("arch") or file_settings.get("arch")
+    base = flags.get("base") or file_settings.get("base")
+    if arch and base:
+        raise EdgecxrError("--arch and --base are exclusive",
+                           fix="use --base to fine-tune a checkpoint or --arch to start from "
+                               "random weights")
+    if not arch and not base:
+        raise EdgecxrError("no model given",
+                           fix="pass --base ID_OR_DIR (fine-tune) or --arch PRESET "
+                               f"(from scratch; presets: {', '.join(PRESETS)})")
+    if arch and arch not in PRESETS:
+        raise EdgecxrError(f"unknown --arch {arch!r}", fix=f"choose one of {', '.join(PRESETS)}")
+    merged: dict = {}
+    if arch:
+        merged.update(PRESETS[arch].get("recipe", {}))
+    augment = dict(file_settings.pop("augment", {}))
+    merged.update(file_settings)
+    merged.update({k: v for k, v in flags.items() if v is not None and k in _FIELD_NAMES})
+    merged["arch"], merged["base"] = arch, base
+    if augment.get("crop_scale") is not None:
+        augment["crop_scale"] = tuple(augment["crop_scale"])
+    config = TrainConfig(data=str(data), out=str(out), augment=Augmentation(**augment),
+                         **{k: v for k, v in merged.items() if k not in ("data", "out")})
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    checks = [
+        (config.epochs >= 1, "--epochs must be at least 1"),
+        (config.lr > 0, "--lr must be positive"),
+        (config.batch_size >= 1, "--batch-size must be at least 1"),
+        (0 < config.val_fraction < 1, "--val-fraction must be between 0 and 1"),
+        (config.class_weights in ("auto", "none"), "--class-weights must be auto or none"),
+        (config.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
+        (config.precision in ("auto", "fp32", "bf16", "fp16"),
+         "--precision must be auto, fp32, bf16 or fp16"),
+        (0 <= config.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise EdgecxrError(message, fix="see edgecxr train --help")

@@ -1,0 +1,160 @@
+"""The epoch loop: AdamW, warmup + cosine decay, accelerate for devices and precision.
+
+Everything that decides the result of an epoch (data order, augmentation draws, dropout
+RNG, optimizer and scheduler state) is either derived from (seed, epoch) or saved in the
+checkpoint, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from edgecxr.data.folders import DataSet
+from edgecxr.preprocess import PreprocessSpec
+from edgecxr.training.config import TrainConfig
+from edgecxr.training.dataset import EpochSampler, FolderDataset
+
+
+def default_workers() -> int:
+    """One loader process per two cores, at most four: enough to keep a small box's cores busy."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+class Loop:
+    def __init__(self, config: TrainConfig, accelerator, model, spec: PreprocessSpec,
+                 data: DataSet, reporter):
+        self.config = config
+        self.accelerator = accelerator
+        self.spec = spec
+        self.reporter = reporter
+        workers = default_workers() if config.workers < 0 else config.workers
+        self.sampler = EpochSampler(len(data.train.samples), config.seed)
+        train_set = FolderDataset(data.train.samples, spec, config.augment, config.seed)
+        val_set = FolderDataset(data.val.samples, spec)
+        train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=self.sampler,
+                                  num_workers=workers, drop_last=False,
+                                  persistent_workers=workers > 0)
+        val_loader = DataLoader(val_set, batch_size=config.eval_batch_size, num_workers=workers,
+                                persistent_workers=workers > 0)
+        steps = len(train_loader)
+        optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+        from transformers import get_cosine_schedule_with_warmup
+
+        scheduler = get_cosine_schedule_with_warmup(
+            optimizer, int(config.warmup_ratio * steps * config.epochs), steps * config.epochs)
+        weights = _class_weights(data, config.class_weights)
+        self.criterion = torch.nn.CrossEntropyLoss(
+            weight=None if weights is None else weights.to(accelerator.device),
+            label_smoothing=config.label_smoothing)
+        self.plain_criterion = torch.nn.CrossEntropyLoss(reduction="sum")
+        (self.model, self.optimizer, self.train_loader, self.val_loader,
+         self.scheduler) = accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
+
+    # -- one epoch ----------------------------------------------------------------------
+    def run_epoch(self, epoch: int) -> dict:
+        acc, model = self.accelerator, self.model
+        self.sampler.for_epoch(epoch)
+        model.train()
+        steps = len(self.train_loader)
+        self.reporter.epoch_start(epoch, self.config.epochs, steps)
+        loss_sum = correct = seen = 0.0
+        wait = 0.0
+        start = tick = time.perf_counter()
+        for x, y in self.train_loader:
+            wait += time.perf_counter() - tick
+            logits = model(pixel_values=x).logits
+            loss = self.criterion(logits.float(), y)
+            acc.backward(loss)
+            if self.config.max_grad_norm:
+                acc.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            n = y.shape[0]
+            loss_sum += loss.item() * n
+            correct += (logits.argmax(-1) == y).sum().item()
+            seen += n
+            elapsed = time.perf_counter() - start
+            self.reporter.step(loss_sum / seen, correct / seen, seen / elapsed)
+            tick = time.perf_counter()
+        seconds = time.perf_counter() - start
+        val_loss, val_acc = self.validate()
+        return {
+            "epoch": epoch, "train_loss": round(loss_sum / max(seen, 1), 6),
+            "train_acc": round(correct / max(seen, 1), 6), "val_loss": round(val_loss, 6),
+            "val_acc": round(val_acc, 6), "lr": self.scheduler.get_last_lr()[0],
+            "seconds": round(seconds, 2), "images_per_s": round(seen / seconds, 2),
+            "data_wait_share": round(wait / seconds, 4),
+        }
+
+    def validate(self) -> tuple[float, float]:
+        model, acc = self.model, self.accelerator
+        model.eval()
+        loss_sum = correct = seen = 0.0
+        with torch.inference_mode():
+            for x, y in self.val_loader:
+                logits = model(pixel_values=x).logits.float()
+                logits, y = acc.gather_for_metrics((logits, y))
+                loss_sum += self.plain_criterion(logits, y).item()
+                correct += (logits.argmax(-1) == y).sum().item()
+                seen += y.shape[0]
+        return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+    # -- persistence --------------------------------------------------------------------
+    def save_model(self, folder: Path) -> None:
+        from edgecxr.training.model import save_checkpoint
+
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            tmp = folder.with_name(folder.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_checkpoint(self.accelerator.unwrap_model(self.model), self.spec, tmp)
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+
+    def save(self, folder: Path, state) -> None:
+        """Full training state, written beside and then renamed over the previous one."""
+        tmp = folder.with_name(folder.name + ".tmp")
+        if self.accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(tmp))
+        if self.accelerator.is_main_process:
+            (tmp / "trainer_state.json").write_text(json.dumps(state.__dict__, indent=2))
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
+        self.accelerator.wait_for_everyone()
+
+    def load(self, folder: Path):
+        from edgecxr.training.trainer import TrainState
+
+        self.accelerator.load_state(str(folder))
+        return TrainState(**json.loads((folder / "trainer_state.json").read_text()))
+
+
+def _param_groups(model, weight_decay: float):
+    """No weight decay on biases, norms and Swin-V2's logit scales and position tables."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.ndim <= 1 or "norm" in name or "logit_scale" in name or "position" in name:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _class_weights(data: DataSet, mode: str):
+    if mode == "none":
+        return None
+    counts = torch.tensor(list(data.train.counts().values()), dtype=torch.float32)
+    return counts.sum() / (len(counts) * counts.clamp(min=1))
