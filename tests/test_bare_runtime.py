@@ -31,7 +31,7 @@ def runtime_modules() -> list[str]:
     root = Path(edgecxr.__file__).parent
     names = []
     for info in pkgutil.walk_packages([str(root)], prefix="edgecxr."):
-        if not info.name.startswith(WORKSTATION_ONLY):
+        if not info.name.startswith(WORKSTATION_ONLY) and not info.name.endswith("__main__"):
             names.append(info.name)
     return names
 
