@@ -83,14 +83,15 @@ def write_dx_dicom(pixels: np.ndarray, path: Path, *, photometric: str = "MONOCH
     return path
 
 
-def tiny_swinv2_checkpoint(folder: Path, num_labels: int = 3, image_size: int = 64) -> Path:
+def tiny_swinv2_checkpoint(folder: Path, num_labels: int = 3, image_size: int = 64, embed_dim: int = 16,
+                           depths=(1, 1), num_heads=(1, 2)) -> Path:
     """A save_pretrained Swin-V2 folder with another head size, as a 'pretrained' base."""
     import torch
     from transformers import Swinv2Config, Swinv2ForImageClassification
 
     torch.manual_seed(0)
-    config = Swinv2Config(image_size=image_size, patch_size=4, embed_dim=16, depths=[1, 1],
-                          num_heads=[1, 2], window_size=4, num_labels=num_labels)
+    config = Swinv2Config(image_size=image_size, patch_size=4, embed_dim=embed_dim, depths=list(depths),
+                          num_heads=list(num_heads), window_size=4, num_labels=num_labels)
     Swinv2ForImageClassification(config).save_pretrained(folder)
     processor = {"image_processor_type": "ViTImageProcessor",
                  "size": {"height": image_size, "width": image_size},

@@ -65,11 +65,14 @@ def main_options(
 
 
 def _register() -> None:
-    from edgecxr.cli import info_cmd, train_cmd
+    from edgecxr.cli import export_cmd, info_cmd, train_cmd
 
     app.command("info", help=info_cmd.info.__doc__)(info_cmd.info)
     app.command("train", help=train_cmd.train.__doc__)(train_cmd.train)
     app.command("evaluate", help=train_cmd.evaluate.__doc__)(train_cmd.evaluate)
+    app.command("export", help=export_cmd.export.__doc__)(export_cmd.export)
+    app.command("build-engine", help=export_cmd.build_engine.__doc__)(export_cmd.build_engine)
+    app.add_typer(export_cmd.bundle_app, name="bundle")
 
 
 _register()

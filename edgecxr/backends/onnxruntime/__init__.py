@@ -1,0 +1,1 @@
+"""ONNX Runtime backend (CPU, or CUDA where onnxruntime-gpu is installed)."""

@@ -1,0 +1,44 @@
+"""ONNX Runtime runner: any ONNX graph, FP32 or QDQ INT8, on the CPU execution provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr.backends.base import Runner, RunnerOptions
+from edgecxr.optional import require
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, options: RunnerOptions):
+        ort = require("onnxruntime", "the ONNX Runtime backend")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                     if p in ort.get_available_providers()]
+        if options.device.upper() == "CPU":
+            providers = ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(path), so, providers=providers)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
+        self.output_name = self.session.get_outputs()[0].name
+        self.providers = self.session.get_providers()
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def close(self) -> None:
+        self.session = None
+
+
+def open_runner(path, options: RunnerOptions) -> Runner:
+    return OnnxRuntimeRunner(path, options)

@@ -1,0 +1,1 @@
+"""OpenVINO backend (Intel CPU, integrated GPU, NPU)."""

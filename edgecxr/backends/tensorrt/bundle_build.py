@@ -1,0 +1,59 @@
+"""Build the TensorRT engine for a bundle on the device itself (`edgecxr build-engine`).
+
+Torch-free: a Jetson gets its engine from the bundle's QDQ ONNX graph (INT8) or its FP32
+ONNX graph (FP16), and the engine is added to bundle.json with the GPU and TensorRT
+version it is tied to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecxr.backends.tensorrt.compat import require_gpu, require_tensorrt
+from edgecxr.errors import EdgecxrError
+
+ENGINE_DIR = "tensorrt"
+
+
+def engine_source(manifest: dict, precision: str) -> dict:
+    """The ONNX artifact an engine of `precision` is built from."""
+    wanted = "tensorrt-source" if precision == "int8" else "reference"
+    for artifact in manifest["artifacts"]:
+        if artifact.get("role") == wanted and artifact["files"][0]["path"].endswith(".onnx"):
+            return artifact
+    raise EdgecxrError(
+        "the bundle has no signed symmetric QDQ graph to build an INT8 engine from" if precision == "int8"
+        else "the bundle has no FP32 ONNX graph", fix="re-export with `edgecxr export RUN --int8 --targets tensorrt`")
+
+
+def build_engine_artifact(folder: Path, manifest: dict, precision: str, *, max_batch: int = 8) -> dict:
+    """Build the engine into FOLDER/tensorrt/ and return its artifact record."""
+    from edgecxr.backends.tensorrt.builder import build_engine
+    from edgecxr.bundle import file_entry
+    from edgecxr.sysinfo import gpus
+
+    require_tensorrt()
+    gpu = require_gpu(gpus())
+    source = engine_source(manifest, precision)
+    (folder / ENGINE_DIR).mkdir(exist_ok=True)
+    rel = f"{ENGINE_DIR}/model.{precision}.engine"
+    shape = [None, 3, manifest["preprocess"]["height"], manifest["preprocess"]["width"]]
+    record = build_engine(folder / source["files"][0]["path"], folder / rel, precision=precision, gpu=gpu,
+                          input_shape=shape, max_batch=max_batch)
+    return {"name": f"tensorrt-{precision}", "backend": "tensorrt", "precision": precision,
+            "role": "gpu", "files": [file_entry(folder, rel)], "built_from": source["name"],
+            "engine": record}
+
+
+def add_engine(folder: str | Path, precision: str = "int8", *, max_batch: int = 8) -> dict:
+    """`edgecxr build-engine`: (re)build the engine and record it in bundle.json."""
+    from edgecxr.bundle import MANIFEST, load_bundle, manifest_checksum
+    from edgecxr.fsutil import atomic_write_json
+
+    bundle = load_bundle(folder)
+    manifest = dict(bundle.manifest)
+    record = build_engine_artifact(bundle.folder, manifest, precision, max_batch=max_batch)
+    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["name"] != record["name"]] + [record]
+    manifest["checksum"] = manifest_checksum(manifest)
+    atomic_write_json(bundle.folder / MANIFEST, manifest)
+    return record

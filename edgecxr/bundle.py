@@ -1,0 +1,123 @@
+"""The model bundle: a folder a device can take on its own.
+
+`bundle.json` (schema `edgecxr.bundle/1`) names the classes, the preprocessing, the
+input/output tensors, the decision rule and every artifact with its sha256. Loading a
+bundle checks every hash, so a tampered or half-copied bundle is refused by name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecxr.data.fingerprint import sha256_file
+from edgecxr.errors import EdgecxrError
+from edgecxr.preprocess import PreprocessSpec
+
+BUNDLE_SCHEMA = "edgecxr.bundle/1"
+MANIFEST = "bundle.json"
+REFERENCE_REPORT = "report.json"
+
+
+@dataclass
+class Artifact:
+    """One engine file (or file set, for OpenVINO IR) in the bundle."""
+
+    name: str  # unique id, e.g. "onnxruntime-int8"
+    backend: str  # onnxruntime | openvino | tensorrt
+    precision: str  # fp32 | fp16 | int8
+    path: Path  # the file the backend loads
+    record: dict
+
+    @property
+    def role(self) -> str:
+        return self.record.get("role", "")
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f["bytes"] for f in self.record["files"])
+
+
+class Bundle:
+    def __init__(self, folder: Path, manifest: dict):
+        self.folder = folder
+        self.manifest = manifest
+        self.spec = PreprocessSpec.from_dict(manifest["preprocess"])
+        self.class_names: list[str] = list(manifest["class_names"])
+        self.artifacts = [
+            Artifact(a["name"], a["backend"], a["precision"], folder / a["files"][0]["path"], a)
+            for a in manifest["artifacts"]
+        ]
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def checksum(self) -> str:
+        return self.manifest.get("checksum", "")
+
+    def reference_report_path(self) -> Path | None:
+        path = self.folder / REFERENCE_REPORT
+        return path if path.is_file() else None
+
+    def find(self, backend: str | None = None, precision: str | None = None,
+             role: str | None = None) -> list[Artifact]:
+        return [a for a in self.artifacts
+                if (backend is None or a.backend == backend)
+                and (precision is None or a.precision == precision)
+                and (role is None or a.role == role)]
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """sha256 of the manifest without its own checksum: identifies the bundle in results."""
+    import hashlib
+
+    body = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def file_entry(folder: Path, rel: str) -> dict:
+    path = folder / rel
+    return {"path": rel, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def load_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise EdgecxrError("no bundle.json: not an edgecxr model bundle", path=folder,
+                           fix="give the folder written by `edgecxr export`")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EdgecxrError(f"bundle.json is not valid JSON ({exc})", path=manifest_path,
+                           fix="copy the bundle again from its source") from exc
+    schema = str(manifest.get("schema", ""))
+    if not schema.startswith("edgecxr.bundle/"):
+        raise EdgecxrError(f"unknown manifest schema {schema!r}", path=manifest_path,
+                           fix="give a bundle written by `edgecxr export`")
+    if schema != BUNDLE_SCHEMA:
+        raise EdgecxrError(f"bundle schema {schema} is not supported by this edgecxr "
+                           f"(reads {BUNDLE_SCHEMA})", path=manifest_path,
+                           fix="upgrade edgecxr or re-export the bundle")
+    if verify:
+        verify_files(folder, manifest)
+    return Bundle(folder, manifest)
+
+
+def verify_files(folder: Path, manifest: dict) -> None:
+    if manifest.get("checksum") and manifest_checksum(manifest) != manifest["checksum"]:
+        raise EdgecxrError("bundle.json was edited after export (its checksum does not match)",
+                           path=folder / MANIFEST, fix="re-export the bundle or restore bundle.json")
+    for artifact in manifest.get("artifacts", []):
+        for entry in artifact["files"]:
+            path = folder / entry["path"]
+            if not path.is_file():
+                raise EdgecxrError(f"artifact file is missing (bundle incomplete: {artifact['name']})",
+                                   path=path, fix="copy the whole bundle folder again")
+            if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+                raise EdgecxrError(f"artifact file does not match its sha256 in bundle.json "
+                                   f"(tampered or damaged: {artifact['name']})", path=path,
+                                   fix="copy the bundle again from its source, or re-export it")

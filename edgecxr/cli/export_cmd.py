@@ -1,0 +1,129 @@
+"""`edgecxr export`, `edgecxr build-engine` and `edgecxr bundle inspect`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+bundle_app = typer.Typer(help="Look into model bundles.", no_args_is_help=True)
+
+
+class _RichExportReporter:
+    def __init__(self, start):
+        self.start = start
+        from edgecxr.cli.console import err
+
+        self.console = err
+
+    def log(self, message: str) -> None:
+        self.console.print(message, markup=False)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[bold yellow]warning:[/bold yellow] {message}", highlight=False)
+
+    def task(self, description: str, total: int):
+        return self.start(description, total)
+
+
+def export(
+    source: Annotated[Path, typer.Argument(help="Run folder (edgecxr train --out) or its model/ folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write (must not exist unless --force).")],
+    int8: Annotated[bool, typer.Option("--int8", help="Add INT8 engines calibrated on real images.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16-compressed OpenVINO IR; FP16 TensorRT engine.")] = False,
+    targets: Annotated[str, typer.Option(help="Comma-separated: onnxruntime, openvino, tensorrt.")] = "onnxruntime,openvino",
+    calib_data: Annotated[Path | None, typer.Option(help="Calibration images (one subfolder per class); default: the run's training images.")] = None,
+    calib_size: Annotated[int, typer.Option(help="Calibration images, a stratified seeded sample.")] = 300,
+    heldout_size: Annotated[int, typer.Option(help="Held-out images (not calibration) for the agreement check.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed for the calibration and held-out samples.")] = 1216,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail when an INT8 engine agrees with FP32 on under 98% of held-out images.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle folder.")] = False,
+    name: Annotated[str | None, typer.Option(help="Model name recorded in the bundle (default: the run folder's name).")] = None,
+):
+    """Export a checkpoint to ONNX and INT8 engines, verified, in one model bundle."""
+    from edgecxr.cli.console import out as console
+    from edgecxr.cli.console import task_progress
+    from edgecxr.exporters.pipeline import ExportOptions
+    from edgecxr.exporters.pipeline import export as run_export
+    from edgecxr.optional import require
+
+    require("torch", "export")
+    require("onnx", "export")
+    options = ExportOptions(out=out, int8=int8, fp16=fp16, targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
+                            calib_data=calib_data, calib_size=calib_size, heldout_size=heldout_size, seed=seed,
+                            opset=opset, strict=strict, force=force, name=name)
+    with task_progress() as start:
+        result = run_export(source, options, _RichExportReporter(start))
+    from edgecxr.bundle import load_bundle
+
+    _print_summary(load_bundle(result.bundle), console)
+    console.print(f"bundle written to {result.bundle} in {result.seconds:.0f} s")
+
+
+def build_engine(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (from edgecxr export).")],
+    precision: Annotated[str, typer.Option(help="int8 (from the QDQ graph, FP16 fallback) or fp16.")] = "int8",
+    max_batch: Annotated[int, typer.Option(help="Largest batch in the optimisation profile.")] = 8,
+):
+    """Build (or rebuild) the TensorRT engine on this device from the bundle's ONNX graph."""
+    from edgecxr.backends.tensorrt.bundle_build import add_engine
+    from edgecxr.cli.console import out as console
+    from edgecxr.errors import EdgecxrError
+
+    if precision not in ("int8", "fp16"):
+        raise EdgecxrError(f"--precision {precision!r} is not int8 or fp16", fix="use --precision int8 or fp16")
+    record = add_engine(bundle, precision, max_batch=max_batch)
+    engine = record["engine"]
+    console.print(f"built {record['files'][0]['path']} for {engine['gpu']} (compute capability "
+                  f"{engine['compute_capability']}, TensorRT {engine['tensorrt']})")
+
+
+@bundle_app.command("inspect")
+def inspect(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    verify: Annotated[bool, typer.Option(help="Check every artifact's sha256.")] = True,
+):
+    """Show a bundle's classes, preprocessing, artifacts, agreement and provenance."""
+    from edgecxr.bundle import load_bundle
+    from edgecxr.cli.console import out as console
+
+    _print_summary(load_bundle(bundle, verify=verify), console, verified=verify)
+
+
+def _print_summary(bundle, console, verified: bool = True) -> None:
+    from rich.table import Table
+
+    m = bundle.manifest
+    spec = bundle.spec
+    console.print(f"[bold]{bundle.name}[/bold]  ({bundle.folder}, schema {m['schema']}, created {m['created']})")
+    console.print(f"classes {bundle.class_names} (positive: {m['positive_class']}), decision: {m['decision']['rule']}")
+    console.print(f"input {m['input']['name']} {m['input']['shape']} {m['input']['dtype']}; preprocessing: resize "
+                  f"{spec.height}x{spec.width} {spec.interpolation}, {spec.channels}, mean {list(spec.mean)}, "
+                  f"std {list(spec.std)}")
+    heldout = next((a.record["agreement"]["images"] for a in bundle.artifacts if a.record.get("agreement")), 0)
+    title = (f"artifacts{' (sha256 verified)' if verified else ''}; agreement with FP32 ONNX on "
+             f"{heldout} held-out images")
+    table = Table(title=title, title_justify="left")
+    for col in ("artifact", "MB", "agree", "max|Δp|", "ms b=1"):
+        table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
+    for a in bundle.artifacts:
+        agree = a.record.get("agreement")
+        table.add_row(a.name, f"{a.size_bytes / 1e6:.2f}",
+                      f"{100 * agree['agreement']:.1f}%" if agree else "-",
+                      f"{agree['max_abs_prob_diff']:.4f}" if agree else "-",
+                      str(a.record.get("latency_ms_batch1", "-")))
+    console.print(table)
+    check = m.get("onnx_export", {}).get("verification")
+    if check:
+        console.print(f"ONNX vs PyTorch: max |logit diff| {check['max_abs_logit_diff']:.2e} on {check['images']} images")
+    calib = m.get("calibration")
+    if calib:
+        console.print(f"calibration: {calib['size']} images from {calib['source']} (seed {calib['seed']}, "
+                      f"fingerprint {calib['fingerprint'][:16]}…); held-out: {calib['heldout']['size']} images")
+    src = m.get("source", {})
+    console.print(f"source checkpoint sha256 {str(src.get('checkpoint_sha256'))[:16]}…, reference report: "
+                  f"{src.get('reference_report') or 'none'}")
+    for w in m.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)

@@ -1,0 +1,1 @@
+"""Workstation-only export code: PyTorch -> ONNX -> INT8 engines -> a model bundle."""

@@ -1,0 +1,42 @@
+"""OpenVINO IR (FP32, or FP16-compressed) and INT8 IR from NNCF post-training quantization.
+
+NNCF runs with `ModelType.TRANSFORMER`, which keeps LayerNorm/Softmax/GELU-adjacent
+operations in float by its own rules; the final classifier MatMul is ignored as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr.optional import require
+
+
+def to_ir(onnx_path: Path, xml_path: Path, *, fp16: bool):
+    ov = require("openvino", "OpenVINO export")
+    model = ov.convert_model(str(onnx_path))
+    ov.save_model(model, str(xml_path), compress_to_fp16=fp16)
+    return model
+
+
+def last_matmul(model) -> list[str]:
+    names = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"]
+    return names[-1:]
+
+
+def nncf_int8(model, xml_path: Path, calibration: np.ndarray) -> dict:
+    ov = require("openvino", "OpenVINO INT8 export")
+    nncf = require("nncf", "OpenVINO INT8 export")
+    ignored = last_matmul(model)
+    dataset = nncf.Dataset([calibration[i:i + 1] for i in range(len(calibration))])
+    quantized = nncf.quantize(
+        model, dataset, subset_size=len(calibration), model_type=nncf.ModelType.TRANSFORMER,
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
+    )
+    ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
+    return {"tool": f"nncf {nncf.__version__} quantize", "model_type": "TRANSFORMER",
+            "preset": "PERFORMANCE (symmetric activations)", "subset_size": len(calibration),
+            "kept_in_float": ["LayerNorm, Softmax, GELU (NNCF transformer rules)",
+                              *(f"classifier ({n})" for n in ignored)]}

@@ -1,0 +1,96 @@
+"""INT8 for ONNX Runtime: static QDQ quantization with per-channel symmetric weights.
+
+Two graphs, because one does not serve both targets (see docs/export.md for the
+measurement): unsigned asymmetric activations run fastest on x86 CPUs, while TensorRT's
+explicit quantization needs signed symmetric activations. Only MatMul/Gemm/Conv are
+quantized; LayerNorm, Softmax and GELU stay in float, and so does the final classifier.
+
+Swin-V2's exported graph makes ORT's symbolic shape inference fail (even with a static
+batch), so pre-processing falls back to ONNX's own shape inference, which handles it,
+followed by ORT's graph optimisation; the fallback is recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr.optional import require
+
+QUANTIZED_OPS = ["MatMul", "Gemm", "Conv"]
+MODES = {
+    # name: (activation type, activations symmetric, role)
+    "cpu": ("QUInt8", False, "cpu"),
+    "symmetric": ("QInt8", True, "tensorrt-source"),
+}
+
+
+def classifier_nodes(onnx_path: Path) -> list[str]:
+    """The MatMul/Gemm nearest the graph output (the classification head)."""
+    onnx = require("onnx", "INT8 quantization")
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    frontier = [o.name for o in graph.output]
+    seen: set[str] = set()
+    while frontier:
+        name = frontier.pop(0)
+        node = producers.get(name)
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in ("Gemm", "MatMul"):
+            return [node.name]
+        frontier.extend(node.input)
+    return []
+
+
+def preprocess_for_quantization(src: Path, dst: Path) -> dict:
+    quantization = require("onnxruntime.quantization", "INT8 quantization")
+    try:
+        quantization.quant_pre_process(str(src), str(dst))
+        return {"shape_inference": "symbolic"}
+    except Exception as exc:  # ORT's symbolic inference raises assorted errors on Swin-V2
+        quantization.quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+        return {"shape_inference": "onnx (symbolic shape inference failed: "
+                                   f"{type(exc).__name__})"}
+
+
+class _Reader:
+    """ORT CalibrationDataReader over preprocessed images, one image per call."""
+
+    def __init__(self, inputs: np.ndarray, input_name: str):
+        self.inputs = inputs
+        self.input_name = input_name
+        self.index = 0
+
+    def get_next(self):
+        if self.index >= len(self.inputs):
+            return None
+        item = {self.input_name: self.inputs[self.index:self.index + 1]}
+        self.index += 1
+        return item
+
+    def rewind(self):
+        self.index = 0
+
+
+def quantize(prepared: Path, dst: Path, calibration: np.ndarray, *, mode: str, input_name: str,
+             exclude: list[str]) -> dict:
+    quantization = require("onnxruntime.quantization", "INT8 quantization")
+    activation, symmetric, role = MODES[mode]
+    reader = _Reader(calibration, input_name)
+    quantization.quantize_static(
+        str(prepared), str(dst), reader, quant_format=quantization.QuantFormat.QDQ,
+        op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+        activation_type=getattr(quantization.QuantType, activation),
+        weight_type=quantization.QuantType.QInt8, nodes_to_exclude=exclude,
+        calibrate_method=quantization.CalibrationMethod.MinMax,
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": symmetric},
+    )
+    return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+            "activations": f"{activation}, {'symmetric' if symmetric else 'asymmetric'}, per-tensor",
+            "weights": "QInt8, symmetric, per-channel", "calibration_method": "MinMax",
+            "quantized_ops": QUANTIZED_OPS, "kept_in_float": ["LayerNormalization", "Softmax", "GELU (Erf)",
+                                                              *(f"classifier ({n})" for n in exclude)],
+            "role": role}

@@ -1,0 +1,238 @@
+"""`edgecxr export`: checkpoint -> verified ONNX -> INT8 engines -> one verified bundle.
+
+Everything is written into a temporary folder beside the destination and renamed into
+place at the end, so a failure (or a full disk) never leaves a half-written bundle.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr.bundle import BUNDLE_SCHEMA, MANIFEST, REFERENCE_REPORT, file_entry, manifest_checksum
+from edgecxr.data.decode import decode_file
+from edgecxr.errors import EdgecxrError
+from edgecxr.exporters.agreement import MIN_AGREEMENT
+from edgecxr.fsutil import atomic_write_json
+from edgecxr.reporting import library_versions, utc_now
+
+TARGETS = ("onnxruntime", "openvino", "tensorrt")
+
+
+@dataclass
+class ExportOptions:
+    out: Path
+    int8: bool = False
+    fp16: bool = False
+    targets: tuple[str, ...] = ("onnxruntime", "openvino")
+    calib_data: Path | None = None
+    calib_size: int = 300
+    heldout_size: int = 200
+    seed: int = 1216
+    opset: int = 18
+    strict: bool = False
+    force: bool = False
+    name: str | None = None
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    manifest: dict
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Reporter:
+    def log(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def task(self, description: str, total: int):
+        return lambda n=1: None
+
+
+def check_targets(targets) -> tuple[str, ...]:
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise EdgecxrError(f"unknown target(s) {unknown}", fix=f"choose from {', '.join(TARGETS)}")
+    return tuple(dict.fromkeys(targets))
+
+
+def export(source_path: str | Path, options: ExportOptions, reporter: Reporter | None = None) -> ExportResult:
+    reporter = reporter or Reporter()
+    targets = check_targets(options.targets)
+    out = Path(options.out)
+    if out.exists() and not options.force:
+        raise EdgecxrError("the bundle folder exists", path=out,
+                           fix="choose another --out, or pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    started = time.monotonic()
+    from edgecxr.exporters.quiet import quiet
+
+    try:
+        with quiet():
+            result = _export_into(tmp, Path(source_path), options, targets, reporter)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            raise EdgecxrError("the disk is full; nothing was written", path=out.parent,
+                               fix="free space (a tiny-256 bundle needs about 250 MB while exporting)") from exc
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.bundle = out
+    result.seconds = round(time.monotonic() - started, 1)
+    return result
+
+
+def _load_inputs(samples, spec, reporter, label: str) -> np.ndarray:
+    advance = reporter.task(label, len(samples))
+    arrays = np.empty((len(samples), *spec.input_shape), dtype=np.float32)
+    for i, sample in enumerate(samples):
+        arrays[i] = spec(decode_file(sample.path).pixels)
+        advance(1)
+    return arrays
+
+
+def _export_into(folder: Path, source_path: Path, options: ExportOptions, targets, reporter) -> ExportResult:
+    from edgecxr.backends import RunnerOptions, open_runner
+    from edgecxr.exporters import agreement, onnx_export
+    from edgecxr.exporters.calibration import plan_images, sample_record
+    from edgecxr.exporters.source import resolve_source
+    from edgecxr.training.model import checkpoint_sha256, load_checkpoint
+
+    source = resolve_source(source_path)
+    model, spec, class_names = load_checkpoint(source.model_dir)
+    plan = plan_images(class_names=class_names, calib_data=options.calib_data, run=source.run,
+                       calib_size=options.calib_size, heldout_size=options.heldout_size, seed=options.seed,
+                       need_calibration=options.int8)
+    warnings: list[str] = []
+    if len(plan.heldout) < 200:
+        warnings.append(f"only {len(plan.heldout)} held-out images for the agreement check (200 recommended)")
+    heldout = _load_inputs(plan.heldout, spec, reporter, "held-out images")
+
+    (folder / "onnx").mkdir()
+    fp32_onnx = folder / "onnx" / "model.fp32.onnx"
+    advance = reporter.task("ONNX export + check", 2)
+    export_info = onnx_export.export_onnx(model, spec, fp32_onnx, opset=options.opset)
+    advance(1)
+    export_info["verification"] = onnx_export.verify_against_torch(model, fp32_onnx, heldout[:32])
+    advance(1)
+    reporter.log(f"ONNX verified: max |logit diff| {export_info['verification']['max_abs_logit_diff']:.2e} "
+                 f"on {export_info['verification']['images']} real images")
+
+    runner_options = RunnerOptions()
+    reference_runner = open_runner("onnxruntime", fp32_onnx, runner_options)
+    reference = agreement.probabilities(reference_runner, heldout)
+    artifacts: list[dict] = []
+
+    def add(name, backend, precision, files, role, extra=None, runnable=True):
+        record = {"name": name, "backend": backend, "precision": precision, "role": role,
+                  "files": [file_entry(folder, f) for f in files], **(extra or {})}
+        if runnable:
+            runner = open_runner(backend, folder / files[0], runner_options)
+            record["agreement"] = agreement.compare(reference, agreement.probabilities(runner, heldout))
+            record["latency_ms_batch1"] = agreement.latency_ms(runner, heldout[:1])
+            runner.close()
+            if precision != "fp32" and record["agreement"]["agreement"] < MIN_AGREEMENT:
+                message = (f"{name}: agrees with FP32 on only {100 * record['agreement']['agreement']:.1f}% "
+                           f"of {len(heldout)} held-out images (minimum {100 * MIN_AGREEMENT:.0f}%)")
+                if options.strict:
+                    raise EdgecxrError(message, path=folder / files[0],
+                                       fix="use more or better calibration images, or drop --strict to keep it")
+                warnings.append(message)
+                reporter.warn(message)
+        artifacts.append(record)
+        return record
+
+    add("onnxruntime-fp32", "onnxruntime", "fp32", ["onnx/model.fp32.onnx"], "reference")
+    calibration_record = None
+    calib = None
+    if options.int8:
+        calib = _load_inputs(plan.calibration, spec, reporter, "calibration images")
+        calibration_record = sample_record(plan.calibration, plan.root, options.seed)
+        calibration_record["source"] = plan.source
+        calibration_record["heldout"] = sample_record(plan.heldout, plan.root, options.seed + 1)
+    if options.int8 and ("onnxruntime" in targets or "tensorrt" in targets):
+        from edgecxr.exporters import ort_int8
+
+        prepared = folder / "onnx" / ".prepared.onnx"
+        advance = reporter.task("ONNX Runtime INT8", 3)
+        pre = ort_int8.preprocess_for_quantization(fp32_onnx, prepared)
+        exclude = ort_int8.classifier_nodes(prepared)
+        advance(1)
+        for mode, rel in (("cpu", "onnx/model.int8.onnx"), ("symmetric", "onnx/model.int8-symmetric.onnx")):
+            if mode == "cpu" and "onnxruntime" not in targets:
+                continue
+            info = ort_int8.quantize(prepared, folder / rel, calib, mode=mode, input_name="pixel_values",
+                                     exclude=exclude)
+            info["pre_process"] = pre
+            add(f"onnxruntime-int8{'-symmetric' if mode == 'symmetric' else ''}", "onnxruntime", "int8", [rel],
+                info.pop("role"), {"quantization": info})
+            advance(1)
+        prepared.unlink()
+    if "openvino" in targets:
+        from edgecxr.exporters import openvino_int8
+
+        (folder / "openvino").mkdir()
+        precision = "fp16" if options.fp16 else "fp32"
+        advance = reporter.task("OpenVINO IR" + (" + NNCF INT8" if options.int8 else ""), 2 if options.int8 else 1)
+        ir = openvino_int8.to_ir(fp32_onnx, folder / "openvino" / f"model.{precision}.xml", fp16=options.fp16)
+        add(f"openvino-{precision}", "openvino", precision,
+            [f"openvino/model.{precision}.xml", f"openvino/model.{precision}.bin"], "reference-ir")
+        advance(1)
+        if options.int8:
+            info = openvino_int8.nncf_int8(ir, folder / "openvino" / "model.int8.xml", calib)
+            add("openvino-int8", "openvino", "int8", ["openvino/model.int8.xml", "openvino/model.int8.bin"],
+                "cpu", {"quantization": info})
+            advance(1)
+    reference_runner.close()
+    if "tensorrt" in targets:
+        from edgecxr.exporters.tensorrt_target import build_into_bundle
+
+        artifacts.extend(build_into_bundle(folder, artifacts, options, spec, warnings, reporter))
+
+    if source.report_path is not None:
+        shutil.copyfile(source.report_path, folder / REFERENCE_REPORT)
+        md = source.report_path.with_name("report.md")
+        if md.is_file():
+            shutil.copyfile(md, folder / "report.md")
+    spec.save(folder)
+    manifest = {
+        "schema": BUNDLE_SCHEMA,
+        "name": options.name or (source.model_dir.parent.name if source.model_dir.name == "model"
+                                 else source.model_dir.name),
+        "created": utc_now(),
+        "class_names": class_names,
+        "positive_class": "PNEUMONIA" if "PNEUMONIA" in class_names else class_names[-1],
+        "preprocess": spec.to_dict(),
+        "input": {"name": "pixel_values", "shape": ["batch", 3, spec.height, spec.width], "dtype": "float32"},
+        "output": {"name": "logits", "shape": ["batch", len(class_names)], "dtype": "float32",
+                   "meaning": "logits; softmax gives class probabilities"},
+        "decision": {"rule": "argmax"},
+        "artifacts": artifacts,
+        "onnx_export": export_info,
+        "calibration": calibration_record,
+        "source": {"checkpoint": str(source.model_dir), "checkpoint_sha256": checkpoint_sha256(source.model_dir),
+                   "run_created": (source.run or {}).get("created"),
+                   "reference_report": REFERENCE_REPORT if source.report_path else None},
+        "versions": library_versions(),
+        "warnings": warnings,
+    }
+    manifest["checksum"] = manifest_checksum(manifest)
+    atomic_write_json(folder / MANIFEST, manifest)
+    return ExportResult(folder, manifest, warnings)

@@ -1,0 +1,193 @@
+"""The export stage on a tiny trained Swin-V2: real runtimes, real images, a verified bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from edgecxr.backends import RunnerOptions, open_runner  # noqa: E402
+from edgecxr.bundle import load_bundle  # noqa: E402
+from edgecxr.cli.app import app  # noqa: E402
+from edgecxr.data.decode import decode_file  # noqa: E402
+from edgecxr.data.fingerprint import sha256_file  # noqa: E402
+from edgecxr.errors import EdgecxrError  # noqa: E402
+from edgecxr.training.model import load_checkpoint  # noqa: E402
+from tests.helpers import tiny_swinv2_checkpoint  # noqa: E402
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def run_dir(mini, tmp_path_factory):
+    # big enough (0.2 M parameters) that INT8 weights outweigh the quantization metadata
+    base = tiny_swinv2_checkpoint(tmp_path_factory.mktemp("base") / "base", embed_dim=48, depths=(2, 2),
+                                  num_heads=(2, 4))
+    out = tmp_path_factory.mktemp("exp") / "tiny"
+    result = run("train", mini, "--out", out, "--epochs", 1, "--base", base, "--lr", 1e-4, "--batch-size", 8,
+                 "--workers", 0, "--val-fraction", 0.25)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(run_dir, mini, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "tiny-bundle"
+    result = run("export", run_dir, "--out", out, "--int8", "--calib-data", mini / "train", "--calib-size", 10,
+                 "--targets", "onnxruntime,openvino,tensorrt")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_bundle_has_every_artifact_with_matching_hashes(bundle_dir):
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    names = {a["name"] for a in manifest["artifacts"]}
+    assert names == {"onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-int8-symmetric", "openvino-fp32",
+                     "openvino-int8"}
+    for artifact in manifest["artifacts"]:
+        for entry in artifact["files"]:
+            assert sha256_file(bundle_dir / entry["path"]) == entry["sha256"]
+            assert (bundle_dir / entry["path"]).stat().st_size == entry["bytes"]
+    assert manifest["class_names"] == ["NORMAL", "PNEUMONIA"]
+    assert manifest["preprocess"]["height"] == 64
+    assert (bundle_dir / "report.json").is_file()  # parity-check's reference travels with the bundle
+    assert manifest["source"]["reference_report"] == "report.json"
+
+
+def test_each_artifact_runs_in_its_runtime_and_matches_pytorch(bundle_dir, run_dir, mini_test_images):
+    model, spec, _ = load_checkpoint(run_dir)
+    x = np.stack([spec(decode_file(p).pixels) for p in mini_test_images[:8]])
+    with torch.inference_mode():
+        ref = torch.softmax(model(pixel_values=torch.from_numpy(x)).logits, -1).numpy()
+    bundle = load_bundle(bundle_dir)
+    for artifact in bundle.artifacts:
+        with open_runner(artifact.backend, artifact.path, RunnerOptions()) as engine:
+            logits = engine.infer(x)
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        recorded = artifact.record["agreement"]["max_abs_prob_diff"]
+        tolerance = 1e-4 if artifact.precision == "fp32" else max(0.1, 3 * recorded)
+        assert np.abs(probs - ref).max() <= tolerance, artifact.name
+
+
+def test_onnx_check_and_agreement_are_recorded(bundle_dir):
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    check = manifest["onnx_export"]["verification"]
+    assert check["max_abs_logit_diff"] <= 1e-4 and check["images"] > 0
+    for artifact in manifest["artifacts"]:
+        agree = artifact["agreement"]
+        assert 0.0 <= agree["agreement"] <= 1.0 and agree["images"] == 14
+    int8 = next(a for a in manifest["artifacts"] if a["name"] == "onnxruntime-int8")
+    assert "LayerNormalization" in int8["quantization"]["kept_in_float"]
+    assert int8["quantization"]["pre_process"]["shape_inference"]
+
+
+def test_int8_is_smaller_than_fp32(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    size = {a.name: a.size_bytes for a in bundle.artifacts}
+    assert size["onnxruntime-int8"] < size["onnxruntime-fp32"]
+    assert size["openvino-int8"] < size["openvino-fp32"]
+
+
+def test_calibration_and_heldout_do_not_overlap(bundle_dir):
+    calib = json.loads((bundle_dir / "bundle.json").read_text())["calibration"]
+    assert calib["size"] == 10 and calib["source"] == "calib-data"
+    calib_files = {f["path"] for f in calib["files"]}
+    heldout_files = {f["path"] for f in calib["heldout"]["files"]}
+    assert len(calib_files) == 10 and len(heldout_files) == 14
+    assert not calib_files & heldout_files
+    labels = [p.split("/")[0] for p in calib_files]
+    assert labels.count("NORMAL") == labels.count("PNEUMONIA") == 5  # stratified
+
+
+def test_tensorrt_without_tensorrt_is_a_clear_warning(bundle_dir):
+    warnings = json.loads((bundle_dir / "bundle.json").read_text())["warnings"]
+    assert any("TensorRT is not installed" in w and "edgecxr build-engine" in w for w in warnings)
+    result = run("build-engine", bundle_dir)
+    assert result.exit_code == 2
+    assert "TensorRT is not installed" in result.stderr and "JetPack" in result.stderr
+
+
+def test_inspect_prints_the_summary(bundle_dir):
+    result = run("bundle", "inspect", bundle_dir)
+    assert result.exit_code == 0, result.output
+    assert "openvino-int8" in result.output and "sha256 verified" in result.output
+
+
+def test_tampered_artifact_is_refused(bundle_dir, tmp_path):
+    copy = tmp_path / "tampered"
+    shutil.copytree(bundle_dir, copy)
+    target = copy / "onnx" / "model.int8.onnx"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(EdgecxrError, match=r"model\.int8\.onnx.*does not match its sha256"):
+        load_bundle(copy)
+    result = run("bundle", "inspect", copy)
+    assert result.exit_code == 2 and "tampered" in result.stderr
+
+
+def test_incomplete_bundle_is_refused(bundle_dir, tmp_path):
+    copy = tmp_path / "incomplete"
+    shutil.copytree(bundle_dir, copy)
+    (copy / "openvino" / "model.int8.bin").unlink()
+    with pytest.raises(EdgecxrError, match="missing"):
+        load_bundle(copy)
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+def _clean_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:"), result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+def test_int8_without_calibration_data_refuses(run_dir, tmp_path):
+    model_only = tmp_path / "model-only"
+    shutil.copytree(run_dir / "model", model_only)
+    _clean_error(run("export", model_only, "--out", tmp_path / "b", "--int8"), "--calib-data",
+                 "never calibrates on random")
+    assert not list(tmp_path.glob(".b.partial-*"))
+
+
+def test_existing_output_needs_force(run_dir, bundle_dir):
+    _clean_error(run("export", run_dir, "--out", bundle_dir), "exists", "--force")
+
+
+def test_unknown_target(run_dir, tmp_path):
+    _clean_error(run("export", run_dir, "--out", tmp_path / "b", "--targets", "coreml"), "coreml")
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "junk").mkdir()
+    _clean_error(run("export", tmp_path / "junk", "--out", tmp_path / "b"), "neither a run folder")
+
+
+def test_calibration_classes_must_match(run_dir, mini, tmp_path):
+    calib = tmp_path / "calib"
+    shutil.copytree(mini / "test", calib)
+    (calib / "NORMAL").rename(calib / "HEALTHY")
+    _clean_error(run("export", run_dir, "--out", tmp_path / "b", "--int8", "--calib-data", calib),
+                 "['HEALTHY', 'PNEUMONIA']")
+    assert not list(tmp_path.glob(".b.partial-*"))
+
+
+def test_empty_calibration_folder(run_dir, tmp_path):
+    (tmp_path / "empty").mkdir()
+    _clean_error(run("export", run_dir, "--out", tmp_path / "b", "--int8", "--calib-data", tmp_path / "empty"),
+                 "no class folders")
