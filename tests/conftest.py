@@ -21,3 +21,39 @@ def mini() -> Path:
 @pytest.fixture(scope="session")
 def mini_test_images(mini) -> list[Path]:
     return sorted((mini / "test").rglob("*.jpeg"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(mini, tmp_path_factory):
+    """A tiny Swin-V2 (0.2 M parameters, 64 px) fine-tuned one epoch on the sample: big enough
+    that INT8 weights outweigh the quantization metadata."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from edgecxr.cli.app import app
+    from tests.helpers import tiny_swinv2_checkpoint
+
+    base = tiny_swinv2_checkpoint(tmp_path_factory.mktemp("base") / "base", embed_dim=48, depths=(2, 2),
+                                  num_heads=(2, 4))
+    out = tmp_path_factory.mktemp("exp") / "tiny"
+    args = ["train", mini, "--out", out, "--epochs", 1, "--base", base, "--lr", 1e-4, "--batch-size", 8,
+            "--workers", 0, "--val-fraction", 0.25]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(trained_run, mini, tmp_path_factory):
+    """The tiny model exported with --int8 (calibrated on the sample's train split)."""
+    pytest.importorskip("onnx")
+    from typer.testing import CliRunner
+
+    from edgecxr.cli.app import app
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-bundle"
+    args = ["export", trained_run, "--out", out, "--int8", "--calib-data", mini / "train", "--calib-size", 10,
+            "--targets", "onnxruntime,openvino,tensorrt"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return out

@@ -21,7 +21,6 @@ from edgecxr.data.decode import decode_file  # noqa: E402
 from edgecxr.data.fingerprint import sha256_file  # noqa: E402
 from edgecxr.errors import EdgecxrError  # noqa: E402
 from edgecxr.training.model import load_checkpoint  # noqa: E402
-from tests.helpers import tiny_swinv2_checkpoint  # noqa: E402
 
 runner = CliRunner()
 
@@ -31,24 +30,8 @@ def run(*args):
 
 
 @pytest.fixture(scope="module")
-def run_dir(mini, tmp_path_factory):
-    # big enough (0.2 M parameters) that INT8 weights outweigh the quantization metadata
-    base = tiny_swinv2_checkpoint(tmp_path_factory.mktemp("base") / "base", embed_dim=48, depths=(2, 2),
-                                  num_heads=(2, 4))
-    out = tmp_path_factory.mktemp("exp") / "tiny"
-    result = run("train", mini, "--out", out, "--epochs", 1, "--base", base, "--lr", 1e-4, "--batch-size", 8,
-                 "--workers", 0, "--val-fraction", 0.25)
-    assert result.exit_code == 0, result.output
-    return out
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(run_dir, mini, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bundles") / "tiny-bundle"
-    result = run("export", run_dir, "--out", out, "--int8", "--calib-data", mini / "train", "--calib-size", 10,
-                 "--targets", "onnxruntime,openvino,tensorrt")
-    assert result.exit_code == 0, result.output
-    return out
+def run_dir(trained_run):
+    return trained_run
 
 
 def test_bundle_has_every_artifact_with_matching_hashes(bundle_dir):

@@ -1,0 +1,210 @@
+"""`edgecxr watch`, `edgecxr classify` and `edgecxr status`: the device runtime's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+BundleOpt = Annotated[Path | None, typer.Option(help="Model bundle (default: $EDGECXR_BUNDLE, else the bundled reference model).")]
+BackendOpt = Annotated[str, typer.Option(help="auto, tensorrt, openvino or onnxruntime.")]
+PrecisionOpt = Annotated[str, typer.Option(help="auto, int8, fp16 or fp32 (auto: fastest on this hardware).")]
+DeviceOpt = Annotated[str, typer.Option(help="OpenVINO device: CPU, GPU, NPU or AUTO.")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")]
+
+
+def _open_classifier(bundle, backend, precision, device, threads, hint="LATENCY"):
+    from edgecxr.backends import RunnerOptions
+    from edgecxr.bundle import load_bundle
+    from edgecxr.runtime.classifier import Classifier
+    from edgecxr.runtime.default_bundle import resolve_bundle
+    from edgecxr.runtime.selection import choose
+
+    loaded = load_bundle(resolve_bundle(bundle))
+    choice = choose(loaded, backend, precision)
+    options = RunnerOptions(threads=threads, device=device, performance_hint=hint)
+    return Classifier(loaded, choice, options)
+
+
+def watch(
+    inbox: Annotated[Path, typer.Argument(help="The folder the scanner (or its export node) writes to.")],
+    bundle: BundleOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Results folder: results.jsonl and status.json (default: INBOX/.edgecxr).")] = None,
+    backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    device: DeviceOpt = "CPU",
+    threads: ThreadsOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="Process the backlog and exit (cron, tests, batch jobs).")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", help="Also watch subfolders.")] = False,
+    settle_seconds: Annotated[float, typer.Option(help="A file is read once its size and mtime are unchanged this long.")] = 2.0,
+    rescan_seconds: Annotated[float, typer.Option(help="Full rescan interval, for shares where events are missed.")] = 10.0,
+    batch_size: Annotated[int, typer.Option(help="Largest micro-batch for a burst of files.")] = 8,
+    archive: Annotated[Path | None, typer.Option(help="Move classified inputs here.")] = None,
+    quarantine: Annotated[Path | None, typer.Option(help="Move refused inputs here.")] = None,
+    poll: Annotated[bool, typer.Option("--poll", help="Poll instead of file-system events (network shares).")] = False,
+    modality: Annotated[str, typer.Option(help="DICOM modalities to classify, comma-separated.")] = "CR,DX,DR",
+    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = 100_000_000,
+    max_bytes: Annotated[int, typer.Option(help="Refuse files larger than this.")] = 512 * 1024 * 1024,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No table of results, only the summary.")] = False,
+):
+    """Watch a scanner's output folder and classify every image that lands there, exactly once."""
+    import signal
+    import threading
+
+    from edgecxr.cli.console import err
+    from edgecxr.cli.console import out as console
+    from edgecxr.runtime.classifier import InputLimits
+    from edgecxr.runtime.watcher import Watcher, WatchOptions
+
+    out = out or inbox / ".edgecxr"
+    classifier = _open_classifier(bundle, backend, precision, device, threads)
+    err.print(f"edgecxr watch: {inbox} -> {out / 'results.jsonl'}", markup=False)
+    err.print(f"bundle {classifier.bundle.name}; engine {classifier.artifact.name} ({classifier.choice.reason})",
+              markup=False)
+    options = WatchOptions(
+        inbox=inbox, out=out, recursive=recursive, settle_seconds=settle_seconds, rescan_seconds=rescan_seconds,
+        batch_size=batch_size, once=once, poll=poll, archive=archive, quarantine=quarantine,
+        limits=InputLimits(max_pixels=max_pixels, max_bytes=max_bytes,
+                           modalities=tuple(m.strip().upper() for m in modality.split(",") if m.strip())))
+    new: list[dict] = []
+
+    def on_result(record: dict) -> None:
+        if once:
+            new.append(record)  # a table at the end; a long-running watch logs each line instead
+        elif not quiet:
+            err.print(_one_line(record), markup=False, highlight=False)
+
+    watcher = Watcher(classifier, options, log=lambda m: err.print(m, markup=False, highlight=False),
+                      on_result=on_result)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        err.print(f"signal {signal.Signals(signum).name}: finishing the batch in flight", markup=False)
+        stop.set()
+        watcher.wake.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        counters = watcher.run(stop)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        classifier.close()
+    if new and not quiet:
+        _print_results(new, console)
+    console.print(f"{len(new)} new result(s) this run; {counters.processed} classified and "
+                  f"{counters.refused} refused in total -> {out / 'results.jsonl'}")
+
+
+def _one_line(r: dict) -> str:
+    if r["status"] != "ok":
+        return f"refused {r['path']}: {r['error']['message']}"
+    probs = r["probabilities"]
+    return f"{r['label']:<10} {max(probs.values()):.3f}  {r['path']}"
+
+
+def _print_results(records: list[dict], console) -> None:
+    from rich.table import Table
+
+    table = Table(title_justify="left")
+    for col in ("file", "result", "P(positive)", "engine", "ms"):
+        table.add_column(col, justify="right" if col in ("P(positive)", "ms") else "left")
+    for r in records:
+        if r["status"] == "ok":
+            probs = r["probabilities"]
+            positive = "PNEUMONIA" if "PNEUMONIA" in probs else list(probs)[-1]
+            t = r["timings_ms"]
+            table.add_row(r["path"], r["label"], f"{probs[positive]:.3f}", f"{r['backend']}/{r['precision']}",
+                          f"{t['decode'] + t['preprocess'] + t['inference']:.0f}")
+        else:
+            table.add_row(r["path"], f"[red]refused: {r['error']['code']}[/red]", "-", "-", "-")
+    console.print(table)
+
+
+def classify(
+    files: Annotated[list[Path], typer.Argument(help="PNG, JPEG or DICOM files.")],
+    bundle: BundleOpt = None,
+    backend: BackendOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    device: DeviceOpt = "CPU",
+    threads: ThreadsOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per file instead of a table.")] = False,
+    save_input: Annotated[Path | None, typer.Option(help="Write the exact model input of each file as a PNG here.")] = None,
+    modality: Annotated[str, typer.Option(help="DICOM modalities to classify, comma-separated.")] = "CR,DX,DR",
+):
+    """Classify files once and print a table (file, label, probabilities, engine, ms)."""
+    from rich.table import Table
+
+    from edgecxr.cli.console import out as console
+    from edgecxr.runtime.classifier import InputLimits, prepare
+
+    classifier = _open_classifier(bundle, backend, precision, device, threads)
+    limits = InputLimits(modalities=tuple(m.strip().upper() for m in modality.split(",") if m.strip()))
+    spec = classifier.bundle.spec
+    names = classifier.class_names
+    table = Table(caption=f"engine {classifier.artifact.name}: {classifier.choice.reason}", caption_justify="left")
+    for col in ("file", "label", *names, "ms"):
+        table.add_column(col, justify="left" if col in ("file", "label") else "right")
+    failed = 0
+    for path in files:
+        item = prepare(path, spec, limits)
+        if item.error is not None:
+            failed += 1
+            record = {"file": str(path), "status": "error", "error": {"code": item.error.code, "message": str(item.error)}}
+            if json_out:
+                console.print_json(json.dumps(record))
+            else:
+                table.add_row(str(path), f"[red]refused: {item.error.code}[/red]", *["-"] * len(names), "-")
+            continue
+        probs, infer_ms = classifier.probabilities(item.tensor[None])
+        label = classifier.label(probs[0])
+        ms = item.decode_ms + item.preprocess_ms + infer_ms
+        if save_input is not None:
+            save_input.mkdir(parents=True, exist_ok=True)
+            spec.to_image(item.tensor).save(save_input / f"{path.stem}.model-input.png")
+        if json_out:
+            console.print_json(json.dumps({
+                "file": str(path), "status": "ok", "label": label, "sha256": item.sha256,
+                "probabilities": {n: float(p) for n, p in zip(names, probs[0])},
+                "backend": classifier.artifact.backend, "precision": classifier.artifact.precision,
+                "ms": round(ms, 2), **({"dicom": item.meta} if item.meta else {})}))
+        else:
+            table.add_row(str(path), label, *(f"{p:.3f}" for p in probs[0]), f"{ms:.0f}")
+    classifier.close()
+    if not json_out:
+        console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+def status(
+    out: Annotated[Path, typer.Argument(help="The watcher's results folder (its --out).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print status.json as it is.")] = False,
+):
+    """Show a watcher's heartbeat: counts, backlog, last error, engine, uptime."""
+    import time
+    from datetime import datetime
+
+    from edgecxr.cli.console import out as console
+    from edgecxr.errors import EdgecxrError
+
+    path = out / "status.json"
+    if not path.is_file():
+        raise EdgecxrError("no status.json: no watcher has written here", path=out,
+                           fix="give the folder passed to `edgecxr watch --out` (default INBOX/.edgecxr)")
+    data = json.loads(path.read_text())
+    if json_out:
+        console.print_json(json.dumps(data))
+        return
+    age = time.time() - datetime.fromisoformat(data["updated"]).timestamp()
+    stale = data["state"] == "running" and age > 30
+    state = f"{data['state']}" + (f" [red](no heartbeat for {age:.0f} s: stopped or hung?)[/red]" if stale else "")
+    console.print(f"state: {state}; pid {data['pid']}; uptime {data['uptime_s']:.0f} s; inbox {data['inbox']}")
+    console.print(f"classified {data['processed']}, refused {data['refused']}, backlog {data['backlog']}, "
+                  f"waiting {data['waiting']}, moved {data['moved']}")
+    console.print(f"engine: {data['bundle']} {data['backend']}/{data['precision']} ({data['reason']})")
+    console.print(f"last error: {data['last_error'] or 'none'}")
+    if stale:
+        raise typer.Exit(1)

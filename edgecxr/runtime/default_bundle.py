@@ -1,0 +1,22 @@
+"""Where the bundle comes from when the user names none: --bundle, EDGECXR_BUNDLE, the packaged one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgecxr.errors import EdgecxrError
+
+PACKAGED = Path(__file__).resolve().parent.parent / "models" / "reference"
+ENV = "EDGECXR_BUNDLE"
+
+
+def resolve_bundle(explicit: str | Path | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV])
+    if (PACKAGED / "bundle.json").is_file():
+        return PACKAGED
+    raise EdgecxrError("no model bundle given and no default bundle is installed with this edgecxr",
+                       fix=f"pass --bundle DIR (from `edgecxr export`) or set {ENV}=DIR")
