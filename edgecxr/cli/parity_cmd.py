@@ -1,0 +1,64 @@
+"""`edgecxr parity-check`: the evidence that each engine classifies as well as the validated model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def parity_check(
+    bundle: Annotated[Path | None, typer.Argument(help="Bundle folder (default: $EDGECXR_BUNDLE, else the bundled reference model).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Labelled test folder (default: the one the reference report names).")] = None,
+    reference: Annotated[Path | None, typer.Option(help="PyTorch report.json (default: the one inside the bundle).")] = None,
+    backends: Annotated[str | None, typer.Option(help="Only these backends, comma-separated.")] = None,
+    precisions: Annotated[str | None, typer.Option(help="Only these precisions, comma-separated.")] = None,
+    max_accuracy_drop: Annotated[float, typer.Option(help="Largest allowed accuracy drop, percentage points.")] = 1.0,
+    max_recall_drop: Annotated[float, typer.Option(help="Largest allowed recall drop per class, percentage points.")] = 2.0,
+    min_agreement: Annotated[float, typer.Option(help="Smallest allowed share of predictions equal to PyTorch's.")] = 0.98,
+    out: Annotated[Path, typer.Option(help="Folder for parity.md, parity.json and parity.png.")] = Path("parity"),
+    threads: Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")] = None,
+):
+    """Prove each engine matches the PyTorch test-set report: exit 0 all PASS, 1 any FAIL, 2 bad input."""
+    from rich.table import Table
+
+    from edgecxr.backends import RunnerOptions
+    from edgecxr.bundle import load_bundle
+    from edgecxr.cli.console import out as console
+    from edgecxr.cli.console import task_progress
+    from edgecxr.parity import report
+    from edgecxr.parity.check import Tolerances, run_parity
+    from edgecxr.reporting import load_report
+    from edgecxr.runtime.default_bundle import resolve_bundle
+
+    loaded = load_bundle(resolve_bundle(bundle))
+    tolerances = Tolerances(max_accuracy_drop, max_recall_drop, min_agreement)
+    with task_progress() as start:
+        result = run_parity(loaded, data=data, reference=reference, backends=_split(backends),
+                            precisions=_split(precisions), tolerances=tolerances,
+                            options=RunnerOptions(threads=threads), progress=start)
+    ref = load_report(reference or loaded.reference_report_path())
+    written = report.write(result, {r["path"]: r for r in ref["rows"]}, out)
+    table = Table(title=f"parity with the PyTorch report on {result['data']['n_images']} images "
+                        f"(PyTorch accuracy {100 * ref['metrics']['accuracy']:.2f}%)", title_justify="left")
+    for col in ("engine", "verdict", "accuracy", "Δ pp", "agree", "flips", "McNemar p", "ECE"):
+        table.add_column(col, justify="left" if col in ("engine", "verdict") else "right", no_wrap=True)
+    for e in result["engines"]:
+        colour = "green" if e["verdict"] == "PASS" else "red"
+        table.add_row(e["artifact"], f"[{colour}]{e['verdict']}[/{colour}]", f"{100 * e['metrics']['accuracy']:.2f}%",
+                      f"{100 * e['deltas']['accuracy']:+.2f}", f"{100 * e['agreement']:.1f}%", str(len(e["flipped"])),
+                      f"{e['mcnemar']['p_value']:.3g}", f"{e['ece']:.3f}")
+    console.print(table)
+    for e in result["engines"]:
+        for failure in e["failures"]:
+            console.print(f"[red]{e['artifact']}: {failure}[/red]", highlight=False)
+    for s in result["skipped"]:
+        console.print(f"not checked here: {s['artifact']} ({s['reason']})", highlight=False)
+    console.print(f"overall: {result['verdict']}  ->  {', '.join(str(p) for p in written)}")
+    if result["verdict"] != "PASS":
+        raise typer.Exit(1)

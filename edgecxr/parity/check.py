@@ -1,0 +1,203 @@
+"""Score every runnable engine of a bundle on the labelled test set and hold it to the
+PyTorch reference report: same images, same decoder, same preprocessing as the runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr.backends import RunnerOptions, backend_installed, open_runner
+from edgecxr.bundle import Artifact, Bundle
+from edgecxr.data.decode import decode_file
+from edgecxr.data.folders import hash_and_check, scan_split
+from edgecxr.errors import DataError, EdgecxrError
+from edgecxr.metrics import softmax
+from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
+from edgecxr.reporting import build_report, library_versions, load_report, utc_now
+
+PARITY_SCHEMA = "edgecxr.parity/1"
+
+
+@dataclass
+class Tolerances:
+    max_accuracy_drop: float = 1.0  # percentage points
+    max_recall_drop: float = 2.0  # percentage points, per class
+    min_agreement: float = 0.98
+
+
+def resolve_inputs(bundle: Bundle, data: Path | None, reference: Path | None) -> tuple[dict, Path]:
+    ref_path = reference or bundle.reference_report_path()
+    if ref_path is None:
+        raise EdgecxrError("the bundle carries no PyTorch test report and none was given", path=bundle.folder,
+                           fix="pass --reference RUN/report.json (written by edgecxr train/evaluate)")
+    try:
+        ref = load_report(ref_path)
+    except (OSError, ValueError) as exc:
+        raise EdgecxrError(f"cannot read the reference report ({exc})", path=ref_path,
+                           fix="give a report.json written by edgecxr train or evaluate") from exc
+    if data is None:
+        data = Path(ref.get("data", {}).get("root", ""))
+        if not data.is_dir():
+            raise EdgecxrError(f"the test folder named by the reference report is not here ({data})",
+                               path=ref_path, fix="pass --data TEST_DIR (the same images the report was made on)")
+    if ref["class_names"] != bundle.class_names:
+        raise DataError(f"the reference report's classes {ref['class_names']} differ from the bundle's "
+                        f"{bundle.class_names}", path=ref_path, fix="give the report of the model this bundle holds")
+    return ref, data
+
+
+def check_same_data(split, ref: dict, data: Path) -> None:
+    """Refuse to compare on other images than the reference's, naming the files that differ."""
+    fingerprint = split.fingerprint()
+    if fingerprint == ref["data"]["fingerprint"]:
+        return
+    ours = {s.rel: s.sha256 for s in split.samples}
+    theirs = {r["path"]: r["sha256"] for r in ref["rows"]}
+    missing = sorted(set(theirs) - set(ours))
+    extra = sorted(set(ours) - set(theirs))
+    changed = sorted(p for p in set(ours) & set(theirs) if ours[p] != theirs[p])
+    parts = [f"{label} ({len(items)}): {', '.join(items[:5])}{' …' if len(items) > 5 else ''}"
+             for label, items in (("missing here", missing), ("not in the reference", extra),
+                                  ("different content", changed)) if items]
+    raise DataError("the test data differs from the reference report's (fingerprint mismatch): " + "; ".join(parts),
+                    path=data, fix="run parity-check on exactly the images the PyTorch report was made on")
+
+
+def runnable_artifacts(bundle: Bundle, backends: list[str] | None, precisions: list[str] | None):
+    """(artifacts to score, [(artifact name, why skipped)])."""
+    from edgecxr.runtime.selection import _tensorrt_usable
+
+    chosen, skipped = [], []
+    for artifact in bundle.artifacts:
+        if backends and artifact.backend not in backends:
+            continue
+        if precisions and artifact.precision not in precisions:
+            continue
+        if not backend_installed(artifact.backend):
+            skipped.append((artifact.name, f"{artifact.backend} is not installed"))
+        elif artifact.backend == "tensorrt" and (why := _tensorrt_usable(artifact)):
+            skipped.append((artifact.name, why))
+        else:
+            chosen.append(artifact)
+    if backends:
+        known = {a.backend for a in bundle.artifacts}
+        missing = [b for b in backends if b not in known]
+        if missing:
+            raise EdgecxrError(f"the bundle has no artifact for backend(s) {missing}", path=bundle.folder,
+                               fix=f"choose from {sorted(known)}")
+    if not chosen:
+        reasons = "; ".join(f"{n}: {w}" for n, w in skipped) or "no artifact matches the filters"
+        raise EdgecxrError(f"no engine to check on this machine ({reasons})", path=bundle.folder,
+                           fix="install the backend (e.g. pip install 'edgecxr[openvino]') or change the filters")
+    return chosen, skipped
+
+
+def load_inputs(split, spec, advance: Callable[[int], None]) -> np.ndarray:
+    arrays = np.empty((len(split.samples), *spec.input_shape), dtype=np.float32)
+    for i, sample in enumerate(split.samples):
+        arrays[i] = spec(decode_file(sample.path).pixels)
+        advance(1)
+    return arrays
+
+
+def score(artifact: Artifact, inputs: np.ndarray, options: RunnerOptions, advance, batch_size: int = 16) -> np.ndarray:
+    runner = open_runner(artifact.backend, artifact.path, options)
+    try:
+        chunks = []
+        for start in range(0, len(inputs), batch_size):
+            chunks.append(softmax(runner.infer(inputs[start:start + batch_size])))
+            advance(min(batch_size, len(inputs) - start))
+        return np.concatenate(chunks)
+    finally:
+        runner.close()
+
+
+def compare(ref: dict, report: dict, tolerances: Tolerances) -> dict:
+    names = ref["class_names"]
+    pos = ref["positive_class"]
+    ref_rows = {r["path"]: r for r in ref["rows"]}
+    rows = report["rows"]
+    truth = np.array([names.index(r["label"]) for r in rows])
+    ref_probs = np.array([[ref_rows[r["path"]]["probabilities"][n] for n in names] for r in rows])
+    eng_probs = np.array([[r["probabilities"][n] for n in names] for r in rows])
+    ref_pred, eng_pred = ref_probs.argmax(1), eng_probs.argmax(1)
+    ref_right, eng_right = ref_pred == truth, eng_pred == truth
+    b = int((ref_right & ~eng_right).sum())
+    c = int((~ref_right & eng_right).sum())
+    n = len(rows)
+    dpos = np.abs(eng_probs[:, names.index(pos)] - ref_probs[:, names.index(pos)])
+    flipped = [{"path": r["path"], "label": r["label"], "reference": names[ref_pred[i]], "engine": names[eng_pred[i]],
+                "p_reference": float(ref_probs[i, names.index(pos)]), "p_engine": float(eng_probs[i, names.index(pos)])}
+               for i, r in enumerate(rows) if ref_pred[i] != eng_pred[i]]
+    m, rm = report["metrics"], ref["metrics"]
+    deltas = {"accuracy": m["accuracy"] - rm["accuracy"],
+              "sensitivity": m["sensitivity"] - rm["sensitivity"],
+              "specificity": m["specificity"] - rm["specificity"],
+              "macro_f1": m["macro_avg"]["f1"] - rm["macro_avg"]["f1"],
+              "roc_auc": None if m["roc_auc"] is None or rm["roc_auc"] is None else m["roc_auc"] - rm["roc_auc"]}
+    for name in names:
+        for key in ("precision", "recall", "f1"):
+            deltas[f"{name}_{key}"] = m["classes"][name][key] - rm["classes"][name][key]
+    agreement = float((ref_pred == eng_pred).mean()) if n else 1.0
+    failures = []
+    if -100 * deltas["accuracy"] > tolerances.max_accuracy_drop:
+        failures.append(f"accuracy dropped {-100 * deltas['accuracy']:.2f} pp (allowed {tolerances.max_accuracy_drop})")
+    for name in names:
+        drop = -100 * deltas[f"{name}_recall"]
+        if drop > tolerances.max_recall_drop:
+            failures.append(f"{name} recall dropped {drop:.2f} pp (allowed {tolerances.max_recall_drop})")
+    if agreement < tolerances.min_agreement:
+        failures.append(f"agreement {100 * agreement:.2f}% is under {100 * tolerances.min_agreement:.0f}%")
+    return {
+        "agreement": agreement, "flipped": flipped,
+        "p_positive_abs_diff": {"max": float(dpos.max()) if n else 0.0, "mean": float(dpos.mean()) if n else 0.0},
+        "mcnemar": {"reference_right_engine_wrong": b, "reference_wrong_engine_right": c,
+                    "p_value": mcnemar_exact(b, c)},
+        "accuracy_ci95": list(wilson_interval(int(eng_right.sum()), n)),
+        "reference_accuracy_ci95": list(wilson_interval(int(ref_right.sum()), n)),
+        "accuracy_difference": paired_difference(b, c, n),
+        "ece": expected_calibration_error(eng_probs, truth),
+        "reference_ece": expected_calibration_error(ref_probs, truth),
+        "deltas": deltas,
+        "verdict": "FAIL" if failures else "PASS", "failures": failures,
+    }
+
+
+def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | None = None,
+               backends: list[str] | None = None, precisions: list[str] | None = None,
+               tolerances: Tolerances | None = None, options: RunnerOptions | None = None,
+               progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
+    tolerances = tolerances or Tolerances()
+    progress = progress or (lambda description, total: (lambda n=1: None))
+    ref, data = resolve_inputs(bundle, data, reference)
+    split = scan_split(data, "test", bundle.class_names)
+    artifacts, skipped = runnable_artifacts(bundle, backends, precisions)
+    hash_and_check(split.samples, on_progress=progress("hashing test set", len(split.samples)))
+    check_same_data(split, ref, data)
+    inputs = load_inputs(split, bundle.spec, progress("decode + preprocess", len(split.samples)))
+    engines = []
+    for artifact in artifacts:
+        probs = score(artifact, inputs, options or RunnerOptions(), progress(artifact.name, len(inputs)))
+        rows = [{"path": s.rel, "sha256": s.sha256, "label": split.classes[s.label],
+                 "prediction": split.classes[int(np.argmax(p))],
+                 "probabilities": {n: float(v) for n, v in zip(split.classes, p)}} for s, p in zip(split.samples, probs)]
+        report = build_report(rows, split.classes, meta={"positive_class": ref["positive_class"]})
+        engines.append({"artifact": artifact.name, "backend": artifact.backend, "precision": artifact.precision,
+                        "role": artifact.role, "metrics": report["metrics"], **compare(ref, report, tolerances),
+                        "rows": rows})
+    verdict = "PASS" if all(e["verdict"] == "PASS" for e in engines) else "FAIL"
+    return {
+        "schema": PARITY_SCHEMA, "created": utc_now(), "verdict": verdict,
+        "bundle": {"name": bundle.name, "path": str(bundle.folder), "checksum": bundle.checksum},
+        "reference": {"path": str(reference or bundle.reference_report_path()), "metrics": ref["metrics"],
+                      "model_sha256": ref.get("model", {}).get("sha256")},
+        "data": {"root": str(data), "fingerprint": ref["data"]["fingerprint"], "n_images": len(split.samples)},
+        "class_names": bundle.class_names, "positive_class": ref["positive_class"],
+        "tolerances": tolerances.__dict__, "engines": engines,
+        "skipped": [{"artifact": n, "reason": w} for n, w in skipped],
+        "versions": library_versions("numpy", "pillow", "onnxruntime", "openvino", "tensorrt"),
+    }

@@ -1,0 +1,136 @@
+"""parity.json, parity.md (fit for a deployment record) and parity.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr.fsutil import atomic_write_text
+from edgecxr.optional import available
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _signed_pp(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:+.2f}"
+
+
+def markdown(result: dict) -> str:
+    names = result["class_names"]
+    ref = result["reference"]["metrics"]
+    engines = result["engines"]
+    t = result["tolerances"]
+    lines = [
+        f"# Parity check: {result['bundle']['name']} — {result['verdict']}", "",
+        f"- created {result['created']}; bundle `{result['bundle']['path']}` (checksum "
+        f"`{result['bundle']['checksum'][:16]}…`)",
+        f"- reference: PyTorch report `{result['reference']['path']}` (model sha256 "
+        f"`{str(result['reference']['model_sha256'])[:16]}…`)",
+        f"- data: `{result['data']['root']}`, {result['data']['n_images']} images, fingerprint "
+        f"`{result['data']['fingerprint'][:16]}…` (identical to the reference's)",
+        f"- tolerances: accuracy drop ≤ {t['max_accuracy_drop']} pp, recall drop ≤ {t['max_recall_drop']} pp per "
+        f"class, agreement with PyTorch ≥ {100 * t['min_agreement']:.0f}%", "",
+        "## Verdicts", "", "| engine | verdict | accuracy (95% CI) | Δ accuracy (95% CI) | agreement | flipped | "
+        "McNemar p | max / mean abs. ΔP(" + result["positive_class"] + ") | ECE |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    lo, hi = engines[0]["reference_accuracy_ci95"] if engines else (0, 0)
+    lines.append(f"| PyTorch (reference) | — | {_pct(ref['accuracy'])} ({_pct(lo)}–{_pct(hi)}) | — | — | — | — | — | "
+                 f"{engines[0]['reference_ece']:.4f} |" if engines else "")
+    for e in engines:
+        lo, hi = e["accuracy_ci95"]
+        d = e["accuracy_difference"]
+        lines.append(
+            f"| {e['artifact']} | **{e['verdict']}** | {_pct(e['metrics']['accuracy'])} ({_pct(lo)}–{_pct(hi)}) | "
+            f"{_signed_pp(d['difference'])} pp ({_signed_pp(d['ci95'][0])} to {_signed_pp(d['ci95'][1])}) | "
+            f"{100 * e['agreement']:.2f}% | {len(e['flipped'])} | {e['mcnemar']['p_value']:.3g} | "
+            f"{e['p_positive_abs_diff']['max']:.4f} / {e['p_positive_abs_diff']['mean']:.4f} | {e['ece']:.4f} |")
+    for e in engines:
+        for failure in e["failures"]:
+            lines.append(f"\n- {e['artifact']} fails: {failure}")
+    lines += ["", "## Paper-form tables (percent; in brackets the change from PyTorch in percentage points)", ""]
+    header = "| | " + " | ".join(["PyTorch", *[e["artifact"] for e in engines]]) + " |"
+    lines += [header, "|---|" + "---:|" * (1 + len(engines))]
+    for name in names:
+        for key in ("precision", "recall", "f1"):
+            cells = [_pct(ref["classes"][name][key])]
+            cells += [f"{_pct(e['metrics']['classes'][name][key])} ({_signed_pp(e['deltas'][f'{name}_{key}'])})"
+                      for e in engines]
+            lines.append(f"| {name} {key} | " + " | ".join(cells) + " |")
+    for key, label in (("accuracy", "accuracy"), ("sensitivity", "sensitivity"), ("specificity", "specificity")):
+        cells = [_pct(ref[key])] + [f"{_pct(e['metrics'][key])} ({_signed_pp(e['deltas'][key])})" for e in engines]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for key, label in (("macro_avg", "macro avg F1"), ("weighted_avg", "weighted avg F1")):
+        cells = [_pct(ref[key]["f1"])] + [_pct(e["metrics"][key]["f1"]) for e in engines]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    auc = ["n/a" if ref["roc_auc"] is None else f"{ref['roc_auc']:.4f}"]
+    auc += ["n/a" if e["metrics"]["roc_auc"] is None else f"{e['metrics']['roc_auc']:.4f}" for e in engines]
+    lines += ["| ROC AUC | " + " | ".join(auc) + " |", "", "## Confusion matrices (rows true, columns predicted)", ""]
+    for label, cm in [("PyTorch", ref["confusion_matrix"]), *[(e["artifact"], e["metrics"]["confusion_matrix"])
+                                                             for e in engines]]:
+        lines.append(f"- {label}: " + "; ".join(f"{names[i]} → {row}" for i, row in enumerate(cm)))
+    lines += ["", "## Flipped images (engine and PyTorch disagree)", ""]
+    any_flip = False
+    for e in engines:
+        for f in e["flipped"]:
+            any_flip = True
+            lines.append(f"- {e['artifact']}: `{f['path']}` (truth {f['label']}): PyTorch {f['reference']} "
+                         f"P={f['p_reference']:.3f}, engine {f['engine']} P={f['p_engine']:.3f}")
+    if not any_flip:
+        lines.append("None: every engine predicts exactly as PyTorch on every image.")
+    if result["skipped"]:
+        lines += ["", "## Not checked on this machine", ""]
+        lines += [f"- {s['artifact']}: {s['reason']}" for s in result["skipped"]]
+    lines += ["", "Statistics: Wilson score intervals; exact McNemar test on the discordant pairs; paired Wald "
+              "interval for the accuracy difference; ECE with 15 equal-width bins. Made by `edgecxr parity-check`.", ""]
+    return "\n".join(lines)
+
+
+def figure(result: dict, reference_rows: dict, path: Path) -> Path | None:
+    if not available("matplotlib"):
+        return None
+    from edgecxr.plots import _pyplot
+
+    plt = _pyplot()
+    names = result["class_names"]
+    pos = result["positive_class"]
+    panels = [("PyTorch", result["reference"]["metrics"]["confusion_matrix"])]
+    panels += [(e["artifact"], e["metrics"]["confusion_matrix"]) for e in result["engines"]]
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.4), dpi=110)
+    for ax, (title, cm) in zip(axes, panels):
+        cm = np.asarray(cm)
+        ax.imshow(cm / cm.sum(1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=10)
+        ax.set_xticks(range(len(names)), names, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_title(title, fontsize=8)
+    scatter = axes[-1]
+    for e in result["engines"]:
+        ref_p = [reference_rows[r["path"]]["probabilities"][pos] for r in e["rows"]]
+        scatter.scatter(ref_p, [r["probabilities"][pos] for r in e["rows"]], s=6, alpha=0.6, label=e["artifact"])
+    scatter.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    scatter.set_xlabel(f"PyTorch P({pos})", fontsize=8)
+    scatter.set_ylabel(f"engine P({pos})", fontsize=8)
+    scatter.legend(fontsize=6)
+    scatter.set_title("engine vs PyTorch", fontsize=8)
+    fig.suptitle(f"parity: {result['verdict']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write(result: dict, reference_rows: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = [atomic_write_text(out / "parity.json", json.dumps(result, indent=2) + "\n"),
+               atomic_write_text(out / "parity.md", markdown(result))]
+    png = figure(result, reference_rows, out / "parity.png")
+    if png:
+        written.append(png)
+    return written
