@@ -64,6 +64,13 @@ def build_report(rows: Sequence[dict], class_names: Sequence[str], *, meta: dict
     }
 
 
+def rows_from_probabilities(samples, class_names: Sequence[str], probs: np.ndarray) -> list[dict]:
+    """One report row per image: relative path, sha256, truth, argmax prediction, probabilities."""
+    names = list(class_names)
+    return [{"path": s.rel, "sha256": s.sha256, "label": names[s.label], "prediction": names[int(np.argmax(p))],
+             "probabilities": {n: float(v) for n, v in zip(names, p)}} for s, p in zip(samples, probs)]
+
+
 def paper_table(report: dict) -> str:
     """The seed study's table: a row per class, accuracy, macro and weighted averages."""
     m = report["metrics"]

@@ -17,7 +17,7 @@ from edgecxr.data.folders import hash_and_check, scan_split
 from edgecxr.errors import DataError, EdgecxrError
 from edgecxr.metrics import softmax
 from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
-from edgecxr.reporting import build_report, library_versions, load_report, utc_now
+from edgecxr.reporting import build_report, library_versions, load_report, rows_from_probabilities, utc_now
 
 PARITY_SCHEMA = "edgecxr.parity/1"
 
@@ -182,9 +182,7 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
     engines = []
     for artifact in artifacts:
         probs = score(artifact, inputs, options or RunnerOptions(), progress(artifact.name, len(inputs)))
-        rows = [{"path": s.rel, "sha256": s.sha256, "label": split.classes[s.label],
-                 "prediction": split.classes[int(np.argmax(p))],
-                 "probabilities": {n: float(v) for n, v in zip(split.classes, p)}} for s, p in zip(split.samples, probs)]
+        rows = rows_from_probabilities(split.samples, split.classes, probs)
         report = build_report(rows, split.classes, meta={"positive_class": ref["positive_class"]})
         engines.append({"artifact": artifact.name, "backend": artifact.backend, "precision": artifact.precision,
                         "role": artifact.role, "metrics": report["metrics"], **compare(ref, report, tolerances),

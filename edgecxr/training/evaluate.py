@@ -9,7 +9,7 @@ import numpy as np
 
 from edgecxr.data.folders import Split, hash_and_check, scan_split
 from edgecxr.preprocess import PreprocessSpec
-from edgecxr.reporting import build_report, library_versions, write_report
+from edgecxr.reporting import build_report, library_versions, rows_from_probabilities, write_report
 
 
 def predict_probabilities(model, split: Split, spec: PreprocessSpec, *, batch_size: int = 64,
@@ -31,18 +31,6 @@ def predict_probabilities(model, split: Split, spec: PreprocessSpec, *, batch_si
             if on_batch:
                 on_batch(len(x))
     return np.concatenate(chunks).astype(np.float64) if chunks else np.zeros((0, 0))
-
-
-def rows_from_probabilities(split: Split, probs: np.ndarray) -> list[dict]:
-    names = split.classes
-    rows = []
-    for sample, p in zip(split.samples, probs):
-        rows.append({
-            "path": sample.rel, "sha256": sample.sha256, "label": names[sample.label],
-            "prediction": names[int(np.argmax(p))],
-            "probabilities": {n: float(v) for n, v in zip(names, p)},
-        })
-    return rows
 
 
 def evaluate_checkpoint(model_dir: str | Path, test_dir: str | Path, out_dir: str | Path, *,
@@ -80,6 +68,6 @@ def evaluate_checkpoint(model_dir: str | Path, test_dir: str | Path, out_dir: st
         "engine": {"backend": "pytorch", "precision": "fp32", "device": device},
         "versions": library_versions(),
     }
-    report = build_report(rows_from_probabilities(split, probs), class_names, meta=meta)
+    report = build_report(rows_from_probabilities(split.samples, class_names, probs), class_names, meta=meta)
     write_report(report, out_dir, images_root=split.root, title="PyTorch test-set report")
     return report
