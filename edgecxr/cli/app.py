@@ -65,12 +65,13 @@ def main_options(
 
 
 def _register() -> None:
-    from edgecxr.cli import export_cmd, info_cmd, parity_cmd, runtime_cmd, train_cmd
+    from edgecxr.cli import bench_cmd, export_cmd, info_cmd, parity_cmd, runtime_cmd, train_cmd
 
     app.command("watch", help=runtime_cmd.watch.__doc__)(runtime_cmd.watch)
     app.command("classify", help=runtime_cmd.classify.__doc__)(runtime_cmd.classify)
     app.command("status", help=runtime_cmd.status.__doc__)(runtime_cmd.status)
     app.command("parity-check", help=parity_cmd.parity_check.__doc__)(parity_cmd.parity_check)
+    app.command("bench", help=bench_cmd.bench.__doc__)(bench_cmd.bench)
     app.command("info", help=info_cmd.info.__doc__)(info_cmd.info)
     app.command("train", help=train_cmd.train.__doc__)(train_cmd.train)
     app.command("evaluate", help=train_cmd.evaluate.__doc__)(train_cmd.evaluate)

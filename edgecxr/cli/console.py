@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -18,6 +19,9 @@ from rich.progress import (
 
 out = Console()  # results, tables
 err = Console(stderr=True)  # logs, progress, errors
+for _console in (out, err):
+    if not _console.is_terminal and "COLUMNS" not in os.environ:
+        _console.width = 160  # logs and pipes: keep tables whole instead of squeezing them to 80 columns
 
 
 def progress() -> Progress:

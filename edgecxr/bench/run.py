@@ -1,0 +1,98 @@
+"""The bench table: every engine of the bundle (and PyTorch eager, when installed) on real images."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr.bench.measure import measure_engine, measure_pytorch
+from edgecxr.bundle import Bundle
+from edgecxr.data.decode import SUPPORTED_SUFFIXES, decode_file
+from edgecxr.errors import EdgecxrError
+from edgecxr.optional import available
+from edgecxr.reporting import library_versions, utc_now
+from edgecxr.sysinfo import cpu_info
+
+BENCH_SCHEMA = "edgecxr.bench/1"
+
+
+def real_inputs(bundle: Bundle, data: Path | None, count: int) -> tuple[np.ndarray, str]:
+    if data is None:
+        ref = bundle.reference_report_path()
+        if ref is not None:
+            import json
+
+            root = Path(json.loads(ref.read_text()).get("data", {}).get("root", ""))
+            data = root if root.is_dir() else None
+    if data is None:
+        from edgecxr.samples import SAMPLE_DIR
+
+        data = SAMPLE_DIR if SAMPLE_DIR.is_dir() else None
+    if data is None:
+        raise EdgecxrError("bench needs real images and found none", fix="pass --data DIR (any folder of PNG, JPEG "
+                           "or DICOM files)")
+    files = sorted(p for p in Path(data).rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
+    if not files:
+        raise EdgecxrError("no PNG, JPEG or DICOM images here", path=data, fix="pass --data with real images")
+    step = max(1, len(files) // count)
+    picked = files[::step][:count]
+    arrays = np.stack([bundle.spec(decode_file(p).pixels) for p in picked])
+    return arrays, str(data)
+
+
+def run_bench(bundle: Bundle, *, backends: list[str] | None, precisions: list[str] | None, batch_sizes: list[int],
+              iterations: int, warmup: int, threads: int | None, data: Path | None, pytorch: bool = True,
+              progress: Callable[[str], None] | None = None) -> dict:
+    from edgecxr.parity.check import runnable_artifacts
+
+    progress = progress or (lambda name: None)
+    artifacts, skipped = runnable_artifacts(bundle, backends, precisions)
+    inputs, source = real_inputs(bundle, data, count=max(16, 2 * max(batch_sizes)))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgecxr-bench-") as tmp:
+        inputs_path = Path(tmp) / "inputs.npy"
+        np.save(inputs_path, inputs)
+        checkpoint = Path(bundle.manifest.get("source", {}).get("checkpoint", ""))
+        if pytorch and available("torch") and (checkpoint / "config.json").is_file():
+            progress("pytorch eager")
+            rows.append({"engine": "pytorch-eager", "backend": "pytorch", "precision": "fp32", "size_mb": None,
+                         **measure_pytorch(checkpoint, inputs_path, batch_sizes, iterations, warmup, threads)})
+        elif pytorch:
+            skipped.append(("pytorch-eager", "torch not installed or the source checkpoint is not on this machine"))
+        for artifact in artifacts:
+            progress(artifact.name)
+            rows.append({"engine": artifact.name, "backend": artifact.backend, "precision": artifact.precision,
+                         "size_mb": artifact.size_bytes / 1e6,
+                         **measure_engine(artifact.backend, artifact.path, inputs_path, batch_sizes, iterations,
+                                          warmup, threads)})
+    baseline = next((r for r in rows if r["engine"] == "pytorch-eager" and "error" not in r), None)
+    for row in rows:
+        if baseline and "error" not in row:
+            row["speedup_vs_pytorch"] = baseline["latency_ms"]["mean"] / row["latency_ms"]["mean"]
+    return {
+        "schema": BENCH_SCHEMA, "created": utc_now(), "bundle": bundle.name, "cpu": cpu_info(),
+        "cores": os.cpu_count(), "threads": threads or "backend default (all cores)",
+        "inputs": {"images": len(inputs), "source": source, "shape": list(inputs.shape[1:])},
+        "iterations": iterations, "warmup": warmup, "batch_sizes": batch_sizes, "rows": rows,
+        "skipped": [{"engine": n, "reason": w} for n, w in skipped],
+        "recommendation": recommend(rows, cpu_info()),
+        "versions": library_versions("numpy", "onnxruntime", "openvino", "tensorrt", "torch"),
+    }
+
+
+def recommend(rows: list[dict], cpu: dict) -> str:
+    ok = [r for r in rows if "error" not in r and r["backend"] != "pytorch"]
+    if not ok:
+        return "no engine could be measured"
+    best = min(ok, key=lambda r: r["latency_ms"]["p50"])
+    text = f"pick {best['backend']} {best['precision']} ({best['engine']}): lowest median latency here"
+    same = {r["precision"]: r for r in ok if r["backend"] == best["backend"] and "symmetric" not in r["engine"]}
+    if "int8" in same and "fp32" in same and same["int8"]["latency_ms"]["p50"] > same["fp32"]["latency_ms"]["p50"]:
+        why = ("this CPU has no VNNI/AMX, so INT8 has no dot-product instructions to win with"
+               if not cpu["int8_acceleration"] else "INT8 kernels do not pay off for this model size on this CPU")
+        text += f"; INT8 is slower than FP32 on {best['backend']} here: {why}"
+    return text

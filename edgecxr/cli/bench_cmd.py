@@ -1,0 +1,72 @@
+"""`edgecxr bench`: load time, latency, throughput and memory of each engine, to pick one for this box."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def bench(
+    bundle: Annotated[Path | None, typer.Argument(help="Bundle folder (default: $EDGECXR_BUNDLE, else the bundled reference model).")] = None,
+    backends: Annotated[str | None, typer.Option(help="Only these backends, comma-separated.")] = None,
+    precisions: Annotated[str | None, typer.Option(help="Only these precisions, comma-separated.")] = None,
+    batch_sizes: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = "1,8",
+    iterations: Annotated[int, typer.Option(help="Timed batch-1 runs per engine.")] = 50,
+    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 5,
+    threads: Annotated[int | None, typer.Option(help="Inference threads (default: the backend's, all cores).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Folder of real images for inputs (default: the reference report's test data, else the bundled samples).")] = None,
+    pytorch: Annotated[bool, typer.Option(help="Add PyTorch eager on the source checkpoint as the baseline row.")] = True,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
+):
+    """Measure each engine: load, first inference, latency p50/p90/p99, images/s, size, peak RSS."""
+    from rich.table import Table
+
+    from edgecxr.bench.run import run_bench
+    from edgecxr.bundle import load_bundle
+    from edgecxr.cli.console import err
+    from edgecxr.cli.console import out as console
+    from edgecxr.errors import EdgecxrError
+    from edgecxr.runtime.default_bundle import resolve_bundle
+
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        raise EdgecxrError(f"--batch-sizes {batch_sizes!r} is not a list of integers", fix="e.g. --batch-sizes 1,8") from None
+    if not sizes or min(sizes) < 1 or iterations < 1 or warmup < 0:
+        raise EdgecxrError("batch sizes and iterations must be positive", fix="e.g. --batch-sizes 1,8 --iterations 50")
+    loaded = load_bundle(resolve_bundle(bundle))
+    split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
+    with err.status("benchmarking") as status:
+        result = run_bench(loaded, backends=split(backends), precisions=split(precisions), batch_sizes=sizes,
+                           iterations=iterations, warmup=warmup, threads=threads, data=data, pytorch=pytorch,
+                           progress=lambda name: status.update(f"benchmarking {name}"))
+    cpu = result["cpu"]
+    feats = ", ".join(k for k, v in cpu["features"].items() if v) or "none"
+    console.print(f"[bold]{loaded.name}[/bold] on {cpu['model']} ({result['cores']} cores; INT8 features: {feats}); "
+                  f"threads: {result['threads']}; inputs: {result['inputs']['images']} real images "
+                  f"{result['inputs']['shape']}", highlight=False)
+    table = Table(title_justify="left")
+    cols = ["engine", "load s", "first ms", "mean ms", "p50", "p90", "p99", *[f"img/s b={b}" for b in sizes],
+            "MB", "RSS MB", "× PyTorch"]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "engine" else "right", no_wrap=True)
+    for r in result["rows"]:
+        if "error" in r:
+            table.add_row(r["engine"], f"[red]{r['error']}[/red]", *[""] * (len(cols) - 2))
+            continue
+        lat = r["latency_ms"]
+        table.add_row(r["engine"], f"{r['load_s']:.2f}", f"{r['first_inference_ms']:.0f}", f"{lat['mean']:.1f}",
+                      f"{lat['p50']:.1f}", f"{lat['p90']:.1f}", f"{lat['p99']:.1f}",
+                      *[f"{r['throughput_ips'][str(b)]:.1f}" for b in sizes],
+                      "-" if r["size_mb"] is None else f"{r['size_mb']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                      f"{r['speedup_vs_pytorch']:.2f}" if "speedup_vs_pytorch" in r else "-")
+    console.print(table)
+    for s in result["skipped"]:
+        console.print(f"not measured: {s['engine']} ({s['reason']})", highlight=False)
+    console.print(f"recommendation: {result['recommendation']}", highlight=False)
+    if json_file is not None:
+        json_file.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"JSON -> {json_file}")
