@@ -65,7 +65,7 @@ def main_options(
 
 
 def _register() -> None:
-    from edgecxr.cli import bench_cmd, export_cmd, info_cmd, parity_cmd, runtime_cmd, train_cmd
+    from edgecxr.cli import bench_cmd, export_cmd, info_cmd, parity_cmd, runtime_cmd, service_cmd, train_cmd
 
     app.command("watch", help=runtime_cmd.watch.__doc__)(runtime_cmd.watch)
     app.command("classify", help=runtime_cmd.classify.__doc__)(runtime_cmd.classify)
@@ -78,6 +78,7 @@ def _register() -> None:
     app.command("export", help=export_cmd.export.__doc__)(export_cmd.export)
     app.command("build-engine", help=export_cmd.build_engine.__doc__)(export_cmd.build_engine)
     app.add_typer(export_cmd.bundle_app, name="bundle")
+    app.add_typer(service_cmd.service_app, name="service")
 
 
 _register()

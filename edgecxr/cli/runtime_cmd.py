@@ -48,6 +48,7 @@ def watch(
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = 100_000_000,
     max_bytes: Annotated[int, typer.Option(help="Refuse files larger than this.")] = 512 * 1024 * 1024,
     quiet: Annotated[bool, typer.Option("--quiet", help="No table of results, only the summary.")] = False,
+    log_format: Annotated[str, typer.Option(envvar="EDGECXR_LOG_FORMAT", help="text, or json: one JSON object per log line (for journald).")] = "text",
 ):
     """Watch a scanner's output folder and classify every image that lands there, exactly once."""
     import signal
@@ -59,10 +60,12 @@ def watch(
     from edgecxr.runtime.watcher import Watcher, WatchOptions
 
     out = out or inbox / ".edgecxr"
+    say = _logger(err, log_format)
     classifier = _open_classifier(bundle, backend, precision, device, threads)
-    err.print(f"edgecxr watch: {inbox} -> {out / 'results.jsonl'}", markup=False)
-    err.print(f"bundle {classifier.bundle.name}; engine {classifier.artifact.name} ({classifier.choice.reason})",
-              markup=False)
+    say(f"edgecxr watch: {inbox} -> {out / 'results.jsonl'}", event="start", inbox=str(inbox), out=str(out))
+    say(f"bundle {classifier.bundle.name}; engine {classifier.artifact.name} ({classifier.choice.reason})",
+        event="engine", bundle=classifier.bundle.name, artifact=classifier.artifact.name,
+        reason=classifier.choice.reason)
     options = WatchOptions(
         inbox=inbox, out=out, recursive=recursive, settle_seconds=settle_seconds, rescan_seconds=rescan_seconds,
         batch_size=batch_size, once=once, poll=poll, archive=archive, quarantine=quarantine,
@@ -74,14 +77,14 @@ def watch(
         if once:
             new.append(record)  # a table at the end; a long-running watch logs each line instead
         elif not quiet:
-            err.print(_one_line(record), markup=False, highlight=False)
+            say(_one_line(record), event="result", path=record["path"], status=record["status"],
+                label=record.get("label"), code=record.get("error", {}).get("code"))
 
-    watcher = Watcher(classifier, options, log=lambda m: err.print(m, markup=False, highlight=False),
-                      on_result=on_result)
+    watcher = Watcher(classifier, options, log=lambda m: say(m, event="log"), on_result=on_result)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
-        err.print(f"signal {signal.Signals(signum).name}: finishing the batch in flight", markup=False)
+        say(f"signal {signal.Signals(signum).name}: finishing the batch in flight", event="signal")
         stop.set()
         watcher.wake.set()
 
@@ -96,6 +99,25 @@ def watch(
         _print_results(new, console)
     console.print(f"{len(new)} new result(s) this run; {counters.processed} classified and "
                   f"{counters.refused} refused in total -> {out / 'results.jsonl'}")
+
+
+def _logger(console, log_format: str):
+    """Plain lines for people, or one JSON object per line for journald and log shippers."""
+    from edgecxr.errors import EdgecxrError
+
+    if log_format not in ("text", "json"):
+        raise EdgecxrError(f"--log-format {log_format!r} is not text or json", fix="use --log-format text or json")
+
+    def say(message: str, **fields) -> None:
+        if log_format == "json":
+            from edgecxr.reporting import utc_now
+
+            payload = {"time": utc_now(), "message": message, **{k: v for k, v in fields.items() if v is not None}}
+            console.out(json.dumps(payload, ensure_ascii=False), highlight=False)
+        else:
+            console.print(message, markup=False, highlight=False)
+
+    return say
 
 
 def _one_line(r: dict) -> str:

@@ -45,13 +45,33 @@ def build_engine_artifact(folder: Path, manifest: dict, precision: str, *, max_b
             "engine": record}
 
 
-def add_engine(folder: str | Path, precision: str = "int8", *, max_batch: int = 8) -> dict:
+def usable_engine(manifest: dict, precision: str) -> dict | None:
+    """The bundle's engine of `precision` when it matches this GPU and TensorRT version."""
+    from edgecxr.backends.tensorrt.compat import check_compatible
+    from edgecxr.optional import version_of
+    from edgecxr.sysinfo import gpus
+
+    for artifact in manifest["artifacts"]:
+        if artifact["backend"] == "tensorrt" and artifact["precision"] == precision:
+            found = gpus()
+            try:
+                check_compatible(artifact.get("engine", {}), found[0] if found else None, version_of("tensorrt"),
+                                 engine=artifact["files"][0]["path"])
+            except EdgecxrError:
+                return None
+            return artifact
+    return None
+
+
+def add_engine(folder: str | Path, precision: str = "int8", *, max_batch: int = 8, if_needed: bool = False) -> dict:
     """`edgecxr build-engine`: (re)build the engine and record it in bundle.json."""
     from edgecxr.bundle import MANIFEST, load_bundle, manifest_checksum
     from edgecxr.fsutil import atomic_write_json
 
     bundle = load_bundle(folder)
     manifest = dict(bundle.manifest)
+    if if_needed and (existing := usable_engine(manifest, precision)) is not None:
+        return {**existing, "reused": True}
     record = build_engine_artifact(bundle.folder, manifest, precision, max_batch=max_batch)
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["name"] != record["name"]] + [record]
     manifest["checksum"] = manifest_checksum(manifest)

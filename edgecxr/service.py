@@ -1,0 +1,120 @@
+"""`edgecxr service install`: the systemd unit, its environment file, the user and the folders.
+
+The unit runs `edgecxr watch` as a dedicated system user with systemd's sandboxing; only
+the output folder (plus the archive/quarantine folders and the inbox, when files are
+moved out of it) is writable. Every action is printed; `--dry-run` prints without doing.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from edgecxr.errors import EdgecxrError
+
+UNIT_NAME = "edgecxr-watch.service"
+
+
+@dataclass
+class ServiceConfig:
+    inbox: Path
+    out: Path
+    executable: Path
+    archive: Path | None = None
+    quarantine: Path | None = None
+    bundle: Path | None = None
+    user: str = "edgecxr"
+    device: str = "cpu"  # cpu | nvidia (Jetson / dGPU) | intel-gpu
+    extra_options: str = ""
+
+
+def render_unit(config: ServiceConfig) -> str:
+    template = resources.files("edgecxr").joinpath("deploy_templates/edgecxr-watch.service").read_text()
+    writable = [config.out]
+    if config.archive or config.quarantine:
+        writable += [config.inbox] + [p for p in (config.archive, config.quarantine) if p]
+    devices = {
+        "cpu": "PrivateDevices=yes",
+        "nvidia": "PrivateDevices=no\nDevicePolicy=closed\nDeviceAllow=char-nvidia-frontend rw\n"
+                  "DeviceAllow=char-nvidia-uvm rw\nDeviceAllow=char-nvhost rw\nDeviceAllow=char-nvmap rw",
+        "intel-gpu": "PrivateDevices=no\nDevicePolicy=closed\nDeviceAllow=char-drm rw\nDeviceAllow=char-accel rw",
+    }
+    if config.device not in devices:
+        raise EdgecxrError(f"unknown --device {config.device!r}", fix="use cpu, nvidia or intel-gpu")
+    return template.format(
+        user=config.user, executable=config.executable,
+        read_write_paths=" ".join(shlex.quote(str(p)) for p in writable),
+        read_only_paths=shlex.quote(str(config.inbox)) if not (config.archive or config.quarantine) else "",
+        devices=devices[config.device],
+    ).replace("ReadOnlyPaths=\n", "")
+
+
+def render_env(config: ServiceConfig) -> str:
+    options = []
+    if config.bundle:
+        options += ["--bundle", str(config.bundle)]
+    if config.archive:
+        options += ["--archive", str(config.archive)]
+    if config.quarantine:
+        options += ["--quarantine", str(config.quarantine)]
+    if config.extra_options:
+        options += shlex.split(config.extra_options)
+    return (
+        "# Settings of edgecxr-watch.service (see `edgecxr watch --help`); restart the service after a change.\n"
+        f"EDGECXR_INBOX={config.inbox}\n"
+        f"EDGECXR_OUT={config.out}\n"
+        f"EDGECXR_WATCH_OPTIONS={' '.join(shlex.quote(o) for o in options)}\n"
+        "# JSON log lines for journald (`journalctl -u edgecxr-watch -o cat | jq`)\n"
+        "EDGECXR_LOG_FORMAT=json\n"
+        "# Inference threads; uncomment to leave a core to the operating system on small boxes\n"
+        "#OMP_NUM_THREADS=1\n"
+    )
+
+
+def plan(config: ServiceConfig, root: Path = Path("/")) -> list[tuple[str, object]]:
+    """The install as a list of (description, action) pairs; action None means 'nothing to do'."""
+    unit_path = root / "etc/systemd/system" / UNIT_NAME
+    env_path = root / "etc/edgecxr/watch.env"
+    steps: list[tuple[str, object]] = []
+    if not config.inbox.is_dir():
+        raise EdgecxrError("the inbox folder does not exist", path=config.inbox,
+                           fix="mount or create the scanner's output folder first")
+    if root == Path("/") and shutil.which("useradd") and not _user_exists(config.user):
+        steps.append((f"create system user {config.user}",
+                      ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", config.user]))
+    for folder in (config.out, config.archive, config.quarantine):
+        if folder is not None:
+            steps.append((f"create {folder} owned by {config.user}", ("mkdir", folder)))
+    steps.append((f"write {env_path}", ("write", env_path, render_env(config))))
+    steps.append((f"write {unit_path}", ("write", unit_path, render_unit(config))))
+    if root == Path("/"):
+        steps.append(("reload systemd and enable the service", ["systemctl", "daemon-reload"]))
+        steps.append(("", ["systemctl", "enable", "--now", UNIT_NAME]))
+    return steps
+
+
+def apply(steps: list[tuple[str, object]], user: str) -> None:
+    for _, action in steps:
+        if isinstance(action, list):
+            subprocess.run(action, check=True)
+        elif action[0] == "mkdir":
+            action[1].mkdir(parents=True, exist_ok=True)
+            if _user_exists(user):
+                shutil.chown(action[1], user, user)
+        elif action[0] == "write":
+            action[1].parent.mkdir(parents=True, exist_ok=True)
+            action[1].write_text(action[2])
+
+
+def _user_exists(user: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(user)
+        return True
+    except KeyError:
+        return False
