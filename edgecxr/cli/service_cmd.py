@@ -39,7 +39,7 @@ def install(
         if description:
             console.print(("would " if dry_run else "") + description, highlight=False)
     if dry_run:
-        for description, action in steps:
+        for _, action in steps:
             if isinstance(action, tuple) and action[0] == "write":
                 console.rule(str(action[1]))
                 console.print(action[2], markup=False, highlight=False)
