@@ -9,7 +9,6 @@ from __future__ import annotations
 import traceback
 from typing import Annotated
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -22,7 +21,7 @@ _state = {"debug": False}
 class EdgecxrGroup(TyperGroup):
     """Turns domain errors raised by any subcommand into a clean exit."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except EdgecxrError as exc:
