@@ -174,3 +174,9 @@ def test_empty_calibration_folder(run_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     _clean_error(run("export", run_dir, "--out", tmp_path / "b", "--int8", "--calib-data", tmp_path / "empty"),
                  "no class folders")
+
+
+def test_bundle_is_readable_by_other_users(bundle_dir):
+    """A service user on the device must be able to read what the export wrote."""
+    for path in [bundle_dir, *bundle_dir.rglob("*")]:
+        assert path.stat().st_mode & 0o004, f"{path} is not world-readable"

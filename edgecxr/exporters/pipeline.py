@@ -19,7 +19,7 @@ from edgecxr.bundle import BUNDLE_SCHEMA, MANIFEST, REFERENCE_REPORT, file_entry
 from edgecxr.data.decode import decode_file
 from edgecxr.errors import EdgecxrError
 from edgecxr.exporters.agreement import MIN_AGREEMENT
-from edgecxr.fsutil import atomic_write_json
+from edgecxr.fsutil import atomic_write_json, current_umask
 from edgecxr.reporting import library_versions, utc_now
 
 TARGETS = ("onnxruntime", "openvino", "tensorrt")
@@ -76,6 +76,7 @@ def export(source_path: str | Path, options: ExportOptions, reporter: Reporter |
                            fix="choose another --out, or pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp.chmod(0o777 & ~current_umask())  # readable by the device's service user, like any folder
     started = time.monotonic()
     from edgecxr.exporters.quiet import quiet
 
