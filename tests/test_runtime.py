@@ -315,3 +315,28 @@ def test_no_bundle_anywhere_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(default, "PACKAGED", tmp_path / "none")
     result = run("classify", tmp_path / "x.png")
     assert result.exit_code == 2 and "--bundle" in result.stderr
+
+
+def test_json_log_lines_for_journald(bundle_dir, tmp_path, mini_test_images):
+    inbox = tmp_path / "in"
+    fill_inbox(inbox, mini_test_images[:1])
+    (inbox / "bad.png").write_text("nope")
+    result = run("watch", inbox, "--bundle", bundle_dir, "--once", "--settle-seconds", 0, "--log-format", "json",
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events][:2] == ["start", "engine"]
+    assert all({"time", "message", "event"} <= set(e) for e in events)
+    assert "reason" in events[1]
+
+
+def test_packaged_samples_classify_with_dicom_identifiers(bundle_dir):
+    from edgecxr.samples import SAMPLE_DIR
+
+    dicoms = sorted(SAMPLE_DIR.glob("*.dcm"))
+    assert len(dicoms) == 3
+    result = run("classify", *dicoms, "--bundle", bundle_dir, "--json")
+    assert result.exit_code == 0, result.output
+    objects = [json.loads(chunk) for chunk in result.stdout.replace("}\n{", "}\x00{").split("\x00")]
+    assert all(o["status"] == "ok" and o["dicom"]["Modality"] == "DX" for o in objects)
+    assert "PID-SECRET" not in result.stdout
