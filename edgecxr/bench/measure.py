@@ -14,6 +14,17 @@ from pathlib import Path
 import numpy as np
 
 
+def median_ms(call, runs: int) -> float:
+    """Median wall time of `call()` in milliseconds, after one untimed call."""
+    call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
 def _percentiles(times_ms: list[float]) -> dict:
     a = np.asarray(times_ms)
     return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),

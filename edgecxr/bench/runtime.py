@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from edgecxr.backends import RunnerOptions
+from edgecxr.bench.measure import median_ms
 from edgecxr.bundle import load_bundle
 from edgecxr.data.decode import decode_file
 from edgecxr.runtime.classifier import Classifier
@@ -59,13 +60,7 @@ def bare_throughput(classifier: Classifier, images: list[Path], batch: int, roun
 
 def bare_latency_ms(classifier: Classifier, image: Path, runs: int = 20) -> float:
     x = classifier.bundle.spec(decode_file(image).pixels)[None]
-    classifier.probabilities(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        classifier.probabilities(x)
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return median_ms(lambda: classifier.probabilities(x), runs)
 
 
 def burst(bundle_dir: Path, images: list[Path], *, n: int, batch: int, backend: str, precision: str,

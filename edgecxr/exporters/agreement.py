@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from edgecxr.metrics import softmax
@@ -28,10 +26,6 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
 
 def latency_ms(runner, one: np.ndarray, runs: int = 10) -> float:
     """Median batch-1 latency; a rough figure for the manifest, `edgecxr bench` measures properly."""
-    runner.infer(one)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runner.infer(one)
-        times.append(time.perf_counter() - start)
-    return round(1000 * float(np.median(times)), 2)
+    from edgecxr.bench.measure import median_ms
+
+    return round(median_ms(lambda: runner.infer(one), runs), 2)
