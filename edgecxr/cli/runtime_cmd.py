@@ -13,9 +13,14 @@ BackendOpt = Annotated[str, typer.Option(help="auto, tensorrt, openvino or onnxr
 PrecisionOpt = Annotated[str, typer.Option(help="auto, int8, fp16 or fp32 (auto: fastest on this hardware).")]
 DeviceOpt = Annotated[str, typer.Option(help="OpenVINO device: CPU, GPU, NPU or AUTO.")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")]
+HintOpt = Annotated[str, typer.Option(help="OpenVINO performance hint: LATENCY (one image at a time) or THROUGHPUT.")]
 
 
 def _open_classifier(bundle, backend, precision, device, threads, hint="LATENCY"):
+    from edgecxr.errors import EdgecxrError
+
+    if hint.upper() not in ("LATENCY", "THROUGHPUT"):
+        raise EdgecxrError(f"--performance-hint {hint!r} is not LATENCY or THROUGHPUT", fix="use LATENCY or THROUGHPUT")
     from edgecxr.backends import RunnerOptions
     from edgecxr.bundle import load_bundle
     from edgecxr.runtime.classifier import Classifier
@@ -36,6 +41,7 @@ def watch(
     precision: PrecisionOpt = "auto",
     device: DeviceOpt = "CPU",
     threads: ThreadsOpt = None,
+    performance_hint: HintOpt = "LATENCY",
     once: Annotated[bool, typer.Option("--once", help="Process the backlog and exit (cron, tests, batch jobs).")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", help="Also watch subfolders.")] = False,
     settle_seconds: Annotated[float, typer.Option(help="A file is read once its size and mtime are unchanged this long.")] = 2.0,
@@ -61,7 +67,7 @@ def watch(
 
     out = out or inbox / ".edgecxr"
     say = _logger(err, log_format)
-    classifier = _open_classifier(bundle, backend, precision, device, threads)
+    classifier = _open_classifier(bundle, backend, precision, device, threads, performance_hint)
     say(f"edgecxr watch: {inbox} -> {out / 'results.jsonl'}", event="start", inbox=str(inbox), out=str(out))
     say(f"bundle {classifier.bundle.name}; engine {classifier.artifact.name} ({classifier.choice.reason})",
         event="engine", bundle=classifier.bundle.name, artifact=classifier.artifact.name,
