@@ -17,6 +17,21 @@ $(VENV)/.test-deps: pyproject.toml Makefile | $(BIN)/python
 	$(PIP) install -e ".[train,export,dicom,dev,docs]"
 	touch $@
 
+# The demo proves the device runtime needs no torch: its own environment gets only the
+# runtime extras, then watches the bundled sample folder once with the bundled reference model.
+DEMO_VENV ?= .venv-demo
+DEMO_OUT ?= .demo/results
+
+$(DEMO_VENV)/.demo-deps: pyproject.toml Makefile
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip -q --disable-pip-version-check install -e ".[onnxruntime,openvino,dicom]"
+	touch $@
+
+demo: $(DEMO_VENV)/.demo-deps
+	rm -rf $(DEMO_OUT)
+	$(DEMO_VENV)/bin/edgecxr watch edgecxr/samples/chest-xrays --once --out $(DEMO_OUT)
+	@echo "results: $(DEMO_OUT)/results.jsonl  (status: $(DEMO_VENV)/bin/edgecxr status $(DEMO_OUT))"
+
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
@@ -29,7 +44,7 @@ cli-docs: $(VENV)/.test-deps
 	$(BIN)/python -m typer edgecxr.cli.app utils docs --name edgecxr --output docs/cli.md
 
 docs: $(VENV)/.test-deps
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Training speed on this machine (a benchmark, not a test); needs ../shared/data/kermany
 # or DATA=<image folder root>.
@@ -38,4 +53,4 @@ bench-train: $(VENV)/.test-deps
 	$(BIN)/python train/bench_train.py $(DATA)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) .demo site .pytest_cache .ruff_cache

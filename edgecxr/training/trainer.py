@@ -128,6 +128,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
         "epochs_run": state.epoch, "best_epoch": state.best_epoch,
         "best_val_acc": state.best_val_acc, "best_val_loss": state.best_val_loss,
         "stopped_early": state.epoch < config.epochs,
+        "train_seconds": round(sum(row["seconds"] for row in state.history), 1),  # all sessions' epochs
         "wall_seconds_last_session": round(time.monotonic() - started, 1),
     }
     _finish(out, record, data, config, reporter)
