@@ -200,3 +200,14 @@ def test_debug_shows_the_traceback(tmp_path):
     result = run("--debug", "train", tmp_path / "nope", "--out", tmp_path / "o", *FAST)
     assert result.exit_code == 2
     assert "Traceback" in result.stderr
+
+
+def test_resume_on_changed_data_is_refused(mini, tmp_path):
+    root = copy_tree(mini, tmp_path / "d")
+    out = tmp_path / "run"
+    first = run("train", root, "--out", out, "--epochs", 2, "--stop-after-epoch", 1, *FAST)
+    assert first.exit_code == 0, first.output
+    victim = sorted((root / "test" / "NORMAL").iterdir())[0]
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    _assert_clean_error(run("train", root, "--out", out, "--epochs", 2, "--resume", *FAST),
+                        "the data changed since this run started (test differ)")

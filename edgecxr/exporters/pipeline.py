@@ -20,6 +20,7 @@ from edgecxr.data.decode import decode_file
 from edgecxr.errors import EdgecxrError
 from edgecxr.exporters.agreement import MIN_AGREEMENT
 from edgecxr.fsutil import atomic_write_json, current_umask
+from edgecxr.metrics import positive_class_index
 from edgecxr.reporting import library_versions, utc_now
 
 TARGETS = ("onnxruntime", "openvino", "tensorrt")
@@ -109,9 +110,100 @@ def _load_inputs(samples, spec, reporter, label: str) -> np.ndarray:
     return arrays
 
 
+class _Recorder:
+    """Records each artifact with its hashes, its agreement with the FP32 reference and its latency."""
+
+    def __init__(self, folder: Path, heldout: np.ndarray, options: ExportOptions, reporter, warnings: list[str]):
+        from edgecxr.backends import RunnerOptions, open_runner
+        from edgecxr.exporters import agreement
+
+        self.folder, self.heldout, self.options, self.reporter, self.warnings = (
+            folder, heldout, options, reporter, warnings)
+        self.runner_options = RunnerOptions()
+        self.artifacts: list[dict] = []
+        runner = open_runner("onnxruntime", folder / "onnx" / "model.fp32.onnx", self.runner_options)
+        self.reference = agreement.probabilities(runner, heldout)
+        runner.close()
+
+    def add(self, name: str, backend: str, precision: str, files: list[str], role: str, extra: dict | None = None):
+        from edgecxr.backends import open_runner
+        from edgecxr.exporters import agreement
+
+        record = {"name": name, "backend": backend, "precision": precision, "role": role,
+                  "files": [file_entry(self.folder, f) for f in files], **(extra or {})}
+        runner = open_runner(backend, self.folder / files[0], self.runner_options)
+        record["agreement"] = agreement.compare(self.reference, agreement.probabilities(runner, self.heldout))
+        record["latency_ms_batch1"] = agreement.latency_ms(runner, self.heldout[:1])
+        runner.close()
+        if precision != "fp32" and record["agreement"]["agreement"] < MIN_AGREEMENT:
+            self._low_agreement(name, record["agreement"]["agreement"], self.folder / files[0])
+        self.artifacts.append(record)
+
+    def _low_agreement(self, name: str, share: float, path: Path) -> None:
+        message = (f"{name}: agrees with FP32 on only {100 * share:.1f}% of {len(self.heldout)} held-out images "
+                   f"(minimum {100 * MIN_AGREEMENT:.0f}%)")
+        if self.options.strict:
+            raise EdgecxrError(message, path=path, fix="use more or better calibration images, or drop --strict")
+        self.warnings.append(message)
+        self.reporter.warn(message)
+
+
+def _onnx_stage(model, spec, folder: Path, heldout: np.ndarray, options: ExportOptions, reporter) -> dict:
+    from edgecxr.exporters import onnx_export
+
+    (folder / "onnx").mkdir()
+    fp32_onnx = folder / "onnx" / "model.fp32.onnx"
+    advance = reporter.task("ONNX export + check", 2)
+    info = onnx_export.export_onnx(model, spec, fp32_onnx, opset=options.opset)
+    advance(1)
+    info["verification"] = onnx_export.verify_against_torch(model, fp32_onnx, heldout[:32])
+    advance(1)
+    reporter.log(f"ONNX verified: max |logit diff| {info['verification']['max_abs_logit_diff']:.2e} "
+                 f"on {info['verification']['images']} real images")
+    return info
+
+
+def _ort_int8_stage(folder: Path, calib: np.ndarray, targets, recorder: _Recorder, reporter) -> None:
+    """The CPU graph for ONNX Runtime, the signed symmetric graph for TensorRT."""
+    from edgecxr.exporters import ort_int8
+
+    prepared = folder / "onnx" / ".prepared.onnx"
+    advance = reporter.task("ONNX Runtime INT8", 3)
+    pre = ort_int8.preprocess_for_quantization(folder / "onnx" / "model.fp32.onnx", prepared)
+    exclude = ort_int8.classifier_nodes(prepared)
+    advance(1)
+    graphs = (("cpu", "onnxruntime-int8", "onnx/model.int8.onnx"),
+              ("symmetric", "onnxruntime-int8-symmetric", "onnx/model.int8-symmetric.onnx"))
+    for mode, name, rel in graphs:
+        if mode == "cpu" and "onnxruntime" not in targets:
+            continue
+        info = ort_int8.quantize(prepared, folder / rel, calib, mode=mode, input_name="pixel_values", exclude=exclude)
+        info["pre_process"] = pre
+        recorder.add(name, "onnxruntime", "int8", [rel], info.pop("role"), {"quantization": info})
+        advance(1)
+    prepared.unlink()
+
+
+def _openvino_stage(folder: Path, calib: np.ndarray | None, options: ExportOptions, recorder: _Recorder,
+                    reporter) -> None:
+    from edgecxr.exporters import openvino_int8
+
+    (folder / "openvino").mkdir()
+    precision = "fp16" if options.fp16 else "fp32"
+    advance = reporter.task("OpenVINO IR" + (" + NNCF INT8" if calib is not None else ""), 1 + (calib is not None))
+    ir = openvino_int8.to_ir(folder / "onnx" / "model.fp32.onnx", folder / "openvino" / f"model.{precision}.xml",
+                             fp16=options.fp16)
+    recorder.add(f"openvino-{precision}", "openvino", precision,
+                 [f"openvino/model.{precision}.xml", f"openvino/model.{precision}.bin"], "reference-ir")
+    advance(1)
+    if calib is not None:
+        info = openvino_int8.nncf_int8(ir, folder / "openvino" / "model.int8.xml", calib)
+        recorder.add("openvino-int8", "openvino", "int8", ["openvino/model.int8.xml", "openvino/model.int8.bin"],
+                     "cpu", {"quantization": info})
+        advance(1)
+
+
 def _export_into(folder: Path, source_path: Path, options: ExportOptions, targets, reporter) -> ExportResult:
-    from edgecxr.backends import RunnerOptions, open_runner
-    from edgecxr.exporters import agreement, onnx_export
     from edgecxr.exporters.calibration import plan_images, sample_record
     from edgecxr.exporters.source import resolve_source
     from edgecxr.training.model import checkpoint_sha256, load_checkpoint
@@ -125,87 +217,23 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     if len(plan.heldout) < 200:
         warnings.append(f"only {len(plan.heldout)} held-out images for the agreement check (200 recommended)")
     heldout = _load_inputs(plan.heldout, spec, reporter, "held-out images")
+    export_info = _onnx_stage(model, spec, folder, heldout, options, reporter)
+    recorder = _Recorder(folder, heldout, options, reporter, warnings)
+    recorder.add("onnxruntime-fp32", "onnxruntime", "fp32", ["onnx/model.fp32.onnx"], "reference")
 
-    (folder / "onnx").mkdir()
-    fp32_onnx = folder / "onnx" / "model.fp32.onnx"
-    advance = reporter.task("ONNX export + check", 2)
-    export_info = onnx_export.export_onnx(model, spec, fp32_onnx, opset=options.opset)
-    advance(1)
-    export_info["verification"] = onnx_export.verify_against_torch(model, fp32_onnx, heldout[:32])
-    advance(1)
-    reporter.log(f"ONNX verified: max |logit diff| {export_info['verification']['max_abs_logit_diff']:.2e} "
-                 f"on {export_info['verification']['images']} real images")
-
-    runner_options = RunnerOptions()
-    reference_runner = open_runner("onnxruntime", fp32_onnx, runner_options)
-    reference = agreement.probabilities(reference_runner, heldout)
-    artifacts: list[dict] = []
-
-    def add(name, backend, precision, files, role, extra=None, runnable=True):
-        record = {"name": name, "backend": backend, "precision": precision, "role": role,
-                  "files": [file_entry(folder, f) for f in files], **(extra or {})}
-        if runnable:
-            runner = open_runner(backend, folder / files[0], runner_options)
-            record["agreement"] = agreement.compare(reference, agreement.probabilities(runner, heldout))
-            record["latency_ms_batch1"] = agreement.latency_ms(runner, heldout[:1])
-            runner.close()
-            if precision != "fp32" and record["agreement"]["agreement"] < MIN_AGREEMENT:
-                message = (f"{name}: agrees with FP32 on only {100 * record['agreement']['agreement']:.1f}% "
-                           f"of {len(heldout)} held-out images (minimum {100 * MIN_AGREEMENT:.0f}%)")
-                if options.strict:
-                    raise EdgecxrError(message, path=folder / files[0],
-                                       fix="use more or better calibration images, or drop --strict to keep it")
-                warnings.append(message)
-                reporter.warn(message)
-        artifacts.append(record)
-        return record
-
-    add("onnxruntime-fp32", "onnxruntime", "fp32", ["onnx/model.fp32.onnx"], "reference")
-    calibration_record = None
-    calib = None
+    calib, calibration_record = None, None
     if options.int8:
         calib = _load_inputs(plan.calibration, spec, reporter, "calibration images")
-        calibration_record = sample_record(plan.calibration, plan.root, options.seed)
-        calibration_record["source"] = plan.source
-        calibration_record["heldout"] = sample_record(plan.heldout, plan.root, options.seed + 1)
-    if options.int8 and ("onnxruntime" in targets or "tensorrt" in targets):
-        from edgecxr.exporters import ort_int8
-
-        prepared = folder / "onnx" / ".prepared.onnx"
-        advance = reporter.task("ONNX Runtime INT8", 3)
-        pre = ort_int8.preprocess_for_quantization(fp32_onnx, prepared)
-        exclude = ort_int8.classifier_nodes(prepared)
-        advance(1)
-        for mode, rel in (("cpu", "onnx/model.int8.onnx"), ("symmetric", "onnx/model.int8-symmetric.onnx")):
-            if mode == "cpu" and "onnxruntime" not in targets:
-                continue
-            info = ort_int8.quantize(prepared, folder / rel, calib, mode=mode, input_name="pixel_values",
-                                     exclude=exclude)
-            info["pre_process"] = pre
-            add(f"onnxruntime-int8{'-symmetric' if mode == 'symmetric' else ''}", "onnxruntime", "int8", [rel],
-                info.pop("role"), {"quantization": info})
-            advance(1)
-        prepared.unlink()
+        calibration_record = {**sample_record(plan.calibration, plan.root, options.seed), "source": plan.source,
+                              "heldout": sample_record(plan.heldout, plan.root, options.seed + 1)}
+        if "onnxruntime" in targets or "tensorrt" in targets:
+            _ort_int8_stage(folder, calib, targets, recorder, reporter)
     if "openvino" in targets:
-        from edgecxr.exporters import openvino_int8
-
-        (folder / "openvino").mkdir()
-        precision = "fp16" if options.fp16 else "fp32"
-        advance = reporter.task("OpenVINO IR" + (" + NNCF INT8" if options.int8 else ""), 2 if options.int8 else 1)
-        ir = openvino_int8.to_ir(fp32_onnx, folder / "openvino" / f"model.{precision}.xml", fp16=options.fp16)
-        add(f"openvino-{precision}", "openvino", precision,
-            [f"openvino/model.{precision}.xml", f"openvino/model.{precision}.bin"], "reference-ir")
-        advance(1)
-        if options.int8:
-            info = openvino_int8.nncf_int8(ir, folder / "openvino" / "model.int8.xml", calib)
-            add("openvino-int8", "openvino", "int8", ["openvino/model.int8.xml", "openvino/model.int8.bin"],
-                "cpu", {"quantization": info})
-            advance(1)
-    reference_runner.close()
+        _openvino_stage(folder, calib, options, recorder, reporter)
     if "tensorrt" in targets:
         from edgecxr.exporters.tensorrt_target import build_into_bundle
 
-        artifacts.extend(build_into_bundle(folder, artifacts, options, spec, warnings, reporter))
+        recorder.artifacts.extend(build_into_bundle(folder, recorder.artifacts, options, spec, warnings, reporter))
 
     if source.report_path is not None:
         shutil.copyfile(source.report_path, folder / REFERENCE_REPORT)
@@ -219,13 +247,13 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
                                  else source.model_dir.name),
         "created": utc_now(),
         "class_names": class_names,
-        "positive_class": "PNEUMONIA" if "PNEUMONIA" in class_names else class_names[-1],
+        "positive_class": class_names[positive_class_index(class_names)],
         "preprocess": spec.to_dict(),
         "input": {"name": "pixel_values", "shape": ["batch", 3, spec.height, spec.width], "dtype": "float32"},
         "output": {"name": "logits", "shape": ["batch", len(class_names)], "dtype": "float32",
                    "meaning": "logits; softmax gives class probabilities"},
         "decision": {"rule": "argmax"},
-        "artifacts": artifacts,
+        "artifacts": recorder.artifacts,
         "onnx_export": export_info,
         "calibration": calibration_record,
         "source": {"checkpoint": str(source.model_dir), "checkpoint_sha256": checkpoint_sha256(source.model_dir),
