@@ -90,9 +90,9 @@ class Watcher:
                      "(its input will be processed again)")
         self.counters.processed = self.ledger.counts.get("ok", 0)
         self.counters.refused = self.ledger.counts.get("error", 0)
-        settler = Settler(0.0 if o.once and o.settle_seconds <= 0 else o.settle_seconds)
+        settler = Settler(o.settle_seconds)
         observer = None if o.once else self._start_observer()
-        next_status = 0.0
+        self._next_status = 0.0
         warned_links: set[str] = set()
         try:
             with ThreadPoolExecutor(o.decode_threads, thread_name_prefix="decode") as pool:
@@ -117,9 +117,7 @@ class Watcher:
                     if ready:
                         self._process(sorted(ready, key=lambda e: e.rel), pool, stop)
                         continue  # rescan at once: more may have arrived meanwhile
-                    if time.monotonic() >= next_status:
-                        self.write_status("running")
-                        next_status = time.monotonic() + o.status_seconds
+                    self._heartbeat()
                     if o.once and waiting == 0:
                         if found.temporary:
                             self.log(f"{found.temporary} file(s) with temporary names left waiting for a rename")
@@ -168,11 +166,13 @@ class Watcher:
                 submitted = [pool.submit(prepare, e.path, spec, o.limits) for e in chunks[k + 1]]
             records, moves = self._classify(chunk, prepared)
             self.ledger.append(records)  # durable: from here on these inputs are done
+            self.counters.backlog = sum(len(c) for c in chunks[k + 1:])
             if self.on_result is not None:
                 for record in records:
                     self.on_result(record)
             for entry, record in moves:
                 self._move(entry, record)
+            self._heartbeat()  # a long backlog still refreshes status.json every few seconds
             if stop.is_set():
                 break
 
@@ -243,6 +243,11 @@ class Watcher:
             return
         _, _, sha, status = self.ledger.stats[entry.rel]
         self._move(entry, {"status": status, "sha256": sha})
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() >= self._next_status:
+            self.write_status("running")
+            self._next_status = time.monotonic() + self.options.status_seconds
 
     def write_status(self, state: str) -> None:
         c, cl = self.counters, self.classifier
