@@ -340,3 +340,28 @@ def test_packaged_samples_classify_with_dicom_identifiers(bundle_dir):
     objects = [json.loads(chunk) for chunk in result.stdout.replace("}\n{", "}\x00{").split("\x00")]
     assert all(o["status"] == "ok" and o["dicom"]["Modality"] == "DX" for o in objects)
     assert "PID-SECRET" not in result.stdout
+
+
+def test_dicom_without_pydicom_is_left_for_later_not_lost(bundle_dir, tmp_path, mini_test_images):
+    """A box without the [dicom] extra: the DICOM gets no line (so it is read once pydicom is there)."""
+    inbox, out = tmp_path / "in", tmp_path / "o"
+    fill_inbox(inbox, mini_test_images[:1])
+    gray = np.asarray(Image.open(mini_test_images[0]).convert("L")) / 255.0
+    write_dx_dicom(gray, inbox / "dx.dcm")
+    blocker = ("import importlib.abc, sys\n"
+               "class Block(importlib.abc.MetaPathFinder):\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name.split('.')[0] == 'pydicom':\n"
+               "            raise ImportError('pydicom blocked')\n"
+               "sys.meta_path.insert(0, Block())\n"
+               "from edgecxr.cli.app import main\n"
+               "main()\n")
+    cmd = [sys.executable, "-c", blocker, "watch", str(inbox), "--bundle", str(bundle_dir), "--out", str(out),
+           "--once", "--settle-seconds", "0", "--quiet"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "cannot read dx.dcm yet" in first.stderr and "edgecxr[dicom]" in first.stderr
+    assert [r["path"] for r in read_results(out)] == ["000-" + mini_test_images[0].name]
+    second = run("watch", inbox, "--bundle", bundle_dir, "--out", out, "--once", "--settle-seconds", 0)
+    assert second.exit_code == 0
+    assert sorted(lines_per_file(out)) == sorted(["000-" + mini_test_images[0].name, "dx.dcm"])

@@ -13,9 +13,11 @@ from edgecxr.bundle import Bundle
 from edgecxr.data.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_bytes
 from edgecxr.data.dicom import PROJECTION_MODALITIES
 from edgecxr.data.fingerprint import sha256_bytes
-from edgecxr.errors import DecodeError
+from edgecxr.errors import DecodeError, MissingDependencyError
 from edgecxr.metrics import softmax
 from edgecxr.runtime.selection import Choice
+
+MISSING_DEPENDENCY = "missing_dependency"
 
 
 @dataclass
@@ -58,6 +60,9 @@ def prepare(path: Path, spec, limits: InputLimits) -> Prepared:
         decoded = decode_bytes(data, str(path), max_pixels=limits.max_pixels, modalities=limits.modalities)
     except DecodeError as exc:
         return Prepared(path, len(data), digest, None, error=exc)
+    except MissingDependencyError as exc:  # e.g. a DICOM file on a box without pydicom: not the file's fault
+        return Prepared(path, len(data), digest, None, error=DecodeError(MISSING_DEPENDENCY, exc.cause, path=path,
+                                                                         fix=exc.fix))
     t1 = time.perf_counter()
     tensor = spec(decoded.pixels)
     t2 = time.perf_counter()

@@ -23,7 +23,7 @@ from edgecxr import __version__
 from edgecxr.errors import EdgecxrError
 from edgecxr.fsutil import atomic_write_json
 from edgecxr.reporting import utc_now
-from edgecxr.runtime.classifier import Classifier, InputLimits, Prepared, prepare
+from edgecxr.runtime.classifier import MISSING_DEPENDENCY, Classifier, InputLimits, Prepared, prepare
 from edgecxr.runtime.ledger import RESULT_SCHEMA, Ledger
 from edgecxr.runtime.moves import move
 from edgecxr.runtime.scanner import Entry, Settler, scan
@@ -68,6 +68,8 @@ class Watcher:
         self.counters = Counters()
         self.started = time.time()
         self.wake = threading.Event()
+        # files this box cannot read yet (a missing decoder): no line, so they are read after the fix
+        self.deferred: dict[str, tuple[int, int]] = {}
         self._check_folders()
 
     # -- setup ------------------------------------------------------------------------
@@ -108,6 +110,8 @@ class Watcher:
                     for entry in found.files.values():
                         if self.ledger.seen_unchanged(entry.rel, entry.size, entry.mtime_ns):
                             self._move_done(entry)
+                        elif self.deferred.get(entry.rel) == (entry.size, entry.mtime_ns):
+                            continue
                         elif settler.ready(entry, now, wall):
                             ready.append(entry)
                         else:
@@ -119,6 +123,9 @@ class Watcher:
                         continue  # rescan at once: more may have arrived meanwhile
                     self._heartbeat()
                     if o.once and waiting == 0:
+                        if self.deferred:
+                            self.log(f"{len(self.deferred)} file(s) left unread until a missing library is installed "
+                                     "(see the messages above); they have no result line yet")
                         if found.temporary:
                             self.log(f"{found.temporary} file(s) with temporary names left waiting for a rename")
                         break
@@ -188,6 +195,12 @@ class Watcher:
             if item.sha256 and self.ledger.has_version(entry.rel, item.sha256):
                 self.ledger.remember_stat(entry.rel, entry.size, entry.mtime_ns, item.sha256)
                 continue  # same content as a version already recorded
+            if item.error is not None and item.error.code == MISSING_DEPENDENCY:
+                if entry.rel not in self.deferred:
+                    self.log(f"cannot read {entry.rel} yet: {item.error}")
+                self.deferred[entry.rel] = (entry.size, entry.mtime_ns)
+                self.counters.last_error = f"{entry.rel}: {item.error.cause}"
+                continue
             if item.error is not None:
                 record = self._record(entry, item, status="error")
                 record["error"] = {"code": item.error.code, "message": str(item.error)}
