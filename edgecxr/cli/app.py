@@ -1,7 +1,7 @@
 """The `edgecxr` command: typer app, global options, and the one place errors become exits.
 
 Domain errors (`EdgecxrError`) are caught here, at the edge, and printed as one line with
-exit code 2; `--debug` shows the traceback instead.
+exit code 2; `--debug` prints the traceback before that line.
 """
 
 from __future__ import annotations
