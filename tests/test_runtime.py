@@ -200,17 +200,17 @@ def _wait_for(predicate, seconds=30.0):
 def test_slow_chunked_writes_and_renames_are_read_once_complete(bundle_dir, tmp_path, mini_test_images):
     inbox, out = tmp_path / "in", tmp_path / "o"
     inbox.mkdir()
-    watcher, stop, thread = _start_watcher(bundle_dir, inbox, out, settle_seconds=0.6)
+    watcher, stop, thread = _start_watcher(bundle_dir, inbox, out, settle_seconds=1.5)
     try:
         slow = mini_test_images[3].read_bytes()
-        with open(inbox / "slow.jpeg", "wb") as handle:  # five chunks, 0.3 s apart (< settle time)
+        with open(inbox / "slow.jpeg", "wb") as handle:  # five chunks, 0.3 s apart (well under the settle time)
             for i in range(5):
                 handle.write(slow[i * len(slow) // 5:(i + 1) * len(slow) // 5])
                 handle.flush()
                 time.sleep(0.3)
         part = inbox / "renamed.jpeg.part"
         part.write_bytes(mini_test_images[4].read_bytes()[:100])
-        time.sleep(1.5)  # a temporary name is never read, however long it sits
+        time.sleep(2.5)  # a temporary name is never read, however long it sits
         assert "renamed.jpeg.part" not in lines_per_file(out)
         part.write_bytes(mini_test_images[4].read_bytes())
         part.rename(inbox / "renamed.jpeg")
