@@ -242,7 +242,7 @@ def _spawn_watch(bundle_dir, inbox, out, *extra):
 
 def test_sigkill_mid_burst_then_restart_gives_every_file_exactly_one_line(bundle_dir, tmp_path, mini_test_images):
     inbox, out = tmp_path / "in", tmp_path / "o"
-    names = fill_inbox(inbox, mini_test_images, copies=4)  # 80 files
+    names = fill_inbox(inbox, mini_test_images, copies=10)  # 200 files: far more than one poll interval's work
     proc = _spawn_watch(bundle_dir, inbox, out)
     assert _wait_for(lambda: (out / "results.jsonl").exists() and len(read_results(out)) >= 6, 60)
     proc.kill()  # SIGKILL, mid-burst
