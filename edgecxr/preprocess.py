@@ -76,10 +76,6 @@ class PreprocessSpec:
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         return self.normalize(self.resize(pixels))
 
-    def batch(self, images: list[np.ndarray]) -> np.ndarray:
-        return np.stack([self(img) for img in images]) if images else np.zeros(
-            (0, *self.input_shape), dtype=np.float32)
-
     def to_image(self, tensor: np.ndarray) -> Image.Image:
         """Undo the normalisation of one (3, H, W) input: what the model saw, as a picture."""
         mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
@@ -113,6 +109,19 @@ class PreprocessSpec:
         if path.is_dir():
             path = path / SPEC_FILENAME
         return cls.from_dict(json.loads(path.read_text()))
+
+
+def load_model_inputs(paths, spec: PreprocessSpec, advance=None) -> np.ndarray:
+    """Decode and preprocess files into one (N, 3, H, W) float32 array, as the runtime feeds engines."""
+    from edgecxr.data.decode import decode_file
+
+    paths = list(paths)
+    arrays = np.empty((len(paths), *spec.input_shape), dtype=np.float32)
+    for i, path in enumerate(paths):
+        arrays[i] = spec(decode_file(path).pixels)
+        if advance is not None:
+            advance(1)
+    return arrays
 
 
 def _resize_plane(plane: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:

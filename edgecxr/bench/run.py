@@ -11,9 +11,10 @@ import numpy as np
 
 from edgecxr.bench.measure import measure_engine, measure_pytorch
 from edgecxr.bundle import Bundle
-from edgecxr.data.decode import SUPPORTED_SUFFIXES, decode_file
+from edgecxr.data.decode import SUPPORTED_SUFFIXES
 from edgecxr.errors import EdgecxrError
 from edgecxr.optional import available
+from edgecxr.preprocess import load_model_inputs
 from edgecxr.reporting import library_versions, utc_now
 from edgecxr.sysinfo import cpu_info
 
@@ -40,8 +41,7 @@ def real_inputs(bundle: Bundle, data: Path | None, count: int) -> tuple[np.ndarr
         raise EdgecxrError("no PNG, JPEG or DICOM images here", path=data, fix="pass --data with real images")
     step = max(1, len(files) // count)
     picked = files[::step][:count]
-    arrays = np.stack([bundle.spec(decode_file(p).pixels) for p in picked])
-    return arrays, str(data)
+    return load_model_inputs(picked, bundle.spec), str(data)
 
 
 def run_bench(bundle: Bundle, *, backends: list[str] | None, precisions: list[str] | None, batch_sizes: list[int],

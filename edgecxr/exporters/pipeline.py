@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.bundle import BUNDLE_SCHEMA, MANIFEST, REFERENCE_REPORT, file_entry, manifest_checksum
-from edgecxr.data.decode import decode_file
 from edgecxr.errors import EdgecxrError
 from edgecxr.exporters.agreement import MIN_AGREEMENT
 from edgecxr.fsutil import atomic_write_json, current_umask
 from edgecxr.metrics import positive_class_index
+from edgecxr.preprocess import load_model_inputs
 from edgecxr.reporting import library_versions, utc_now
 
 TARGETS = ("onnxruntime", "openvino", "tensorrt")
@@ -102,12 +102,7 @@ def export(source_path: str | Path, options: ExportOptions, reporter: Reporter |
 
 
 def _load_inputs(samples, spec, reporter, label: str) -> np.ndarray:
-    advance = reporter.task(label, len(samples))
-    arrays = np.empty((len(samples), *spec.input_shape), dtype=np.float32)
-    for i, sample in enumerate(samples):
-        arrays[i] = spec(decode_file(sample.path).pixels)
-        advance(1)
-    return arrays
+    return load_model_inputs((s.path for s in samples), spec, reporter.task(label, len(samples)))
 
 
 class _Recorder:

@@ -12,11 +12,11 @@ import numpy as np
 
 from edgecxr.backends import RunnerOptions, backend_installed, open_runner
 from edgecxr.bundle import Artifact, Bundle
-from edgecxr.data.decode import decode_file
 from edgecxr.data.folders import hash_and_check, scan_split
 from edgecxr.errors import DataError, EdgecxrError
 from edgecxr.metrics import softmax
 from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
+from edgecxr.preprocess import load_model_inputs
 from edgecxr.reporting import build_report, library_versions, load_report, rows_from_probabilities, utc_now
 
 PARITY_SCHEMA = "edgecxr.parity/1"
@@ -96,14 +96,6 @@ def runnable_artifacts(bundle: Bundle, backends: list[str] | None, precisions: l
     return chosen, skipped
 
 
-def load_inputs(split, spec, advance: Callable[[int], None]) -> np.ndarray:
-    arrays = np.empty((len(split.samples), *spec.input_shape), dtype=np.float32)
-    for i, sample in enumerate(split.samples):
-        arrays[i] = spec(decode_file(sample.path).pixels)
-        advance(1)
-    return arrays
-
-
 def score(artifact: Artifact, inputs: np.ndarray, options: RunnerOptions, advance, batch_size: int = 16) -> np.ndarray:
     runner = open_runner(artifact.backend, artifact.path, options)
     try:
@@ -178,7 +170,8 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
     artifacts, skipped = runnable_artifacts(bundle, backends, precisions)
     hash_and_check(split.samples, on_progress=progress("hashing test set", len(split.samples)))
     check_same_data(split, ref, data)
-    inputs = load_inputs(split, bundle.spec, progress("decode + preprocess", len(split.samples)))
+    inputs = load_model_inputs((s.path for s in split.samples), bundle.spec,
+                               progress("decode + preprocess", len(split.samples)))
     engines = []
     for artifact in artifacts:
         probs = score(artifact, inputs, options or RunnerOptions(), progress(artifact.name, len(inputs)))
