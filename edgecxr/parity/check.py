@@ -69,7 +69,7 @@ def check_same_data(split, ref: dict, data: Path) -> None:
 
 def runnable_artifacts(bundle: Bundle, backends: list[str] | None, precisions: list[str] | None):
     """(artifacts to score, [(artifact name, why skipped)])."""
-    from edgecxr.runtime.selection import _tensorrt_usable
+    from edgecxr.runtime.selection import tensorrt_mismatch
 
     chosen, skipped = [], []
     for artifact in bundle.artifacts:
@@ -79,7 +79,7 @@ def runnable_artifacts(bundle: Bundle, backends: list[str] | None, precisions: l
             continue
         if not backend_installed(artifact.backend):
             skipped.append((artifact.name, f"{artifact.backend} is not installed"))
-        elif artifact.backend == "tensorrt" and (why := _tensorrt_usable(artifact)):
+        elif artifact.backend == "tensorrt" and (why := tensorrt_mismatch(artifact)):
             skipped.append((artifact.name, why))
         else:
             chosen.append(artifact)

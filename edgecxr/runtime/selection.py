@@ -23,20 +23,11 @@ class Choice:
     reason: str
 
 
-def _tensorrt_usable(artifact: Artifact) -> str | None:
-    """None when the engine matches this machine, else why not."""
-    from edgecxr.backends.tensorrt.compat import check_compatible
-    from edgecxr.optional import version_of
-    from edgecxr.sysinfo import gpus
+def tensorrt_mismatch(artifact: Artifact) -> str | None:
+    """None when the engine matches this machine's GPU and TensorRT, else why not."""
+    from edgecxr.backends.tensorrt.compat import mismatch_here
 
-    found = gpus()
-    trt_version = version_of("tensorrt")
-    try:
-        check_compatible(artifact.record.get("engine", {}), found[0] if found else None, trt_version,
-                         engine=str(artifact.path))
-    except EdgecxrError as exc:
-        return exc.cause
-    return None
+    return mismatch_here(artifact.record.get("engine", {}), engine=str(artifact.path))
 
 
 def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto",
@@ -63,9 +54,10 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto",
             skipped.append(f"{name}: not installed")
             continue
         if name == "tensorrt":
-            usable = [a for a in candidates if _tensorrt_usable(a) is None]
+            problems = {a.name: tensorrt_mismatch(a) for a in candidates}
+            usable = [a for a in candidates if problems[a.name] is None]
             if not usable:
-                skipped.append(f"tensorrt: {_tensorrt_usable(candidates[0])}")
+                skipped.append(f"tensorrt: {problems[candidates[0].name]}")
                 continue
             candidates = usable
         picked = _pick_precision(name, candidates, precision, int8_fast)

@@ -47,19 +47,13 @@ def build_engine_artifact(folder: Path, manifest: dict, precision: str, *, max_b
 
 def usable_engine(manifest: dict, precision: str) -> dict | None:
     """The bundle's engine of `precision` when it matches this GPU and TensorRT version."""
-    from edgecxr.backends.tensorrt.compat import check_compatible
-    from edgecxr.optional import version_of
-    from edgecxr.sysinfo import gpus
+    from edgecxr.backends.tensorrt.compat import mismatch_here
 
     for artifact in manifest["artifacts"]:
         if artifact["backend"] == "tensorrt" and artifact["precision"] == precision:
-            found = gpus()
-            try:
-                check_compatible(artifact.get("engine", {}), found[0] if found else None, version_of("tensorrt"),
-                                 engine=artifact["files"][0]["path"])
-            except EdgecxrError:
-                return None
-            return artifact
+            if mismatch_here(artifact.get("engine", {}), engine=artifact["files"][0]["path"]) is None:
+                return artifact
+            return None
     return None
 
 

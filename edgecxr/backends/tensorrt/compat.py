@@ -73,3 +73,16 @@ def check_compatible(record: dict, gpu: dict | None, trt_version: str | None, *,
     if problems:
         raise EdgecxrError("the TensorRT engine does not match this machine: " + "; ".join(problems),
                            path=engine, fix="rebuild it here with `edgecxr build-engine BUNDLE`")
+
+
+def mismatch_here(record: dict, *, engine: str) -> str | None:
+    """Why an engine with this record cannot run on this machine, or None when it can."""
+    from edgecxr.optional import version_of
+    from edgecxr.sysinfo import gpus
+
+    found = gpus()
+    try:
+        check_compatible(record, found[0] if found else None, version_of("tensorrt"), engine=engine)
+    except EdgecxrError as exc:
+        return exc.cause
+    return None
