@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.data.folders import Split, hash_and_check, scan_split
+from edgecxr.data.folders import Split, drop_bad, hash_and_check, scan_split
 from edgecxr.preprocess import PreprocessSpec
 from edgecxr.reporting import build_report, library_versions, rows_from_probabilities, write_report
 
@@ -40,7 +40,6 @@ def evaluate_checkpoint(model_dir: str | Path, test_dir: str | Path, out_dir: st
 
     `progress(total)` returns an advance callback; used by the CLI for its progress bar.
     """
-    from edgecxr.errors import DataError
     from edgecxr.training.model import checkpoint_sha256, load_checkpoint
 
     loaded, spec, class_names = load_checkpoint(model_dir)
@@ -48,15 +47,11 @@ def evaluate_checkpoint(model_dir: str | Path, test_dir: str | Path, out_dir: st
     model_dir = Path(model_dir)
     if (model_dir / "model" / "config.json").is_file():
         model_dir = model_dir / "model"
-    split = scan_split(test_dir, "test")
-    if split.classes != class_names:
-        raise DataError(f"test classes {split.classes} differ from the model's {class_names}",
-                        path=test_dir, fix="evaluate on a folder with the model's class folders")
+    split = scan_split(test_dir, "test", class_names)
     advance = progress(len(split.samples) * 2) if progress else None
     bad = hash_and_check(split.samples, skip_bad=skip_bad, on_progress=advance)
     if bad:
-        split = Split(split.name, split.root, split.classes,
-                      [s for s in split.samples if str(s.path) not in {b["path"] for b in bad}])
+        split = drop_bad(split, bad)
     probs = predict_probabilities(model, split, spec, batch_size=batch_size, device=device,
                                   workers=workers, on_batch=advance)
     meta = {
