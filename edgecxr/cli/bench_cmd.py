@@ -26,21 +26,20 @@ def bench(
 
     from edgecxr.bench.run import run_bench
     from edgecxr.bundle import load_bundle
-    from edgecxr.cli.console import err
+    from edgecxr.cli.console import comma_list, err
     from edgecxr.cli.console import out as console
     from edgecxr.errors import EdgecxrError
     from edgecxr.runtime.default_bundle import resolve_bundle
 
     try:
-        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
+        sizes = [int(b) for b in comma_list(batch_sizes)]
     except ValueError:
         raise EdgecxrError(f"--batch-sizes {batch_sizes!r} is not a list of integers", fix="e.g. --batch-sizes 1,8") from None
     if not sizes or min(sizes) < 1 or iterations < 1 or warmup < 0:
         raise EdgecxrError("batch sizes and iterations must be positive", fix="e.g. --batch-sizes 1,8 --iterations 50")
     loaded = load_bundle(resolve_bundle(bundle))
-    split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
     with err.status("benchmarking") as status:
-        result = run_bench(loaded, backends=split(backends), precisions=split(precisions), batch_sizes=sizes,
+        result = run_bench(loaded, backends=comma_list(backends) or None, precisions=comma_list(precisions) or None, batch_sizes=sizes,
                            iterations=iterations, warmup=warmup, threads=threads, data=data, pytorch=pytorch,
                            progress=lambda name: status.update(f"benchmarking {name}"))
     cpu = result["cpu"]

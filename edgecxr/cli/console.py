@@ -24,6 +24,11 @@ for _console in (out, err):
         _console.width = 160  # logs and pipes: keep tables whole instead of squeezing them to 80 columns
 
 
+def comma_list(value: str | None) -> list[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']: how every comma-separated option is read."""
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
 def progress() -> Progress:
     return Progress(
         SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),

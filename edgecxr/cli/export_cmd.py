@@ -43,15 +43,15 @@ def export(
     name: Annotated[str | None, typer.Option(help="Model name recorded in the bundle (default: the run folder's name).")] = None,
 ):
     """Export a checkpoint to ONNX and INT8 engines, verified, in one model bundle."""
+    from edgecxr.cli.console import comma_list, task_progress
     from edgecxr.cli.console import out as console
-    from edgecxr.cli.console import task_progress
     from edgecxr.exporters.pipeline import ExportOptions
     from edgecxr.exporters.pipeline import export as run_export
     from edgecxr.optional import require
 
     require("torch", "export")
     require("onnx", "export")
-    options = ExportOptions(out=out, int8=int8, fp16=fp16, targets=tuple(t.strip() for t in targets.split(",") if t.strip()),
+    options = ExportOptions(out=out, int8=int8, fp16=fp16, targets=tuple(comma_list(targets)),
                             calib_data=calib_data, calib_size=calib_size, heldout_size=heldout_size, seed=seed,
                             opset=opset, strict=strict, force=force, name=name)
     with task_progress() as start:

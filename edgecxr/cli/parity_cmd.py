@@ -8,10 +8,6 @@ from typing import Annotated
 import typer
 
 
-def _split(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
 def parity_check(
     bundle: Annotated[Path | None, typer.Argument(help="Bundle folder (default: $EDGECXR_BUNDLE, else the bundled reference model).")] = None,
     data: Annotated[Path | None, typer.Option(help="Labelled test folder (default: the one the reference report names).")] = None,
@@ -29,8 +25,8 @@ def parity_check(
 
     from edgecxr.backends import RunnerOptions
     from edgecxr.bundle import load_bundle
+    from edgecxr.cli.console import comma_list, task_progress
     from edgecxr.cli.console import out as console
-    from edgecxr.cli.console import task_progress
     from edgecxr.parity import report
     from edgecxr.parity.check import Tolerances, run_parity
     from edgecxr.reporting import load_report
@@ -39,8 +35,8 @@ def parity_check(
     loaded = load_bundle(resolve_bundle(bundle))
     tolerances = Tolerances(max_accuracy_drop, max_recall_drop, min_agreement)
     with task_progress() as start:
-        result = run_parity(loaded, data=data, reference=reference, backends=_split(backends),
-                            precisions=_split(precisions), tolerances=tolerances,
+        result = run_parity(loaded, data=data, reference=reference, backends=comma_list(backends) or None,
+                            precisions=comma_list(precisions) or None, tolerances=tolerances,
                             options=RunnerOptions(threads=threads), progress=start)
     ref = load_report(reference or loaded.reference_report_path())
     written = report.write(result, {r["path"]: r for r in ref["rows"]}, out)

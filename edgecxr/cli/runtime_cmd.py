@@ -60,7 +60,7 @@ def watch(
     import signal
     import threading
 
-    from edgecxr.cli.console import err
+    from edgecxr.cli.console import comma_list, err
     from edgecxr.cli.console import out as console
     from edgecxr.runtime.classifier import InputLimits
     from edgecxr.runtime.watcher import Watcher, WatchOptions
@@ -76,7 +76,7 @@ def watch(
         inbox=inbox, out=out, recursive=recursive, settle_seconds=settle_seconds, rescan_seconds=rescan_seconds,
         batch_size=batch_size, once=once, poll=poll, archive=archive, quarantine=quarantine,
         limits=InputLimits(max_pixels=max_pixels, max_bytes=max_bytes,
-                           modalities=tuple(m.strip().upper() for m in modality.split(",") if m.strip())))
+                           modalities=tuple(m.upper() for m in comma_list(modality))))
     new: list[dict] = []
 
     def on_result(record: dict) -> None:
@@ -165,11 +165,12 @@ def classify(
     """Classify files once and print a table (file, label, probabilities, engine, ms)."""
     from rich.table import Table
 
+    from edgecxr.cli.console import comma_list
     from edgecxr.cli.console import out as console
     from edgecxr.runtime.classifier import InputLimits, prepare
 
     classifier = _open_classifier(bundle, backend, precision, device, threads)
-    limits = InputLimits(modalities=tuple(m.strip().upper() for m in modality.split(",") if m.strip()))
+    limits = InputLimits(modalities=tuple(m.upper() for m in comma_list(modality)))
     spec = classifier.bundle.spec
     names = classifier.class_names
     table = Table(caption=f"engine {classifier.artifact.name}: {classifier.choice.reason}", caption_justify="left")
