@@ -56,7 +56,9 @@ class Ledger:
             return len(data) - keep
 
     def _load(self) -> None:
-        with open(self.path, "rb") if self.path.exists() else _empty() as handle:
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as handle:
             for raw in handle:
                 raw = raw.strip()
                 if not raw:
@@ -125,10 +127,3 @@ def _fsync_dir(folder: Path) -> None:
     finally:
         os.close(fd)
 
-
-class _empty:
-    def __enter__(self):
-        return iter(())
-
-    def __exit__(self, *exc):
-        return False
