@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +27,7 @@ from edgecxr.runtime.classifier import MISSING_DEPENDENCY, Classifier, InputLimi
 from edgecxr.runtime.ledger import RESULT_SCHEMA, Ledger
 from edgecxr.runtime.moves import move
 from edgecxr.runtime.scanner import Entry, Settler, scan
+from edgecxr.runtime.sinks import ResultSink
 
 STATUS = "status.json"
 
@@ -60,11 +61,12 @@ class Counters:
 
 class Watcher:
     def __init__(self, classifier: Classifier, options: WatchOptions, log: Callable[[str], None] = print,
-                 on_result: Callable[[dict], None] | None = None):
+                 on_result: Callable[[dict], None] | None = None, sinks: Sequence[ResultSink] = ()):
         self.classifier = classifier
         self.options = options
         self.log = log
         self.on_result = on_result
+        self.sinks = list(sinks)
         self.counters = Counters()
         self.started = time.time()
         self.wake = threading.Event()
@@ -139,6 +141,8 @@ class Watcher:
                 observer.stop()
             self.write_status("stopped")
             self.ledger.close()
+            for sink in self.sinks:
+                self._guard(sink, sink.close)
         return self.counters
 
     def _start_observer(self):
@@ -177,11 +181,26 @@ class Watcher:
             if self.on_result is not None:
                 for record in records:
                     self.on_result(record)
-            for entry, record in moves:
+            self._feed_sinks(moves)
+            for entry, record, _ in moves:
                 self._move(entry, record)
             self._heartbeat()  # a long backlog still refreshes status.json every few seconds
             if stop.is_set():
                 break
+
+    def _feed_sinks(self, done: list[tuple[Entry, dict, Prepared]]) -> None:
+        for sink in self.sinks:
+            for entry, record, item in done:
+                self._guard(sink, sink.accept, record, item, entry.path)
+
+    def _guard(self, sink: ResultSink, method: Callable, *args) -> None:
+        """A sink's failure is logged, never raised: the result line is already durable."""
+        try:
+            method(*args)
+        except Exception as exc:  # any sink bug must not stop classification
+            name = type(sink).__name__
+            self.counters.last_error = f"{name}: {exc}"
+            self.log(f"result sink {name} failed: {type(exc).__name__}: {exc}")
 
     def _classify(self, chunk: list[Entry], prepared: list[Prepared]):
         records, moves, batch, batch_items = [], [], [], []
@@ -205,7 +224,7 @@ class Watcher:
                 record = self._record(entry, item, status="error")
                 record["error"] = {"code": item.error.code, "message": str(item.error)}
                 records.append(record)
-                moves.append((entry, record))
+                moves.append((entry, record, item))
                 self.counters.refused += 1
                 self.counters.last_error = f"{entry.rel}: {item.error.code}"
             else:
@@ -221,7 +240,7 @@ class Watcher:
                                         "inference": round(infer_ms / len(batch), 2),
                                         "batch_inference": round(infer_ms, 2), "batch_size": len(batch)}
                 records.append(record)
-                moves.append((entry, record))
+                moves.append((entry, record, item))
                 self.counters.processed += 1
         return records, moves
 
