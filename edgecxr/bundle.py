@@ -83,6 +83,16 @@ def file_entry(folder: Path, rel: str) -> dict:
     return {"path": rel, "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
+def put_artifact(bundle: Bundle, record: dict) -> None:
+    """Add or replace one artifact record in bundle.json, re-checksummed and written atomically."""
+    from edgecxr.fsutil import atomic_write_json
+
+    manifest = dict(bundle.manifest)
+    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["name"] != record["name"]] + [record]
+    manifest["checksum"] = manifest_checksum(manifest)
+    atomic_write_json(bundle.folder / MANIFEST, manifest)
+
+
 def load_bundle(folder: str | Path, *, verify: bool = True) -> Bundle:
     folder = Path(folder)
     manifest_path = folder / MANIFEST

@@ -7,34 +7,16 @@ same object computed from different predictions.
 from __future__ import annotations
 
 import json
-import platform
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from edgecxr import __version__
 from edgecxr.metrics import binary_rates, classification_report, positive_class_index, roc_auc
-from edgecxr.optional import version_of
+from edgecxr.provenance import utc_now
 
 REPORT_SCHEMA = "edgecxr.report/1"
 REPORT_FILENAME = "report.json"
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-
-
-def library_versions(*dists: str) -> dict:
-    names = dists or ("numpy", "pillow", "torch", "transformers", "accelerate", "onnx",
-                      "onnxruntime", "openvino", "nncf", "pydicom")
-    versions = {"python": platform.python_version(), "edgecxr": __version__}
-    for name in names:
-        v = version_of(name)
-        if v:
-            versions[name] = v
-    return versions
 
 
 def build_report(rows: Sequence[dict], class_names: Sequence[str], *, meta: dict) -> dict:

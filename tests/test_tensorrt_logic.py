@@ -2,8 +2,8 @@
 
 import pytest
 
-from edgecxr.backends.tensorrt.bundle_build import engine_source
 from edgecxr.backends.tensorrt.compat import check_compatible, engine_record, profile_shapes, require_gpu
+from edgecxr.backends.tensorrt.engine_artifact import engine_source
 from edgecxr.errors import EdgecxrError
 
 GPU = {"name": "Orin", "compute_capability": "8.7"}

@@ -15,7 +15,8 @@ from edgecxr.data.decode import SUPPORTED_SUFFIXES
 from edgecxr.errors import EdgecxrError
 from edgecxr.optional import available
 from edgecxr.preprocess import load_model_inputs
-from edgecxr.reporting import library_versions, utc_now
+from edgecxr.provenance import library_versions, utc_now
+from edgecxr.runtime.selection import runnable_artifacts
 from edgecxr.sysinfo import cpu_info
 
 BENCH_SCHEMA = "edgecxr.bench/1"
@@ -47,8 +48,6 @@ def real_inputs(bundle: Bundle, data: Path | None, count: int) -> tuple[np.ndarr
 def run_bench(bundle: Bundle, *, backends: list[str] | None, precisions: list[str] | None, batch_sizes: list[int],
               iterations: int, warmup: int, threads: int | None, data: Path | None, pytorch: bool = True,
               progress: Callable[[str], None] | None = None) -> dict:
-    from edgecxr.parity.check import runnable_artifacts
-
     progress = progress or (lambda name: None)
     artifacts, skipped = runnable_artifacts(bundle, backends, precisions)
     inputs, source = real_inputs(bundle, data, count=max(16, 2 * max(batch_sizes)))

@@ -69,7 +69,7 @@ def build_engine(
     if_needed: Annotated[bool, typer.Option("--if-needed", help="Keep an engine that already matches this GPU and TensorRT.")] = False,
 ):
     """Build (or rebuild) the TensorRT engine on this device from the bundle's ONNX graph."""
-    from edgecxr.backends.tensorrt.bundle_build import add_engine
+    from edgecxr.backends.tensorrt.engine_artifact import add_engine
     from edgecxr.cli.console import out as console
     from edgecxr.errors import EdgecxrError
 

@@ -62,7 +62,7 @@ def watch(
 
     from edgecxr.cli.console import comma_list, err
     from edgecxr.cli.console import out as console
-    from edgecxr.runtime.classifier import InputLimits
+    from edgecxr.runtime.prepare import InputLimits
     from edgecxr.runtime.watcher import Watcher, WatchOptions
 
     out = out or inbox / ".edgecxr"
@@ -116,7 +116,7 @@ def _logger(console, log_format: str):
 
     def say(message: str, **fields) -> None:
         if log_format == "json":
-            from edgecxr.reporting import utc_now
+            from edgecxr.provenance import utc_now
 
             payload = {"time": utc_now(), "message": message, **{k: v for k, v in fields.items() if v is not None}}
             console.out(json.dumps(payload, ensure_ascii=False), highlight=False)
@@ -167,7 +167,7 @@ def classify(
 
     from edgecxr.cli.console import comma_list
     from edgecxr.cli.console import out as console
-    from edgecxr.runtime.classifier import InputLimits, prepare
+    from edgecxr.runtime.prepare import InputLimits, prepare
 
     classifier = _open_classifier(bundle, backend, precision, device, threads)
     limits = InputLimits(modalities=tuple(m.upper() for m in comma_list(modality)))

@@ -21,7 +21,7 @@ from edgecxr.exporters.agreement import MIN_AGREEMENT
 from edgecxr.fsutil import atomic_write_json, current_umask
 from edgecxr.metrics import positive_class_index
 from edgecxr.preprocess import load_model_inputs
-from edgecxr.reporting import library_versions, utc_now
+from edgecxr.provenance import library_versions, utc_now
 
 TARGETS = ("onnxruntime", "openvino", "tensorrt")
 
@@ -226,7 +226,7 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     if "openvino" in targets:
         _openvino_stage(folder, calib, options, recorder, reporter)
     if "tensorrt" in targets:
-        from edgecxr.exporters.tensorrt_target import build_into_bundle
+        from edgecxr.exporters.tensorrt_if_gpu import build_into_bundle
 
         recorder.artifacts.extend(build_into_bundle(folder, recorder.artifacts, options, spec, warnings, reporter))
 

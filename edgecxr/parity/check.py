@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.backends import RunnerOptions, backend_installed, open_runner
+from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.bundle import Artifact, Bundle
 from edgecxr.data.folders import hash_and_check, scan_split
 from edgecxr.errors import DataError, EdgecxrError
 from edgecxr.metrics import softmax
 from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
 from edgecxr.preprocess import load_model_inputs
-from edgecxr.reporting import build_report, library_versions, load_report, rows_from_probabilities, utc_now
+from edgecxr.provenance import library_versions, utc_now
+from edgecxr.reporting import build_report, load_report, rows_from_probabilities
+from edgecxr.runtime.selection import runnable_artifacts
 
 PARITY_SCHEMA = "edgecxr.parity/1"
 
@@ -65,35 +67,6 @@ def check_same_data(split, ref: dict, data: Path) -> None:
                                   ("different content", changed)) if items]
     raise DataError("the test data differs from the reference report's (fingerprint mismatch): " + "; ".join(parts),
                     path=data, fix="run parity-check on exactly the images the PyTorch report was made on")
-
-
-def runnable_artifacts(bundle: Bundle, backends: list[str] | None, precisions: list[str] | None):
-    """(artifacts to score, [(artifact name, why skipped)])."""
-    from edgecxr.runtime.selection import tensorrt_mismatch
-
-    chosen, skipped = [], []
-    for artifact in bundle.artifacts:
-        if backends and artifact.backend not in backends:
-            continue
-        if precisions and artifact.precision not in precisions:
-            continue
-        if not backend_installed(artifact.backend):
-            skipped.append((artifact.name, f"{artifact.backend} is not installed"))
-        elif artifact.backend == "tensorrt" and (why := tensorrt_mismatch(artifact)):
-            skipped.append((artifact.name, why))
-        else:
-            chosen.append(artifact)
-    if backends:
-        known = {a.backend for a in bundle.artifacts}
-        missing = [b for b in backends if b not in known]
-        if missing:
-            raise EdgecxrError(f"the bundle has no artifact for backend(s) {missing}", path=bundle.folder,
-                               fix=f"choose from {sorted(known)}")
-    if not chosen:
-        reasons = "; ".join(f"{n}: {w}" for n, w in skipped) or "no artifact matches the filters"
-        raise EdgecxrError(f"no engine to check on this machine ({reasons})", path=bundle.folder,
-                           fix="install the backend (e.g. pip install 'edgecxr[openvino]') or change the filters")
-    return chosen, skipped
 
 
 def score(artifact: Artifact, inputs: np.ndarray, options: RunnerOptions, advance, batch_size: int = 16) -> np.ndarray:

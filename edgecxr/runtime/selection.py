@@ -30,6 +30,33 @@ def tensorrt_mismatch(artifact: Artifact) -> str | None:
     return mismatch_here(artifact.record.get("engine", {}), engine=str(artifact.path))
 
 
+def runnable_artifacts(bundle: Bundle, backends: list[str] | None, precisions: list[str] | None):
+    """The artifacts parity-check and bench measure here: (runnable, [(artifact name, why skipped)])."""
+    chosen, skipped = [], []
+    for artifact in bundle.artifacts:
+        if backends and artifact.backend not in backends:
+            continue
+        if precisions and artifact.precision not in precisions:
+            continue
+        if not backend_installed(artifact.backend):
+            skipped.append((artifact.name, f"{artifact.backend} is not installed"))
+        elif artifact.backend == "tensorrt" and (why := tensorrt_mismatch(artifact)):
+            skipped.append((artifact.name, why))
+        else:
+            chosen.append(artifact)
+    if backends:
+        known = {a.backend for a in bundle.artifacts}
+        missing = [b for b in backends if b not in known]
+        if missing:
+            raise EdgecxrError(f"the bundle has no artifact for backend(s) {missing}", path=bundle.folder,
+                               fix=f"choose from {sorted(known)}")
+    if not chosen:
+        reasons = "; ".join(f"{n}: {w}" for n, w in skipped) or "no artifact matches the filters"
+        raise EdgecxrError(f"no engine to check on this machine ({reasons})", path=bundle.folder,
+                           fix="install the backend (e.g. pip install 'edgecxr[openvino]') or change the filters")
+    return chosen, skipped
+
+
 def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto",
            cpu_features: dict | None = None) -> Choice:
     if backend != "auto" and backend not in BACKENDS:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from edgecxr.runtime.classifier import Prepared
+from edgecxr.runtime.prepare import Prepared
 
 
 class ResultSink(Protocol):

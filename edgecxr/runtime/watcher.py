@@ -22,10 +22,11 @@ import numpy as np
 from edgecxr import __version__
 from edgecxr.errors import EdgecxrError
 from edgecxr.fsutil import atomic_write_json
-from edgecxr.reporting import utc_now
-from edgecxr.runtime.classifier import MISSING_DEPENDENCY, Classifier, InputLimits, Prepared, prepare
+from edgecxr.provenance import utc_now
+from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.ledger import RESULT_SCHEMA, Ledger
 from edgecxr.runtime.moves import move
+from edgecxr.runtime.prepare import MISSING_DEPENDENCY, InputLimits, Prepared, prepare
 from edgecxr.runtime.scanner import Entry, Settler, scan
 from edgecxr.runtime.sinks import ResultSink
 

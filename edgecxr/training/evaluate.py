@@ -9,7 +9,8 @@ import numpy as np
 
 from edgecxr.data.folders import Split, drop_bad, hash_and_check, scan_split
 from edgecxr.preprocess import PreprocessSpec
-from edgecxr.reporting import build_report, library_versions, rows_from_probabilities, write_report
+from edgecxr.provenance import library_versions
+from edgecxr.reporting import build_report, rows_from_probabilities, write_report
 
 
 def predict_probabilities(model, split: Split, spec: PreprocessSpec, *, batch_size: int = 64,

@@ -16,7 +16,7 @@ from pathlib import Path
 from edgecxr.data.folders import DataSet, drop_bad, hash_and_check, load_dataset
 from edgecxr.errors import EdgecxrError
 from edgecxr.fsutil import atomic_write_json
-from edgecxr.reporting import library_versions, utc_now
+from edgecxr.provenance import library_versions, utc_now
 from edgecxr.training.config import TrainConfig
 from edgecxr.training.presets import PRESETS
 

@@ -1,4 +1,4 @@
-"""Build the TensorRT engine for a bundle on the device itself (`edgecxr build-engine`).
+"""The TensorRT engine as a bundle artifact, built on the device itself (`edgecxr build-engine`).
 
 Torch-free: a Jetson gets its engine from the bundle's QDQ ONNX graph (INT8) or its FP32
 ONNX graph (FP16), and the engine is added to bundle.json with the GPU and TensorRT
@@ -28,7 +28,7 @@ def engine_source(manifest: dict, precision: str) -> dict:
 
 def build_engine_artifact(folder: Path, manifest: dict, precision: str, *, max_batch: int = 8) -> dict:
     """Build the engine into FOLDER/tensorrt/ and return its artifact record."""
-    from edgecxr.backends.tensorrt.builder import build_engine
+    from edgecxr.backends.tensorrt.onnx_to_engine import build_engine
     from edgecxr.bundle import file_entry
     from edgecxr.sysinfo import gpus
 
@@ -59,15 +59,12 @@ def usable_engine(manifest: dict, precision: str) -> dict | None:
 
 def add_engine(folder: str | Path, precision: str = "int8", *, max_batch: int = 8, if_needed: bool = False) -> dict:
     """`edgecxr build-engine`: (re)build the engine and record it in bundle.json."""
-    from edgecxr.bundle import MANIFEST, load_bundle, manifest_checksum
-    from edgecxr.fsutil import atomic_write_json
+    from edgecxr.bundle import load_bundle, put_artifact
 
     bundle = load_bundle(folder)
     manifest = dict(bundle.manifest)
     if if_needed and (existing := usable_engine(manifest, precision)) is not None:
         return {**existing, "reused": True}
     record = build_engine_artifact(bundle.folder, manifest, precision, max_batch=max_batch)
-    manifest["artifacts"] = [a for a in manifest["artifacts"] if a["name"] != record["name"]] + [record]
-    manifest["checksum"] = manifest_checksum(manifest)
-    atomic_write_json(bundle.folder / MANIFEST, manifest)
+    put_artifact(bundle, record)
     return record

@@ -9,7 +9,7 @@ from edgecxr.errors import EdgecxrError
 
 def build_into_bundle(folder: Path, artifacts: list[dict], options, spec, warnings: list[str],
                       reporter) -> list[dict]:
-    from edgecxr.backends.tensorrt.bundle_build import build_engine_artifact
+    from edgecxr.backends.tensorrt.engine_artifact import build_engine_artifact
 
     precision = "int8" if options.int8 else "fp16"
     partial_manifest = {"artifacts": artifacts, "preprocess": spec.to_dict()}
