@@ -37,3 +37,19 @@ def test_cpu_features_from_cpuinfo_text():
     assert not info["int8_acceleration"]
     assert int8_accelerated(cpu_info("flags : avx2 avx512f avx512_vnni\n")["features"])
     assert int8_accelerated(cpu_info("flags : avx2 amx_tile amx_int8\n")["features"])
+
+
+def test_bundle_from_the_environment_is_shown_and_used(tmp_path):
+    for command in ("watch", "classify", "parity-check", "bench"):
+        help_text = runner.invoke(app, [command, "--help"], terminal_width=200).output
+        assert "EDGECXR_BUNDLE" in help_text, command
+    missing = tmp_path / "no-such-bundle"
+    result = runner.invoke(app, ["classify", str(tmp_path / "x.png")], env={"EDGECXR_BUNDLE": str(missing)})
+    assert result.exit_code == 2 and str(missing) in result.output and "no bundle.json" in result.output
+
+
+def test_debug_flag_adds_the_traceback(tmp_path):
+    plain = runner.invoke(app, ["classify", "x.png", "--bundle", str(tmp_path)])
+    debug = runner.invoke(app, ["--debug", "classify", "x.png", "--bundle", str(tmp_path)])
+    assert plain.exit_code == debug.exit_code == 2
+    assert "Traceback" not in plain.output and "Traceback" in debug.output

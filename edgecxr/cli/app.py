@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 from edgecxr import __version__
 from edgecxr.errors import EdgecxrError
 
-_state = {"debug": False}
+_DEBUG = "edgecxr.debug"  # key in click's ctx.meta, shared by every context of one invocation
 
 
 class EdgecxrGroup(TyperGroup):
@@ -29,7 +29,7 @@ class EdgecxrGroup(TyperGroup):
 
             from edgecxr.cli.console import err
 
-            if _state["debug"]:
+            if ctx.meta.get(_DEBUG):
                 err.print(traceback.format_exc(), markup=False, highlight=False)
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", markup=True, highlight=False,
                       soft_wrap=True)
@@ -56,11 +56,12 @@ def _version(value: bool):
 
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
 ):
-    _state["debug"] = debug
+    ctx.meta[_DEBUG] = debug
 
 
 def _register() -> None:

@@ -8,15 +8,17 @@ from typing import Annotated
 
 import typer
 
+from edgecxr.cli.options import BackendsOpt, BundleArg, PrecisionsOpt, ThreadsOpt
+
 
 def bench(
-    bundle: Annotated[Path | None, typer.Argument(help="Bundle folder (default: $EDGECXR_BUNDLE, else the bundled reference model).")] = None,
-    backends: Annotated[str | None, typer.Option(help="Only these backends, comma-separated.")] = None,
-    precisions: Annotated[str | None, typer.Option(help="Only these precisions, comma-separated.")] = None,
+    bundle: BundleArg = None,
+    backends: BackendsOpt = None,
+    precisions: PrecisionsOpt = None,
     batch_sizes: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = "1,8",
     iterations: Annotated[int, typer.Option(help="Timed batch-1 runs per engine.")] = 50,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 5,
-    threads: Annotated[int | None, typer.Option(help="Inference threads (default: the backend's, all cores).")] = None,
+    threads: ThreadsOpt = None,
     data: Annotated[Path | None, typer.Option(help="Folder of real images for inputs (default: the reference report's test data, else the bundled samples).")] = None,
     pytorch: Annotated[bool, typer.Option(help="Add PyTorch eager on the source checkpoint as the baseline row.")] = True,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,

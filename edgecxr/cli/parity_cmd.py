@@ -7,18 +7,20 @@ from typing import Annotated
 
 import typer
 
+from edgecxr.cli.options import BackendsOpt, BundleArg, PrecisionsOpt, ThreadsOpt
+
 
 def parity_check(
-    bundle: Annotated[Path | None, typer.Argument(help="Bundle folder (default: $EDGECXR_BUNDLE, else the bundled reference model).")] = None,
+    bundle: BundleArg = None,
     data: Annotated[Path | None, typer.Option(help="Labelled test folder (default: the one the reference report names).")] = None,
     reference: Annotated[Path | None, typer.Option(help="PyTorch report.json (default: the one inside the bundle).")] = None,
-    backends: Annotated[str | None, typer.Option(help="Only these backends, comma-separated.")] = None,
-    precisions: Annotated[str | None, typer.Option(help="Only these precisions, comma-separated.")] = None,
+    backends: BackendsOpt = None,
+    precisions: PrecisionsOpt = None,
     max_accuracy_drop: Annotated[float, typer.Option(help="Largest allowed accuracy drop, percentage points.")] = 1.0,
     max_recall_drop: Annotated[float, typer.Option(help="Largest allowed recall drop per class, percentage points.")] = 2.0,
     min_agreement: Annotated[float, typer.Option(help="Smallest allowed share of predictions equal to PyTorch's.")] = 0.98,
     out: Annotated[Path, typer.Option(help="Folder for parity.md, parity.json and parity.png.")] = Path("parity"),
-    threads: Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")] = None,
+    threads: ThreadsOpt = None,
 ):
     """Prove each engine matches the PyTorch test-set report: exit 0 all PASS, 1 any FAIL, 2 bad input."""
     from rich.table import Table

@@ -8,12 +8,17 @@ from typing import Annotated
 
 import typer
 
-BundleOpt = Annotated[Path | None, typer.Option(help="Model bundle (default: $EDGECXR_BUNDLE, else the bundled reference model).")]
-BackendOpt = Annotated[str, typer.Option(help="auto, tensorrt, openvino or onnxruntime.")]
-PrecisionOpt = Annotated[str, typer.Option(help="auto, int8, fp16 or fp32 (auto: fastest on this hardware).")]
-DeviceOpt = Annotated[str, typer.Option(help="OpenVINO device: CPU, GPU, NPU or AUTO.")]
-ThreadsOpt = Annotated[int | None, typer.Option(help="Inference threads (default: all cores).")]
-HintOpt = Annotated[str, typer.Option(help="OpenVINO performance hint: LATENCY (one image at a time) or THROUGHPUT.")]
+from edgecxr.cli.options import (
+    DEFAULT_MODALITIES,
+    BackendOpt,
+    BundleOpt,
+    DeviceOpt,
+    HintOpt,
+    LogFormatOpt,
+    ModalityOpt,
+    PrecisionOpt,
+    ThreadsOpt,
+)
 
 
 def _open_classifier(bundle, backend, precision, device, threads, hint="LATENCY"):
@@ -50,11 +55,11 @@ def watch(
     archive: Annotated[Path | None, typer.Option(help="Move classified inputs here.")] = None,
     quarantine: Annotated[Path | None, typer.Option(help="Move refused inputs here.")] = None,
     poll: Annotated[bool, typer.Option("--poll", help="Poll instead of file-system events (network shares).")] = False,
-    modality: Annotated[str, typer.Option(help="DICOM modalities to classify, comma-separated.")] = "CR,DX,DR",
+    modality: ModalityOpt = DEFAULT_MODALITIES,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = 100_000_000,
     max_bytes: Annotated[int, typer.Option(help="Refuse files larger than this.")] = 512 * 1024 * 1024,
     quiet: Annotated[bool, typer.Option("--quiet", help="No table of results, only the summary.")] = False,
-    log_format: Annotated[str, typer.Option(envvar="EDGECXR_LOG_FORMAT", help="text, or json: one JSON object per log line (for journald).")] = "text",
+    log_format: LogFormatOpt = "text",
 ):
     """Watch a scanner's output folder and classify every image that lands there, exactly once."""
     import signal
@@ -160,7 +165,7 @@ def classify(
     threads: ThreadsOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per file instead of a table.")] = False,
     save_input: Annotated[Path | None, typer.Option(help="Write the exact model input of each file as a PNG here.")] = None,
-    modality: Annotated[str, typer.Option(help="DICOM modalities to classify, comma-separated.")] = "CR,DX,DR",
+    modality: ModalityOpt = DEFAULT_MODALITIES,
 ):
     """Classify files once and print a table (file, label, probabilities, engine, ms)."""
     from rich.table import Table

@@ -1,8 +1,11 @@
-"""Where the bundle comes from when the user names none: --bundle, EDGECXR_BUNDLE, the packaged one."""
+"""Where the bundle comes from when the user names none: --bundle (or EDGECXR_BUNDLE), else the packaged one.
+
+The CLI reads EDGECXR_BUNDLE through typer (edgecxr/cli/options.py), so `--help` shows it;
+this module only supplies the packaged default.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from edgecxr.errors import EdgecxrError
@@ -14,8 +17,6 @@ ENV = "EDGECXR_BUNDLE"
 def resolve_bundle(explicit: str | Path | None = None) -> Path:
     if explicit:
         return Path(explicit)
-    if os.environ.get(ENV):
-        return Path(os.environ[ENV])
     if (PACKAGED / "bundle.json").is_file():
         return PACKAGED
     raise EdgecxrError("no model bundle given and no default bundle is installed with this edgecxr",
