@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from edgecxr.data.decode import decode_bytes, decode_file
-from edgecxr.data.dicom_write import write_dx_dicom
 from edgecxr.errors import DecodeError
+from tests.dicom_write import write_dx_dicom
 
 
 @pytest.fixture(scope="module")

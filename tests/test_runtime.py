@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 
 from edgecxr.bundle import load_bundle
 from edgecxr.cli.app import app
-from edgecxr.data.dicom_write import write_dx_dicom
 from edgecxr.errors import EdgecxrError
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions
+from tests.dicom_write import write_dx_dicom
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
