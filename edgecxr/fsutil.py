@@ -26,6 +26,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename or a new file in `folder` durable (best effort where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

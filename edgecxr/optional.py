@@ -27,6 +27,7 @@ _KNOWN = {
     "nncf": ("nncf", "export"),
     "tensorrt": ("tensorrt", "tensorrt"),
     "pydicom": ("pydicom", "dicom"),
+    "pynetdicom": ("pynetdicom", "dicom"),
 }
 
 

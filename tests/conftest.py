@@ -13,6 +13,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture
+def dicom_inbox(tmp_path) -> Path:
+    """An empty inbox for the DICOM listener tests (which need pynetdicom)."""
+    from tests.tools import require_module
+
+    require_module("pynetdicom")
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mini() -> Path:
     return MINI

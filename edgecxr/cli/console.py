@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 
@@ -27,6 +28,25 @@ for _console in (out, err):
 def comma_list(value: str | None) -> list[str]:
     """'a, b,,c' -> ['a', 'b', 'c']: how every comma-separated option is read."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def logger(console, log_format: str):
+    """Plain lines for people, or one JSON object per line for journald and log shippers."""
+    from edgecxr.errors import EdgecxrError
+
+    if log_format not in ("text", "json"):
+        raise EdgecxrError(f"--log-format {log_format!r} is not text or json", fix="use --log-format text or json")
+
+    def say(message: str, **fields) -> None:
+        if log_format == "json":
+            from edgecxr.provenance import utc_now
+
+            payload = {"time": utc_now(), "message": message, **{k: v for k, v in fields.items() if v is not None}}
+            console.out(json.dumps(payload, ensure_ascii=False), highlight=False)
+        else:
+            console.print(message, markup=False, highlight=False)
+
+    return say
 
 
 def progress() -> Progress:

@@ -65,13 +65,13 @@ def watch(
     import signal
     import threading
 
-    from edgecxr.cli.console import comma_list, err
+    from edgecxr.cli.console import comma_list, err, logger
     from edgecxr.cli.console import out as console
     from edgecxr.runtime.prepare import InputLimits
     from edgecxr.runtime.watcher import Watcher, WatchOptions
 
     out = out or inbox / ".edgecxr"
-    say = _logger(err, log_format)
+    say = logger(err, log_format)
     classifier = _open_classifier(bundle, backend, precision, device, threads, performance_hint)
     say(f"edgecxr watch: {inbox} -> {out / 'results.jsonl'}", event="start", inbox=str(inbox), out=str(out))
     say(f"bundle {classifier.bundle.name}; engine {classifier.artifact.name} ({classifier.choice.reason})",
@@ -110,25 +110,6 @@ def watch(
         _print_results(new, console)
     console.print(f"{len(new)} new result(s) this run; {counters.processed} classified and "
                   f"{counters.refused} refused in total -> {out / 'results.jsonl'}")
-
-
-def _logger(console, log_format: str):
-    """Plain lines for people, or one JSON object per line for journald and log shippers."""
-    from edgecxr.errors import EdgecxrError
-
-    if log_format not in ("text", "json"):
-        raise EdgecxrError(f"--log-format {log_format!r} is not text or json", fix="use --log-format text or json")
-
-    def say(message: str, **fields) -> None:
-        if log_format == "json":
-            from edgecxr.provenance import utc_now
-
-            payload = {"time": utc_now(), "message": message, **{k: v for k, v in fields.items() if v is not None}}
-            console.out(json.dumps(payload, ensure_ascii=False), highlight=False)
-        else:
-            console.print(message, markup=False, highlight=False)
-
-    return say
 
 
 def _one_line(r: dict) -> str:

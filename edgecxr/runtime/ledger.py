@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from edgecxr.fsutil import fsync_dir
+
 RESULTS = "results.jsonl"
 RESULT_SCHEMA = "edgecxr.result/1"
 
@@ -30,7 +32,7 @@ class Ledger:
         new = not self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if new:
-            _fsync_dir(self.out)
+            fsync_dir(self.out)
 
     def _repair(self) -> int:
         """Cut a torn (unterminated or unparsable) last line left by a crash."""
@@ -115,15 +117,4 @@ def read_results(out_dir: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return records
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
