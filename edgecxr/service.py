@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgecxr.errors import EdgecxrError
+from edgecxr.service_dicom import LISTEN_UNIT, ListenerConfig, listener_steps
 
 UNIT_NAME = "edgecxr-watch.service"
 
@@ -75,17 +76,20 @@ def render_env(config: ServiceConfig) -> str:
     )
 
 
-def plan(config: ServiceConfig, root: Path = Path("/")) -> list[tuple[str, object]]:
-    """The install as a list of (description, action) pairs; action None means 'nothing to do'."""
+def plan(config: ServiceConfig, root: Path = Path("/"), listener: ListenerConfig | None = None,
+         ) -> list[tuple[str, object]]:
+    """The install as a list of (description, action) pairs; with `listener`, the DICOM listener's unit too."""
     unit_path = root / "etc/systemd/system" / UNIT_NAME
     env_path = root / "etc/edgecxr/watch.env"
     steps: list[tuple[str, object]] = []
-    if not config.inbox.is_dir():
+    if listener is None and not config.inbox.is_dir():
         raise EdgecxrError("the inbox folder does not exist", path=config.inbox,
                            fix="mount or create the scanner's output folder first")
     if root == Path("/") and shutil.which("useradd") and not _user_exists(config.user):
         steps.append((f"create system user {config.user}",
                       ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", config.user]))
+    if listener is not None:
+        steps += listener_steps(listener, root)
     for folder in (config.out, config.archive, config.quarantine):
         if folder is not None:
             steps.append((f"create {folder} owned by {config.user}", ("mkdir", folder)))
@@ -93,7 +97,7 @@ def plan(config: ServiceConfig, root: Path = Path("/")) -> list[tuple[str, objec
     steps.append((f"write {unit_path}", ("write", unit_path, render_unit(config))))
     if root == Path("/"):
         steps.append(("reload systemd and enable the service", ["systemctl", "daemon-reload"]))
-        steps.append(("", ["systemctl", "enable", "--now", UNIT_NAME]))
+        steps.append(("", ["systemctl", "enable", "--now", UNIT_NAME, *([LISTEN_UNIT] if listener else [])]))
     return steps
 
 

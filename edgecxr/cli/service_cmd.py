@@ -1,4 +1,4 @@
-"""`edgecxr service install`: run `edgecxr watch` as a sandboxed systemd service."""
+"""`edgecxr service install`: run `edgecxr watch` (and `edgecxr dicom-listen`) as sandboxed systemd services."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-service_app = typer.Typer(help="Install edgecxr watch as a systemd service.", no_args_is_help=True)
+service_app = typer.Typer(help="Install edgecxr watch (and dicom-listen) as systemd services.", no_args_is_help=True)
 
 
 @service_app.command("install")
@@ -23,18 +23,30 @@ def install(
     device: Annotated[str, typer.Option(help="cpu, nvidia (Jetson or NVIDIA GPU) or intel-gpu: which devices the sandbox lets through.")] = "cpu",
     options: Annotated[str, typer.Option(help="More `edgecxr watch` options, e.g. '--backend openvino --recursive'.")] = "",
     executable: Annotated[Path | None, typer.Option(help="The edgecxr executable (default: this one).")] = None,
+    dicom_listen: Annotated[bool, typer.Option("--dicom-listen", help="Also install edgecxr-dicom-listen.service: a DICOM Storage SCP writing into --inbox (the watch unit then reads it --recursive).")] = False,
+    dicom_port: Annotated[int, typer.Option(help="With --dicom-listen: the port; the unit may bind no other (below 1024 it gets CAP_NET_BIND_SERVICE).")] = 11112,
+    dicom_allow_ip: Annotated[str, typer.Option(help="With --dicom-listen: addresses or CIDR networks allowed to connect, comma-separated; also the unit's IP firewall (default: any).")] = "",
+    dicom_options: Annotated[str, typer.Option(help="With --dicom-listen: more `edgecxr dicom-listen` options, e.g. '--allow-ae CR01 --tls-cert ... --tls-key ...'.")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done, do nothing.")] = False,
     root: Annotated[Path, typer.Option(hidden=True, help="Install below this folder instead of / (packaging, tests).")] = Path("/"),
 ):
     """Write the unit and its environment file, create the user and folders, enable the service."""
+    from edgecxr.cli.console import comma_list
     from edgecxr.cli.console import out as console
     from edgecxr.errors import EdgecxrError
     from edgecxr.service import ServiceConfig, apply, plan
+    from edgecxr.service_dicom import ListenerConfig
 
     exe = executable or Path(shutil.which("edgecxr") or Path(sys.argv[0]).resolve())
+    listener = None
+    if dicom_listen:
+        listener = ListenerConfig(inbox=inbox.resolve(), executable=exe, user=user, port=dicom_port,
+                                  allow_ip=tuple(comma_list(dicom_allow_ip)), options=dicom_options)
+        if "--recursive" not in options.split():
+            options = f"{options} --recursive".strip()  # the listener files instances by study
     config = ServiceConfig(inbox=inbox.resolve(), out=out, executable=exe, archive=archive, quarantine=quarantine,
                            bundle=bundle, user=user, device=device, extra_options=options)
-    steps = plan(config, root)
+    steps = plan(config, root, listener)
     for description, _ in steps:
         if description:
             console.print(("would " if dry_run else "") + description, highlight=False)
@@ -48,4 +60,5 @@ def install(
         apply(steps, user)
     except PermissionError as exc:
         raise EdgecxrError(f"permission denied ({exc})", fix="run it with sudo, or use --dry-run to see the steps") from exc
-    console.print("done: systemctl status edgecxr-watch; journalctl -u edgecxr-watch -f")
+    units = "edgecxr-watch edgecxr-dicom-listen" if dicom_listen else "edgecxr-watch"
+    console.print(f"done: systemctl status {units}; journalctl -u edgecxr-watch -f")

@@ -32,14 +32,14 @@ class AccessPolicy:
     allowed_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, allow_ae: list[str], allow_ip: list[str]) -> AccessPolicy:
+    def parse(cls, allow_ae: list[str], allow_ip: list[str], option: str = "--allow-ip") -> AccessPolicy:
         titles = [check_ae_title(t, "--allow-ae") for t in allow_ae]
         networks = []
         for text in allow_ip:
             try:
                 networks.append(ipaddress.ip_network(text, strict=False))
             except ValueError as exc:
-                raise EdgecxrError(f"--allow-ip {text!r} is not an address or network ({exc})",
+                raise EdgecxrError(f"{option} {text!r} is not an address or network ({exc})",
                                    fix="use addresses or CIDR networks, e.g. 10.1.2.0/24,192.168.5.7") from exc
         return cls(titles, networks)
 
