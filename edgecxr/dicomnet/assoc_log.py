@@ -105,6 +105,7 @@ class AssociationLog:
         else:
             refused = sum(s.refused.values())
             message = (f"association {s.outcome}: {who}, {s.instances} instance(s), {s.bytes} bytes"
+                       + (f", {s.echoes} echo(es)" if s.echoes else "")
                        + (f", {s.duplicates} already received" if s.duplicates else "")
                        + (f", {refused} refused ({', '.join(sorted(s.refused))})" if refused else ""))
         self.say(message, event="association", calling_ae=s.calling_ae, ip=s.ip, port=s.port, tls=s.tls,
