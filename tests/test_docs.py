@@ -71,7 +71,7 @@ def check(line: str) -> list[str]:
     command = typer.main.get_command(app)  # typer vendors click: duck-type groups by .commands
     problems = []
     for token in _tokens(line):
-        if token.startswith("-"):
+        if token.startswith("-") and " " not in token:  # a quoted "--a b" is a value (e.g. --dicom-options)
             name = token.split("=")[0]
             if name not in _options(command):
                 problems.append(f"{command.name} has no option {name}")
@@ -99,6 +99,8 @@ def test_checker_catches_mistakes():
     assert check("edgecxr watch INBOX --no-such-flag") == ["watch has no option --no-such-flag"]
     assert check("edgecxr deploy-now X") == ["no command 'deploy-now'"]
     assert check("sudo /opt/edgecxr/venv/bin/edgecxr service install --inbox /x --dry-run") == []
+    assert check('edgecxr service install --inbox /x --dicom-listen --dicom-options "--allow-ae A" --bad') == [
+        "install has no option --bad"]
 
 
 def test_cli_reference_is_current(tmp_path):
