@@ -46,11 +46,20 @@ def build_report(rows: Sequence[dict], class_names: Sequence[str], *, meta: dict
     }
 
 
-def rows_from_probabilities(samples, class_names: Sequence[str], probs: np.ndarray) -> list[dict]:
-    """One report row per image: relative path, sha256, truth, argmax prediction, probabilities."""
+def rows_from_probabilities(samples, class_names: Sequence[str], probs: np.ndarray, rule=None) -> list[dict]:
+    """One report row per image: relative path, sha256, truth, prediction, probabilities.
+
+    The prediction is argmax, or the bundle's decision rule (a `decision.DecisionRule`) when
+    given; with an uncertain band the row also carries its `result` (a class or UNCERTAIN).
+    """
     names = list(class_names)
-    return [{"path": s.rel, "sha256": s.sha256, "label": names[s.label], "prediction": names[int(np.argmax(p))],
-             "probabilities": {n: float(v) for n, v in zip(names, p)}} for s, p in zip(samples, probs)]
+    predicted = np.asarray(probs).argmax(axis=1) if rule is None else rule.predict(probs)
+    rows = [{"path": s.rel, "sha256": s.sha256, "label": names[s.label], "prediction": names[int(k)],
+             "probabilities": {n: float(v) for n, v in zip(names, p)}} for s, p, k in zip(samples, probs, predicted)]
+    if rule is not None and rule.uncertain is not None:
+        for row, result in zip(rows, rule.labels(probs)):
+            row["result"] = result
+    return rows
 
 
 def paper_table(report: dict) -> str:

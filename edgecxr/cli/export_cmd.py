@@ -41,19 +41,26 @@ def export(
     strict: Annotated[bool, typer.Option("--strict", help="Fail when an INT8 engine agrees with FP32 on under 98% of held-out images.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle folder.")] = False,
     name: Annotated[str | None, typer.Option(help="Model name recorded in the bundle (default: the run folder's name).")] = None,
+    operating_point: Annotated[str | None, typer.Option(help="Decision threshold on P(positive): sensitivity=0.95, specificity=0.9 (chosen on the validation images) or threshold=0.3. Default: argmax.")] = None,
+    uncertain: Annotated[str | None, typer.Option(help="LOW,HIGH: label UNCERTAIN when LOW ≤ P(positive) < HIGH (e.g. 0.4,0.6).")] = None,
 ):
     """Export a checkpoint to ONNX and INT8 engines, verified, in one model bundle."""
     from edgecxr.cli.console import comma_list, task_progress
     from edgecxr.cli.console import out as console
+    from edgecxr.decision import check_band, parse_band, parse_operating_point
     from edgecxr.exporters.pipeline import ExportOptions
     from edgecxr.exporters.pipeline import export as run_export
     from edgecxr.optional import require
 
+    point, band = parse_operating_point(operating_point), parse_band(uncertain)
+    if band is not None and (point is None or point[0] == "threshold"):
+        check_band(band, point[1] if point else None, 2)  # known now: refuse before the long export
     require("torch", "export")
     require("onnx", "export")
     options = ExportOptions(out=out, int8=int8, fp16=fp16, targets=tuple(comma_list(targets)),
                             calib_data=calib_data, calib_size=calib_size, heldout_size=heldout_size, seed=seed,
-                            opset=opset, strict=strict, force=force, name=name)
+                            opset=opset, strict=strict, force=force, name=name, operating_point=point,
+                            uncertain=band)
     with task_progress() as start:
         result = run_export(source, options, _RichExportReporter(start))
     from edgecxr.bundle import load_bundle
@@ -100,7 +107,16 @@ def _print_summary(bundle, console, verified: bool = True) -> None:
     m = bundle.manifest
     spec = bundle.spec
     console.print(f"[bold]{bundle.name}[/bold]  ({bundle.folder}, schema {m['schema']}, created {m['created']})")
-    console.print(f"classes {bundle.class_names} (positive: {m['positive_class']}), decision: {m['decision']['rule']}")
+    from edgecxr.decision import DecisionRule
+
+    rule = DecisionRule.from_manifest(m, bundle.folder / "bundle.json")
+    console.print(f"classes {bundle.class_names} (positive: {m['positive_class']}), decision: {rule.describe()}")
+    point = rule.operating_point
+    if point:
+        got = point["achieved"]
+        console.print(f"operating point {point['target']}={point['value']} chosen on {point['images']} {point['split']} "
+                      f"images: sensitivity {_pct(got['sensitivity'])}, specificity {_pct(got['specificity'])} there",
+                      highlight=False)
     console.print(f"input {m['input']['name']} {m['input']['shape']} {m['input']['dtype']}; preprocessing: resize "
                   f"{spec.height}x{spec.width} {spec.interpolation}, {spec.channels}, mean {list(spec.mean)}, "
                   f"std {list(spec.std)}")
@@ -129,3 +145,7 @@ def _print_summary(bundle, console, verified: bool = True) -> None:
                   f"{src.get('reference_report') or 'none'}")
     for w in m.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+
+
+def _pct(share: float | None) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f}%"

@@ -42,14 +42,19 @@ def parity_check(
                             options=RunnerOptions(threads=threads), progress=start)
     ref = load_report(reference or loaded.reference_report_path())
     written = report.write(result, {r["path"]: r for r in ref["rows"]}, out)
+    band = result["decision"].get("uncertain") is not None
     table = Table(title=f"parity with the PyTorch report on {result['data']['n_images']} images "
-                        f"(PyTorch accuracy {100 * ref['metrics']['accuracy']:.2f}%)", title_justify="left")
-    for col in ("engine", "verdict", "accuracy", "Δ pp", "agree", "flips", "McNemar p", "ECE"):
+                        f"(PyTorch accuracy {100 * result['reference']['metrics']['accuracy']:.2f}%)",
+                  title_justify="left", caption=f"rule: {result['decision']['description']}", caption_justify="left")
+    columns = ("engine", "verdict", "accuracy", "Δ pp", "agree", "flips", *(("uncertain",) if band else ()),
+               "McNemar p", "ECE")
+    for col in columns:
         table.add_column(col, justify="left" if col in ("engine", "verdict") else "right", no_wrap=True)
     for e in result["engines"]:
         colour = "green" if e["verdict"] == "PASS" else "red"
         table.add_row(e["artifact"], f"[{colour}]{e['verdict']}[/{colour}]", f"{100 * e['metrics']['accuracy']:.2f}%",
                       f"{100 * e['deltas']['accuracy']:+.2f}", f"{100 * e['agreement']:.1f}%", str(len(e["flipped"])),
+                      *((f"{e['uncertain']['engine']} (PyTorch {e['uncertain']['reference']})",) if band else ()),
                       f"{e['mcnemar']['p_value']:.3g}", f"{e['ece']:.3f}")
     console.print(table)
     for e in result["engines"]:

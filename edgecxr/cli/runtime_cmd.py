@@ -115,22 +115,21 @@ def watch(
 def _one_line(r: dict) -> str:
     if r["status"] != "ok":
         return f"refused {r['path']}: {r['error']['message']}"
-    probs = r["probabilities"]
-    return f"{r['label']:<10} {max(probs.values()):.3f}  {r['path']}"
+    return f"{r['label']:<10} P({r['positive_class']}) {r['p_positive']:.3f}  {r['path']}"
 
 
 def _print_results(records: list[dict], console) -> None:
     from rich.table import Table
 
-    table = Table(title_justify="left")
-    for col in ("file", "result", "P(positive)", "engine", "ms"):
-        table.add_column(col, justify="right" if col in ("P(positive)", "ms") else "left")
+    ok = [r for r in records if r["status"] == "ok"]
+    positive = ok[0]["positive_class"] if ok else "positive"
+    table = Table(title_justify="left", caption=f"rule: {ok[0]['decision']}" if ok else None, caption_justify="left")
+    for col in ("file", "result", f"P({positive})", "engine", "ms"):
+        table.add_column(col, justify="right" if col in (f"P({positive})", "ms") else "left")
     for r in records:
         if r["status"] == "ok":
-            probs = r["probabilities"]
-            positive = "PNEUMONIA" if "PNEUMONIA" in probs else list(probs)[-1]
             t = r["timings_ms"]
-            table.add_row(r["path"], r["label"], f"{probs[positive]:.3f}", f"{r['backend']}/{r['precision']}",
+            table.add_row(r["path"], r["label"], f"{r['p_positive']:.3f}", f"{r['backend']}/{r['precision']}",
                           f"{t['decode'] + t['preprocess'] + t['inference']:.0f}")
         else:
             table.add_row(r["path"], f"[red]refused: {r['error']['code']}[/red]", "-", "-", "-")
@@ -159,8 +158,9 @@ def classify(
     limits = InputLimits(modalities=tuple(m.upper() for m in comma_list(modality)))
     spec = classifier.bundle.spec
     names = classifier.class_names
-    table = Table(caption=f"engine {classifier.artifact.name}: {classifier.choice.reason}", caption_justify="left")
-    for col in ("file", "label", *names, "ms"):
+    table = Table(caption=f"engine {classifier.artifact.name}: {classifier.choice.reason}; rule: "
+                          f"{classifier.rule.describe()}", caption_justify="left")
+    for col in ("file", "label", *(f"P({n})" for n in names), "ms"):
         table.add_column(col, justify="left" if col in ("file", "label") else "right")
     failed = 0
     for path in files:
@@ -174,19 +174,19 @@ def classify(
                 table.add_row(str(path), f"[red]refused: {item.error.code}[/red]", *["-"] * len(names), "-")
             continue
         probs, infer_ms = classifier.probabilities(item.tensor[None])
-        label = classifier.label(probs[0])
+        fields = classifier.result_fields(probs[0])
         ms = item.decode_ms + item.preprocess_ms + infer_ms
         if save_input is not None:
             save_input.mkdir(parents=True, exist_ok=True)
             spec.to_image(item.tensor).save(save_input / f"{path.stem}.model-input.png")
         if json_out:
             console.print_json(json.dumps({
-                "file": str(path), "status": "ok", "label": label, "sha256": item.sha256,
+                "file": str(path), "status": "ok", **fields, "sha256": item.sha256,
                 "probabilities": {n: float(p) for n, p in zip(names, probs[0])},
                 "backend": classifier.artifact.backend, "precision": classifier.artifact.precision,
                 "ms": round(ms, 2), **({"dicom": item.meta} if item.meta else {})}))
         else:
-            table.add_row(str(path), label, *(f"{p:.3f}" for p in probs[0]), f"{ms:.0f}")
+            table.add_row(str(path), fields["label"], *(f"{p:.3f}" for p in probs[0]), f"{ms:.0f}")
     classifier.close()
     if not json_out:
         console.print(table)

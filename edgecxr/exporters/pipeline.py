@@ -40,6 +40,8 @@ class ExportOptions:
     strict: bool = False
     force: bool = False
     name: str | None = None
+    operating_point: tuple[str, float] | None = None  # ("sensitivity", 0.95): see decision.parse_operating_point
+    uncertain: tuple[float, float] | None = None  # UNCERTAIN band on P(positive)
 
 
 @dataclass
@@ -143,6 +145,21 @@ class _Recorder:
         self.reporter.warn(message)
 
 
+def _decision_stage(folder: Path, class_names, options: ExportOptions, run, heldout, spec, reporter) -> dict:
+    from edgecxr.backends import RunnerOptions, open_runner
+    from edgecxr.exporters import agreement
+    from edgecxr.exporters.operating_point import decision_record
+
+    def probabilities(inputs: np.ndarray) -> np.ndarray:
+        with open_runner("onnxruntime", folder / "onnx" / "model.fp32.onnx", RunnerOptions()) as runner:
+            return agreement.probabilities(runner, inputs)
+
+    decision = decision_record(class_names, options, run, heldout, probabilities,
+                               lambda samples, label: _load_inputs(samples, spec, reporter, label))
+    reporter.log(f"decision rule: {decision['description']}")
+    return decision
+
+
 def _onnx_stage(model, spec, folder: Path, heldout: np.ndarray, options: ExportOptions, reporter) -> dict:
     from edgecxr.exporters import onnx_export
 
@@ -215,6 +232,7 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     export_info = _onnx_stage(model, spec, folder, heldout, options, reporter)
     recorder = _Recorder(folder, heldout, options, reporter, warnings)
     recorder.add("onnxruntime-fp32", "onnxruntime", "fp32", ["onnx/model.fp32.onnx"], "reference")
+    decision = _decision_stage(folder, class_names, options, source.run, plan.heldout, spec, reporter)
 
     calib, calibration_record = None, None
     if options.int8:
@@ -247,7 +265,7 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
         "input": {"name": "pixel_values", "shape": ["batch", 3, spec.height, spec.width], "dtype": "float32"},
         "output": {"name": "logits", "shape": ["batch", len(class_names)], "dtype": "float32",
                    "meaning": "logits; softmax gives class probabilities"},
-        "decision": {"rule": "argmax"},
+        "decision": decision,
         "artifacts": recorder.artifacts,
         "onnx_export": export_info,
         "calibration": calibration_record,

@@ -13,6 +13,7 @@ import numpy as np
 from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.bundle import Artifact, Bundle
 from edgecxr.data.folders import hash_and_check, scan_split
+from edgecxr.decision import DecisionRule
 from edgecxr.errors import DataError, EdgecxrError
 from edgecxr.metrics import softmax
 from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
@@ -81,7 +82,21 @@ def score(artifact: Artifact, inputs: np.ndarray, options: RunnerOptions, advanc
         runner.close()
 
 
-def compare(ref: dict, report: dict, tolerances: Tolerances) -> dict:
+def decided_reference(ref: dict, rule: DecisionRule) -> dict:
+    """The PyTorch report under the bundle's decision rule: the metrics each engine must keep."""
+    if rule.threshold is None and rule.uncertain is None:
+        return ref  # the report was made with argmax
+    names = ref["class_names"]
+    probs = np.array([[r["probabilities"][n] for n in names] for r in ref["rows"]])
+    results = rule.labels(probs)
+    rows = [{**r, "prediction": names[int(k)], **({"result": results[i]} if rule.uncertain else {})}
+            for i, (r, k) in enumerate(zip(ref["rows"], rule.predict(probs)))]
+    rebuilt = build_report(rows, names, meta={"positive_class": ref["positive_class"]})
+    return {**ref, "metrics": rebuilt["metrics"], "rows": rows}
+
+
+def compare(ref: dict, report: dict, tolerances: Tolerances, rule: DecisionRule) -> dict:
+    """Engine vs reference under one rule; a change to or from UNCERTAIN counts as a flip."""
     names = ref["class_names"]
     pos = ref["positive_class"]
     ref_rows = {r["path"]: r for r in ref["rows"]}
@@ -89,15 +104,17 @@ def compare(ref: dict, report: dict, tolerances: Tolerances) -> dict:
     truth = np.array([names.index(r["label"]) for r in rows])
     ref_probs = np.array([[ref_rows[r["path"]]["probabilities"][n] for n in names] for r in rows])
     eng_probs = np.array([[r["probabilities"][n] for n in names] for r in rows])
-    ref_pred, eng_pred = ref_probs.argmax(1), eng_probs.argmax(1)
+    ref_pred, eng_pred = rule.predict(ref_probs), rule.predict(eng_probs)
+    ref_out, eng_out = rule.decide(ref_probs), rule.decide(eng_probs)
     ref_right, eng_right = ref_pred == truth, eng_pred == truth
     b = int((ref_right & ~eng_right).sum())
     c = int((~ref_right & eng_right).sum())
     n = len(rows)
     dpos = np.abs(eng_probs[:, names.index(pos)] - ref_probs[:, names.index(pos)])
-    flipped = [{"path": r["path"], "label": r["label"], "reference": names[ref_pred[i]], "engine": names[eng_pred[i]],
-                "p_reference": float(ref_probs[i, names.index(pos)]), "p_engine": float(eng_probs[i, names.index(pos)])}
-               for i, r in enumerate(rows) if ref_pred[i] != eng_pred[i]]
+    flipped = [{"path": r["path"], "label": r["label"], "reference": rule.name(ref_out[i]),
+                "engine": rule.name(eng_out[i]), "p_reference": float(ref_probs[i, names.index(pos)]),
+                "p_engine": float(eng_probs[i, names.index(pos)])}
+               for i, r in enumerate(rows) if ref_out[i] != eng_out[i]]
     m, rm = report["metrics"], ref["metrics"]
     deltas = {"accuracy": m["accuracy"] - rm["accuracy"],
               "sensitivity": m["sensitivity"] - rm["sensitivity"],
@@ -107,7 +124,7 @@ def compare(ref: dict, report: dict, tolerances: Tolerances) -> dict:
     for name in names:
         for key in ("precision", "recall", "f1"):
             deltas[f"{name}_{key}"] = m["classes"][name][key] - rm["classes"][name][key]
-    agreement = float((ref_pred == eng_pred).mean()) if n else 1.0
+    agreement = float((ref_out == eng_out).mean()) if n else 1.0
     failures = []
     if -100 * deltas["accuracy"] > tolerances.max_accuracy_drop:
         failures.append(f"accuracy dropped {-100 * deltas['accuracy']:.2f} pp (allowed {tolerances.max_accuracy_drop})")
@@ -119,6 +136,7 @@ def compare(ref: dict, report: dict, tolerances: Tolerances) -> dict:
         failures.append(f"agreement {100 * agreement:.2f}% is under {100 * tolerances.min_agreement:.0f}%")
     return {
         "agreement": agreement, "flipped": flipped,
+        "uncertain": {"engine": int((eng_out < 0).sum()), "reference": int((ref_out < 0).sum())},
         "p_positive_abs_diff": {"max": float(dpos.max()) if n else 0.0, "mean": float(dpos.mean()) if n else 0.0},
         "mcnemar": {"reference_right_engine_wrong": b, "reference_wrong_engine_right": c,
                     "p_value": mcnemar_exact(b, c)},
@@ -139,19 +157,21 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
     tolerances = tolerances or Tolerances()
     progress = progress or (lambda description, total: (lambda n=1: None))
     ref, data = resolve_inputs(bundle, data, reference)
+    rule = DecisionRule.from_manifest(bundle.manifest, bundle.folder / "bundle.json")
     split = scan_split(data, "test", bundle.class_names)
     artifacts, skipped = runnable_artifacts(bundle, backends, precisions)
     hash_and_check(split.samples, on_progress=progress("hashing test set", len(split.samples)))
     check_same_data(split, ref, data)
+    ref = decided_reference(ref, rule)
     inputs = load_model_inputs((s.path for s in split.samples), bundle.spec,
                                progress("decode + preprocess", len(split.samples)))
     engines = []
     for artifact in artifacts:
         probs = score(artifact, inputs, options or RunnerOptions(), progress(artifact.name, len(inputs)))
-        rows = rows_from_probabilities(split.samples, split.classes, probs)
+        rows = rows_from_probabilities(split.samples, split.classes, probs, rule)
         report = build_report(rows, split.classes, meta={"positive_class": ref["positive_class"]})
         engines.append({"artifact": artifact.name, "backend": artifact.backend, "precision": artifact.precision,
-                        "role": artifact.role, "metrics": report["metrics"], **compare(ref, report, tolerances),
+                        "role": artifact.role, "metrics": report["metrics"], **compare(ref, report, tolerances, rule),
                         "rows": rows})
     verdict = "PASS" if all(e["verdict"] == "PASS" for e in engines) else "FAIL"
     return {
@@ -161,6 +181,7 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
                       "model_sha256": ref.get("model", {}).get("sha256")},
         "data": {"root": str(data), "fingerprint": ref["data"]["fingerprint"], "n_images": len(split.samples)},
         "class_names": bundle.class_names, "positive_class": ref["positive_class"],
+        "decision": rule.to_manifest(),
         "tolerances": tolerances.__dict__, "engines": engines,
         "skipped": [{"artifact": n, "reason": w} for n, w in skipped],
         "versions": library_versions("numpy", "pillow", "onnxruntime", "openvino", "tensorrt"),

@@ -19,6 +19,11 @@ def _signed_pp(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:+.2f}"
 
 
+def _uncertain(engine: dict) -> str:
+    u = engine.get("uncertain") or {}
+    return f" (uncertain: {u['engine']}, PyTorch {u['reference']})" if u.get("engine") or u.get("reference") else ""
+
+
 def markdown(result: dict) -> str:
     names = result["class_names"]
     ref = result["reference"]["metrics"]
@@ -33,7 +38,11 @@ def markdown(result: dict) -> str:
         f"- data: `{result['data']['root']}`, {result['data']['n_images']} images, fingerprint "
         f"`{result['data']['fingerprint'][:16]}…` (identical to the reference's)",
         f"- tolerances: accuracy drop ≤ {t['max_accuracy_drop']} pp, recall drop ≤ {t['max_recall_drop']} pp per "
-        f"class, agreement with PyTorch ≥ {100 * t['min_agreement']:.0f}%", "",
+        f"class, agreement with PyTorch ≥ {100 * t['min_agreement']:.0f}%",
+        "- decision rule (the bundle's, applied to PyTorch and every engine alike): "
+        f"{result['decision']['description']}"
+        + ("; accuracy and recall use the threshold, UNCERTAIN is counted apart and a change to or from it is a "
+           "flip" if result["decision"].get("uncertain") else ""), "",
         "## Verdicts", "", "| engine | verdict | accuracy (95% CI) | Δ accuracy (95% CI) | agreement | flipped | "
         "McNemar p | max / mean abs. ΔP(" + result["positive_class"] + ") | ECE |",
         "|---|---|---|---|---:|---:|---:|---:|---:|",
@@ -47,7 +56,7 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {e['artifact']} | **{e['verdict']}** | {_pct(e['metrics']['accuracy'])} ({_pct(lo)}–{_pct(hi)}) | "
             f"{_signed_pp(d['difference'])} pp ({_signed_pp(d['ci95'][0])} to {_signed_pp(d['ci95'][1])}) | "
-            f"{100 * e['agreement']:.2f}% | {len(e['flipped'])} | {e['mcnemar']['p_value']:.3g} | "
+            f"{100 * e['agreement']:.2f}% | {len(e['flipped'])}{_uncertain(e)} | {e['mcnemar']['p_value']:.3g} | "
             f"{e['p_positive_abs_diff']['max']:.4f} / {e['p_positive_abs_diff']['mean']:.4f} | {e['ece']:.4f} |")
     for e in engines:
         for failure in e["failures"]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.bundle import Bundle
+from edgecxr.decision import DecisionRule
 from edgecxr.metrics import softmax
 from edgecxr.runtime.selection import Choice
 
@@ -21,7 +22,7 @@ class Classifier:
         self.artifact = choice.artifact
         self.runner = open_runner(self.artifact.backend, self.artifact.path, options or RunnerOptions())
         self.class_names = bundle.class_names
-        self.decision = bundle.manifest.get("decision", {"rule": "argmax"})
+        self.rule = DecisionRule.from_manifest(bundle.manifest, bundle.folder / "bundle.json")
 
     @property
     def engine_label(self) -> str:
@@ -32,14 +33,9 @@ class Classifier:
         probs = softmax(self.runner.infer(batch))
         return probs, 1000 * (time.perf_counter() - t0)
 
-    def label(self, probs: np.ndarray) -> str:
-        if self.decision.get("rule") == "threshold":
-            cls = self.decision["class"]
-            others = [n for n in self.class_names if n != cls]
-            p = probs[self.class_names.index(cls)]
-            return cls if p >= float(self.decision["threshold"]) else others[int(np.argmax(
-                [probs[self.class_names.index(o)] for o in others]))]
-        return self.class_names[int(np.argmax(probs))]
+    def result_fields(self, probs: np.ndarray) -> dict:
+        """label (a class or UNCERTAIN), positive_class, p_positive and the rule, for one image."""
+        return self.rule.result_fields(probs)
 
     def close(self) -> None:
         self.runner.close()

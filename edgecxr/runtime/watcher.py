@@ -235,7 +235,7 @@ class Watcher:
             probs, infer_ms = self.classifier.probabilities(np.stack(batch))
             for (entry, item), p in zip(batch_items, probs):
                 record = self._record(entry, item, status="ok")
-                record["label"] = self.classifier.label(p)
+                record.update(self.classifier.result_fields(p))
                 record["probabilities"] = {n: round(float(v), 6) for n, v in zip(self.classifier.class_names, p)}
                 record["timings_ms"] = {"decode": round(item.decode_ms, 2), "preprocess": round(item.preprocess_ms, 2),
                                         "inference": round(infer_ms / len(batch), 2),
@@ -290,7 +290,7 @@ class Watcher:
             "inbox": str(self.options.inbox), "processed": c.processed, "refused": c.refused,
             "backlog": c.backlog, "waiting": c.waiting, "moved": c.moved, "last_error": c.last_error,
             "bundle": cl.bundle.name, "backend": cl.artifact.backend, "precision": cl.artifact.precision,
-            "reason": cl.choice.reason,
+            "reason": cl.choice.reason, "decision": cl.rule.describe(),
         })
 
 
