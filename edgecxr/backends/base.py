@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgecxr.errors import EdgecxrError
+
 
 @dataclass
 class RunnerOptions:
@@ -21,13 +23,42 @@ class RunnerOptions:
 
 
 class Runner:
-    """One loaded engine. Input: float32 NCHW, already preprocessed; output: logits."""
+    """One loaded engine. Input: float32 NCHW, already preprocessed; output: logits.
+
+    `infer` checks the batch against what the engine declares (as Polygraphy's base runner
+    checks its feed dict) and splits it into chunks the engine accepts, so a caller's batch
+    size never has to know an engine's profile; backends implement `_infer` for one chunk.
+    """
 
     backend: str = "?"
     input_name: str = "pixel_values"
     input_shape: tuple = ()  # with None (or -1) for the dynamic batch axis
+    max_batch: int | None = None  # the largest batch one call may take (a TensorRT profile); None: any
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = self.check_input(batch)
+        step = self.max_batch or len(batch)
+        if len(batch) <= step:
+            return self._infer(batch)
+        return np.concatenate([self._infer(batch[i:i + step]) for i in range(0, len(batch), step)])
+
+    def check_input(self, batch: np.ndarray) -> np.ndarray:
+        """The batch as contiguous float32, or an error naming the shape the engine expects."""
+        batch = np.asarray(batch)
+        expected = tuple(None if d is None or d < 0 else d for d in self.input_shape)
+        wrong = batch.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, batch.shape))
+        if (expected and wrong) or batch.ndim == 0 or len(batch) == 0:
+            shown = tuple("N" if d is None else d for d in expected)
+            raise EdgecxrError(f"the {self.backend} engine takes {self.input_name} of shape {shown}, "
+                               f"got {batch.shape}", fix="give a non-empty batch preprocessed with the "
+                               "bundle's own spec (edgecxr.preprocess)")
+        if not np.issubdtype(batch.dtype, np.floating):
+            raise EdgecxrError(f"the {self.backend} engine takes float32 input, got {batch.dtype}",
+                               fix="preprocess the images with the bundle's spec first")
+        return np.ascontiguousarray(batch, dtype=np.float32)
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """One checked chunk of at most `max_batch` images."""
         raise NotImplementedError
 
     def close(self) -> None:

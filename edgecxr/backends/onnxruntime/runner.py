@@ -32,8 +32,7 @@ class OnnxRuntimeRunner(Runner):
         self.output_name = self.session.get_outputs()[0].name
         self.providers = self.session.get_providers()
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
 
     def close(self) -> None:

@@ -41,8 +41,7 @@ class OpenVinoRunner(Runner):
         self.input_shape = tuple(None if d.is_dynamic else d.get_length() for d in shape)
         self.device = device
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         result = self.request.infer({0: batch})
         return np.asarray(result[self.compiled.output(0)]).copy()
 

@@ -35,12 +35,30 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
     elif precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
     shapes = profile_shapes(input_shape, max_batch=max_batch)
+    name = _single_input(network, shapes, onnx_path)
     profile = builder.create_optimization_profile()
-    profile.set_shape(network.get_input(0).name, *shapes)
-    config.add_optimization_profile(profile)
+    profile.set_shape(name, *shapes)
+    if config.add_optimization_profile(profile) < 0:
+        raise EdgecxrError(f"TensorRT refused the optimisation profile {shapes} for input {name!r}",
+                           path=onnx_path, fix="check --max-batch and the bundle's input size")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EdgecxrError("TensorRT failed to build the engine (see its log above)", path=onnx_path,
                            fix="check the GPU memory and the TensorRT version")
     Path(engine_path).write_bytes(bytes(serialized))
     return engine_record(gpu, trt.__version__, precision, shapes)
+
+
+def _single_input(network, shapes, onnx_path) -> str:
+    """The graph's one input, whose static axes must match the profile's."""
+    if network.num_inputs != 1:
+        raise EdgecxrError(f"the ONNX graph has {network.num_inputs} inputs; the classifier has one",
+                           path=onnx_path, fix="re-export the bundle with `edgecxr export`")
+    tensor = network.get_input(0)
+    declared = tuple(tensor.shape)
+    if len(declared) != len(shapes[0]) or any(d >= 0 and not lo <= d <= hi
+                                              for d, lo, hi in zip(declared, shapes[0], shapes[2])):
+        raise EdgecxrError(f"the graph's input {tensor.name!r} has shape {declared}, which the profile "
+                           f"{shapes[0]} to {shapes[2]} does not fit", path=onnx_path,
+                           fix="build from the bundle's own ONNX graph (its preprocess size)")
+    return tensor.name
