@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PIP := $(BIN)/python -m pip -q --disable-pip-version-check
 
-.PHONY: test lint docs cli-docs demo bench-train clean
+.PHONY: test test-device lint docs cli-docs demo bench-train clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,26 @@ demo: $(DEMO_VENV)/.demo-deps
 
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/mypy
+	$(BIN)/python -m pytest --ignore=tests/device
+	$(MAKE) test-device
+
+# The device runtime tested as it ships: the torch-free demo environment (plus pytest), the
+# bundled reference model and samples, the real `edgecxr` command (tests/device).
+$(DEMO_VENV)/.device-test-deps: $(DEMO_VENV)/.demo-deps
+	$(DEMO_VENV)/bin/python -m pip -q --disable-pip-version-check install "pytest>=8"
+	touch $@
+
+test-device: $(DEMO_VENV)/.device-test-deps
+	$(DEMO_VENV)/bin/python -m pytest tests/device
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
-# The documentation site (mkdocs, Material theme); the CLI reference is generated from the app.
+# The documentation site (mkdocs, Material theme, both pinned in pyproject's [docs]: Material for
+# MkDocs reaches end of life on 2027-05-05); the CLI reference is generated from the app.
+# The site needs no network to show: mermaid is served from docs/assets, fonts are the system's.
 cli-docs: $(VENV)/.test-deps
 	$(BIN)/python -m typer edgecxr.cli.app utils docs --name edgecxr --output docs/cli.md
 
@@ -53,4 +67,4 @@ bench-train: $(VENV)/.test-deps
 	$(BIN)/python train/bench_train.py $(DATA)
 
 clean:
-	rm -rf $(VENV) $(DEMO_VENV) .demo site .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) .demo site .pytest_cache .ruff_cache .mypy_cache

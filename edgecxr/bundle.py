@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgecxr.data.fingerprint import sha256_file
 from edgecxr.errors import EdgecxrError
-from edgecxr.preprocess import PreprocessSpec
+from edgecxr.preprocess import SPEC_FILENAME, PreprocessSpec
 
 BUNDLE_SCHEMA = "edgecxr.bundle/1"
 MANIFEST = "bundle.json"
@@ -43,8 +43,16 @@ class Bundle:
     def __init__(self, folder: Path, manifest: dict):
         self.folder = folder
         self.manifest = manifest
-        self.spec = PreprocessSpec.from_dict(manifest["preprocess"])
+        try:
+            self.spec = PreprocessSpec.from_dict(manifest["preprocess"])
+        except ValueError as exc:
+            raise EdgecxrError(f"the bundle's preprocessing cannot be done by this edgecxr ({exc})",
+                               path=folder / MANIFEST, fix="re-export the bundle with this edgecxr") from None
         self.class_names: list[str] = list(manifest["class_names"])
+        self.positive_class: str = manifest["positive_class"]
+        if self.positive_class not in self.class_names:
+            raise EdgecxrError(f"positive_class {self.positive_class!r} is not one of the classes {self.class_names}",
+                               path=folder / MANIFEST, fix="re-export the bundle")
         self.artifacts = [
             Artifact(a["name"], a["backend"], a["precision"], folder / a["files"][0]["path"], a)
             for a in manifest["artifacts"]
@@ -76,6 +84,12 @@ def manifest_checksum(manifest: dict) -> str:
 
     body = {k: v for k, v in manifest.items() if k != "checksum"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def covered_files(folder: Path, names: tuple[str, ...] = (SPEC_FILENAME, REFERENCE_REPORT)) -> list[dict]:
+    """The bundle's files besides the engines (its preprocess.json, its reference report), each
+    with its sha256, so that they too are verified on load."""
+    return [file_entry(folder, name) for name in names if (folder / name).is_file()]
 
 
 def file_entry(folder: Path, rel: str) -> dict:
@@ -121,13 +135,14 @@ def verify_files(folder: Path, manifest: dict) -> None:
     if manifest.get("checksum") and manifest_checksum(manifest) != manifest["checksum"]:
         raise EdgecxrError("bundle.json was edited after export (its checksum does not match)",
                            path=folder / MANIFEST, fix="re-export the bundle or restore bundle.json")
-    for artifact in manifest.get("artifacts", []):
-        for entry in artifact["files"]:
-            path = folder / entry["path"]
-            if not path.is_file():
-                raise EdgecxrError(f"artifact file is missing (bundle incomplete: {artifact['name']})",
-                                   path=path, fix="copy the whole bundle folder again")
-            if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
-                raise EdgecxrError(f"artifact file does not match its sha256 in bundle.json "
-                                   f"(tampered or damaged: {artifact['name']})", path=path,
-                                   fix="copy the bundle again from its source, or re-export it")
+    covered = [(artifact["name"], entry) for artifact in manifest.get("artifacts", []) for entry in artifact["files"]]
+    covered += [(entry["path"], entry) for entry in manifest.get("files", [])]
+    for name, entry in covered:
+        path = folder / entry["path"]
+        if not path.is_file():
+            raise EdgecxrError(f"a bundle file is missing (bundle incomplete: {name})",
+                               path=path, fix="copy the whole bundle folder again")
+        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            raise EdgecxrError(f"a bundle file does not match its sha256 in bundle.json "
+                               f"(tampered or damaged: {name})", path=path,
+                               fix="copy the bundle again from its source, or re-export it")

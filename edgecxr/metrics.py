@@ -15,10 +15,8 @@ import numpy as np
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
     """Rows are true classes, columns predictions."""
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
+    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
     return cm
 
 
@@ -58,13 +56,13 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int],
     }
 
 
-def roc_auc(positive: Sequence[bool], scores: Sequence[float]) -> float | None:
+def roc_auc(is_positive: Sequence[bool], score_list: Sequence[float]) -> float | None:
     """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half).
 
     None when only one class is present: the AUC is undefined then.
     """
-    positive = np.asarray(positive, dtype=bool)
-    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(is_positive, dtype=bool)
+    scores = np.asarray(score_list, dtype=np.float64)
     n_pos = int(positive.sum())
     n_neg = int(len(positive) - n_pos)
     if n_pos == 0 or n_neg == 0:

@@ -13,6 +13,15 @@ from types import ModuleType
 
 from edgecxr.errors import MissingDependencyError
 
+# inference backend -> the module it imports, the pip distributions that provide that module
+# (any one will do), and the edgecxr extra that brings the first. The one table of backends'
+# packages: backend_installed, `edgecxr info` and the install hints all read it.
+BACKEND_PACKAGES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "onnxruntime": ("onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"), "onnxruntime"),
+    "openvino": ("openvino", ("openvino",), "openvino"),
+    "tensorrt": ("tensorrt", ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), "tensorrt"),
+}
+
 # module name -> (pip distribution, edgecxr extra that brings it)
 _KNOWN = {
     "torch": ("torch", "train"),
@@ -22,12 +31,10 @@ _KNOWN = {
     "matplotlib": ("matplotlib", "plots"),
     "onnx": ("onnx", "export"),
     "onnxslim": ("onnxslim", "export"),
-    "onnxruntime": ("onnxruntime", "onnxruntime"),
-    "openvino": ("openvino", "openvino"),
     "nncf": ("nncf", "export"),
-    "tensorrt": ("tensorrt", "tensorrt"),
     "pydicom": ("pydicom", "dicom"),
     "pynetdicom": ("pynetdicom", "dicom"),
+    **{module: (dists[0], extra) for module, dists, extra in BACKEND_PACKAGES.values()},
 }
 
 

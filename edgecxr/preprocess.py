@@ -29,6 +29,11 @@ _RESAMPLE = {
 }
 
 
+# What the transform below does, recorded in every spec so a bundle states it; a spec that
+# declares anything else is refused rather than silently fed differently.
+_SUPPORTED = {"channels": "gray_to_rgb", "scaling": "dtype_range", "layout": "NCHW", "dtype": "float32"}
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     """Everything needed to turn decoded pixels into the model's input tensor."""
@@ -52,6 +57,9 @@ class PreprocessSpec:
                              f"got {self.interpolation!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError("mean and std need three values, std positive")
+        for name, supported in _SUPPORTED.items():
+            if getattr(self, name) != supported:
+                raise ValueError(f"{name} {getattr(self, name)!r} is not supported (this edgecxr does {supported!r})")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

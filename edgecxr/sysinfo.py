@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edgecxr.optional import version_of
+from edgecxr.optional import BACKEND_PACKAGES, version_of
 
 # cpuinfo flag -> what it means for INT8 inference
 INT8_FLAGS = {
@@ -24,11 +24,6 @@ INT8_FLAGS = {
     "amx_bf16": "AMX BF16",
 }
 
-BACKEND_DISTS = {
-    "onnxruntime": ["onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"],
-    "openvino": ["openvino"],
-    "tensorrt": ["tensorrt", "tensorrt-cu12", "tensorrt-cu13"],
-}
 OTHER_DISTS = ["torch", "transformers", "accelerate", "onnx", "nncf", "pydicom", "pylibjpeg",
                "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "watchdog"]
 
@@ -39,7 +34,7 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             cpuinfo = ""
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = platform.processor() or platform.machine(), set[str]()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
@@ -62,7 +57,7 @@ def int8_accelerated(features: dict) -> bool:
 
 def backends() -> dict:
     found = {}
-    for backend, dists in BACKEND_DISTS.items():
+    for backend, (_module, dists, _extra) in BACKEND_PACKAGES.items():
         version = next((v for v in (version_of(d) for d in dists) if v), None)
         found[backend] = version
     return found

@@ -198,6 +198,11 @@ def _wait_for(predicate, seconds=30.0):
 
 
 def test_slow_chunked_writes_and_renames_are_read_once_complete(bundle_dir, tmp_path, mini_test_images):
+    """Each file gets exactly one line, read only once complete; a temporary name is never read.
+
+    A control file written after the temporary one is the clock: once the control file has its
+    line, the watcher has scanned the temporary file after it sat unchanged for a full settle time.
+    """
     inbox, out = tmp_path / "in", tmp_path / "o"
     inbox.mkdir()
     watcher, stop, thread = _start_watcher(bundle_dir, inbox, out, settle_seconds=1.5)
@@ -207,27 +212,30 @@ def test_slow_chunked_writes_and_renames_are_read_once_complete(bundle_dir, tmp_
             for i in range(5):
                 handle.write(slow[i * len(slow) // 5:(i + 1) * len(slow) // 5])
                 handle.flush()
-                time.sleep(0.3)
+                time.sleep(0.3)  # the writer's pace, not a wait for the watcher
         part = inbox / "renamed.jpeg.part"
         part.write_bytes(mini_test_images[4].read_bytes()[:100])
-        time.sleep(2.5)  # a temporary name is never read, however long it sits
+        shutil.copyfile(mini_test_images[5], inbox / "control-1.jpeg")
+        assert _wait_for(lambda: "control-1.jpeg" in lines_per_file(out))
         assert "renamed.jpeg.part" not in lines_per_file(out)
         part.write_bytes(mini_test_images[4].read_bytes())
         part.rename(inbox / "renamed.jpeg")
-        assert _wait_for(lambda: len(lines_per_file(out)) == 2)
-        time.sleep(1.0)
+        assert _wait_for(lambda: "renamed.jpeg" in lines_per_file(out))
+        shutil.copyfile(mini_test_images[6], inbox / "control-2.jpeg")  # later scans add no second line
+        assert _wait_for(lambda: "control-2.jpeg" in lines_per_file(out))
     finally:
         stop.set()
         watcher.wake.set()
         thread.join(15)
+    assert lines_per_file(out) == Counter({"slow.jpeg": 1, "control-1.jpeg": 1, "renamed.jpeg": 1, "control-2.jpeg": 1})
     records = {r["path"]: r for r in read_results(out)}
-    assert sorted(records) == ["renamed.jpeg", "slow.jpeg"]
     assert all(r["status"] == "ok" for r in records.values())
     from edgecxr.data.fingerprint import sha256_file
 
     assert records["slow.jpeg"]["sha256"] == sha256_file(mini_test_images[3])
+    assert records["renamed.jpeg"]["sha256"] == sha256_file(mini_test_images[4])
     status = json.loads((out / "status.json").read_text())
-    assert status["state"] == "stopped" and status["processed"] == 2
+    assert status["state"] == "stopped" and status["processed"] == 4
 
 
 # -- crashes and signals (a real process) -----------------------------------------------------------

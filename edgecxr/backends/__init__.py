@@ -7,18 +7,17 @@ runtime needs none of the vendor libraries it does not use (Polygraphy's layout)
 from __future__ import annotations
 
 import importlib
-import importlib.util
 
 from edgecxr.backends.base import Runner, RunnerOptions
 from edgecxr.errors import EdgecxrError
+from edgecxr.optional import BACKEND_PACKAGES, available
 
 BACKENDS = ("tensorrt", "openvino", "onnxruntime")
 _MODULES = {name: f"edgecxr.backends.{name}.runner" for name in BACKENDS}
-_DISTS = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
 
 
 def backend_installed(name: str) -> bool:
-    return importlib.util.find_spec(_DISTS[name]) is not None
+    return available(BACKEND_PACKAGES[name][0])
 
 
 def open_runner(backend: str, path, options: RunnerOptions | None = None) -> Runner:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgecxr.errors import EdgecxrError
+from edgecxr.metrics import softmax
 
 
 @dataclass
@@ -60,6 +62,17 @@ class Runner:
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         """One checked chunk of at most `max_batch` images."""
         raise NotImplementedError
+
+    def probabilities(self, inputs: np.ndarray, batch_size: int = 16,
+                      advance: Callable[[int], object] | None = None) -> np.ndarray:
+        """Class probabilities for any number of inputs, `batch_size` at a time: the one
+        infer-plus-softmax loop the runtime, parity-check and the export checks share."""
+        chunks = []
+        for start in range(0, len(inputs), batch_size):
+            chunks.append(softmax(self.infer(inputs[start:start + batch_size])))
+            if advance is not None:
+                advance(len(chunks[-1]))
+        return np.concatenate(chunks) if chunks else np.zeros((0, 0))
 
     def close(self) -> None:
         pass

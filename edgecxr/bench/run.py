@@ -12,6 +12,7 @@ import numpy as np
 from edgecxr.bench.measure import measure_engine, measure_pytorch
 from edgecxr.bundle import Bundle
 from edgecxr.data.decode import SUPPORTED_SUFFIXES
+from edgecxr.data.roots import resolve_recorded
 from edgecxr.errors import EdgecxrError
 from edgecxr.optional import available
 from edgecxr.preprocess import load_model_inputs
@@ -28,7 +29,7 @@ def real_inputs(bundle: Bundle, data: Path | None, count: int) -> tuple[np.ndarr
         if ref is not None:
             import json
 
-            root = Path(json.loads(ref.read_text()).get("data", {}).get("root", ""))
+            root = resolve_recorded(json.loads(ref.read_text()).get("data", {}).get("root", ""))
             data = root if root.is_dir() else None
     if data is None:
         from edgecxr.samples import SAMPLE_DIR

@@ -18,6 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from edgecxr.reporter import Reporter
+
 out = Console()  # results, tables
 err = Console(stderr=True)  # logs, progress, errors
 for _console in (out, err):
@@ -68,7 +70,7 @@ def task_progress():
         yield start
 
 
-class RichReporter:
+class RichReporter(Reporter):
     """Draws the training loop: one bar per epoch (loss, accuracy, images/s, ETA)."""
 
     def __init__(self):

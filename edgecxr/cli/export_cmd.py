@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
+from edgecxr.reporter import Reporter
+
 bundle_app = typer.Typer(help="Look into model bundles.", no_args_is_help=True)
 
 
-class _RichExportReporter:
+class _RichExportReporter(Reporter):
     def __init__(self, start):
         self.start = start
         from edgecxr.cli.console import err
@@ -139,7 +141,8 @@ def _print_summary(bundle, console, verified: bool = True) -> None:
     calib = m.get("calibration")
     if calib:
         console.print(f"calibration: {calib['size']} images from {calib['source']} (seed {calib['seed']}, "
-                      f"fingerprint {calib['fingerprint'][:16]}…); held-out: {calib['heldout']['size']} images")
+                      f"fingerprint {calib['fingerprint'][:16]}…); held-out: {calib['heldout']['size']} images"
+                      + (f" ({calib['heldout']['what']})" if calib["heldout"].get("what") else ""))
     src = m.get("source", {})
     console.print(f"source checkpoint sha256 {str(src.get('checkpoint_sha256'))[:16]}…, reference report: "
                   f"{src.get('reference_report') or 'none'}")

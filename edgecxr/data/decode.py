@@ -107,8 +107,8 @@ def _decode_raster(data: bytes, name: str, *, max_pixels: int) -> DecodedImage:
     if fmt not in ("png", "jpeg", "mpo"):
         raise DecodeError("unsupported_format", f"{fmt.upper() or 'this'} images are not read",
                           path=name, fix="convert it to PNG, JPEG or DICOM")
-    img = ImageOps.exif_transpose(img)
-    return DecodedImage(pixels=pil_to_unit_float(img, name), source_format="jpeg" if fmt == "mpo" else fmt)
+    upright = ImageOps.exif_transpose(img)
+    return DecodedImage(pixels=pil_to_unit_float(upright, name), source_format="jpeg" if fmt == "mpo" else fmt)
 
 
 def pil_to_unit_float(img: Image.Image, name: str = "<image>") -> np.ndarray:

@@ -47,7 +47,7 @@ class Split:
         missing = [s.rel for s in self.samples if s.sha256 is None]
         if missing:
             raise RuntimeError(f"hash the split before fingerprinting it ({len(missing)} unhashed)")
-        return dataset_fingerprint((s.rel, s.sha256) for s in self.samples)
+        return dataset_fingerprint((s.rel, s.sha256) for s in self.samples if s.sha256 is not None)
 
 
 @dataclass

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecxr.metrics import softmax
-
 MIN_AGREEMENT = 0.98
-
-
-def probabilities(runner, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
-    chunks = [softmax(runner.infer(inputs[i:i + batch_size])) for i in range(0, len(inputs), batch_size)]
-    return np.concatenate(chunks)
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:

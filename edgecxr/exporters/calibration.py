@@ -1,8 +1,9 @@
 """Choosing calibration and held-out images: real data only, stratified, seeded, recorded.
 
 Calibration comes from `--calib-data` or else from the training images named in the
-run's run.json. Held-out images for the agreement check are drawn from the same pool but
-never from the calibration sample (validation images first, when the run has them).
+run's run.json. Held-out images for the agreement check are never calibration images, and
+from a run they are its validation images only, which the model was not trained on; only
+a run without a validation split falls back to unused training images, and says so.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from edgecxr.data.fingerprint import dataset_fingerprint
 from edgecxr.data.folders import Sample, hash_and_check, scan_split
+from edgecxr.data.roots import portable_path, resolve_recorded
 from edgecxr.errors import DataError, EdgecxrError
 
 
@@ -24,6 +26,7 @@ class ImagePlan:
     heldout: list[Sample]
     source: str  # "calib-data" or "run"
     root: Path
+    heldout_source: str = ""  # what the held-out images are, in words, for the manifest
 
 
 def stratified_sample(samples: Sequence[Sample], n: int, seed: int) -> list[Sample]:
@@ -54,7 +57,7 @@ def plan_images(*, class_names: list[str], calib_data: Path | None, run: dict | 
                             path=calib_data, fix="give a folder with one subfolder per model class")
         preferred, rest, root, source = [], split.samples, split.root, "calib-data"
     elif run is not None:
-        root = Path(run["split"]["train_root"])
+        root = resolve_recorded(run["split"]["train_root"])
         if not root.is_dir():
             raise EdgecxrError("the training images named in run.json are not here", path=root,
                                fix="pass --calib-data DIR with real images of the training distribution")
@@ -71,7 +74,13 @@ def plan_images(*, class_names: list[str], calib_data: Path | None, run: dict | 
     calibration = stratified_sample(rest, calib_size, seed) if need_calibration else []
     used = {s.rel for s in calibration}
     pool = [s for s in preferred if s.rel not in used]
-    pool += [s for s in rest if s.rel not in used and s.rel not in {p.rel for p in pool}]
+    if pool:
+        heldout_source = "the run's validation images (not trained on, not calibration)"
+    else:
+        pool = [s for s in rest if s.rel not in used]
+        heldout_source = ("calibration-folder images not used for calibration" if source == "calib-data" else
+                          "training images not used for calibration (the run has no validation split: "
+                          "the model was trained on them)")
     heldout = stratified_sample(pool, heldout_size, seed + 1)
     if need_calibration and not calibration:
         raise DataError("no calibration images found", path=calib_data or root,
@@ -80,12 +89,12 @@ def plan_images(*, class_names: list[str], calib_data: Path | None, run: dict | 
         raise DataError("no images left for the held-out agreement check after calibration",
                         path=calib_data or root, fix="lower --calib-size or give more images")
     hash_and_check(calibration + heldout)
-    return ImagePlan(calibration, heldout, source, root)
+    return ImagePlan(calibration, heldout, source, root, heldout_source)
 
 
 def sample_record(samples: Sequence[Sample], root: Path, seed: int) -> dict:
     return {
-        "root": str(root), "size": len(samples), "seed": seed,
+        "root": portable_path(root), "size": len(samples), "seed": seed,
         "fingerprint": dataset_fingerprint((s.rel, s.sha256) for s in samples),
         "files": [{"path": s.rel, "sha256": s.sha256} for s in samples],
     }

@@ -7,12 +7,11 @@ in the bundle with the rates it reached there, so a reader can see what it was t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from edgecxr.data.fingerprint import dataset_fingerprint
 from edgecxr.data.folders import Sample, hash_and_check
+from edgecxr.data.roots import resolve_recorded
 from edgecxr.decision import DecisionRule, pick_threshold, rates_at
 from edgecxr.metrics import positive_class_index
 
@@ -22,7 +21,7 @@ def validation_samples(run: dict | None) -> list[Sample] | None:
     split = (run or {}).get("split") or {}
     if not split.get("val"):
         return None
-    root = Path(split.get("val_root") or split.get("train_root", ""))
+    root = resolve_recorded(split.get("val_root") or split.get("train_root", ""))
     if not root.is_dir():
         return None
     index = {c: i for i, c in enumerate(run["classes"])}

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.bundle import BUNDLE_SCHEMA, MANIFEST, REFERENCE_REPORT, file_entry, manifest_checksum
+from edgecxr.bundle import BUNDLE_SCHEMA, MANIFEST, REFERENCE_REPORT, covered_files, file_entry, manifest_checksum
 from edgecxr.errors import EdgecxrError
 from edgecxr.exporters.agreement import MIN_AGREEMENT
 from edgecxr.fsutil import atomic_write_json, current_umask
 from edgecxr.metrics import positive_class_index
 from edgecxr.preprocess import load_model_inputs
 from edgecxr.provenance import library_versions, utc_now
+from edgecxr.reporter import Reporter
 
 TARGETS = ("onnxruntime", "openvino", "tensorrt")
 
@@ -50,17 +51,6 @@ class ExportResult:
     manifest: dict
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-class Reporter:
-    def log(self, message: str) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        pass
-
-    def task(self, description: str, total: int):
-        return lambda n=1: None
 
 
 def check_targets(targets) -> tuple[str, ...]:
@@ -112,14 +102,13 @@ class _Recorder:
 
     def __init__(self, folder: Path, heldout: np.ndarray, options: ExportOptions, reporter, warnings: list[str]):
         from edgecxr.backends import RunnerOptions, open_runner
-        from edgecxr.exporters import agreement
 
         self.folder, self.heldout, self.options, self.reporter, self.warnings = (
             folder, heldout, options, reporter, warnings)
         self.runner_options = RunnerOptions()
         self.artifacts: list[dict] = []
         runner = open_runner("onnxruntime", folder / "onnx" / "model.fp32.onnx", self.runner_options)
-        self.reference = agreement.probabilities(runner, heldout)
+        self.reference = runner.probabilities(heldout, batch_size=8)
         runner.close()
 
     def add(self, name: str, backend: str, precision: str, files: list[str], role: str, extra: dict | None = None):
@@ -129,7 +118,7 @@ class _Recorder:
         record = {"name": name, "backend": backend, "precision": precision, "role": role,
                   "files": [file_entry(self.folder, f) for f in files], **(extra or {})}
         runner = open_runner(backend, self.folder / files[0], self.runner_options)
-        record["agreement"] = agreement.compare(self.reference, agreement.probabilities(runner, self.heldout))
+        record["agreement"] = agreement.compare(self.reference, runner.probabilities(self.heldout, batch_size=8))
         record["latency_ms_batch1"] = agreement.latency_ms(runner, self.heldout[:1])
         runner.close()
         if precision != "fp32" and record["agreement"]["agreement"] < MIN_AGREEMENT:
@@ -147,12 +136,11 @@ class _Recorder:
 
 def _decision_stage(folder: Path, class_names, options: ExportOptions, run, heldout, spec, reporter) -> dict:
     from edgecxr.backends import RunnerOptions, open_runner
-    from edgecxr.exporters import agreement
     from edgecxr.exporters.operating_point import decision_record
 
     def probabilities(inputs: np.ndarray) -> np.ndarray:
         with open_runner("onnxruntime", folder / "onnx" / "model.fp32.onnx", RunnerOptions()) as runner:
-            return agreement.probabilities(runner, inputs)
+            return runner.probabilities(inputs, batch_size=8)
 
     decision = decision_record(class_names, options, run, heldout, probabilities,
                                lambda samples, label: _load_inputs(samples, spec, reporter, label))
@@ -238,7 +226,8 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     if options.int8:
         calib = _load_inputs(plan.calibration, spec, reporter, "calibration images")
         calibration_record = {**sample_record(plan.calibration, plan.root, options.seed), "source": plan.source,
-                              "heldout": sample_record(plan.heldout, plan.root, options.seed + 1)}
+                              "heldout": {**sample_record(plan.heldout, plan.root, options.seed + 1),
+                                          "what": plan.heldout_source}}
         if "onnxruntime" in targets or "tensorrt" in targets:
             _ort_int8_stage(folder, calib, targets, recorder, reporter)
     if "openvino" in targets:
@@ -274,6 +263,7 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
                    "reference_report": REFERENCE_REPORT if source.report_path else None},
         "versions": library_versions(),
         "warnings": warnings,
+        "files": covered_files(folder),
     }
     manifest["checksum"] = manifest_checksum(manifest)
     atomic_write_json(folder / MANIFEST, manifest)

@@ -13,9 +13,9 @@ import numpy as np
 from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.bundle import Artifact, Bundle
 from edgecxr.data.folders import hash_and_check, scan_split
+from edgecxr.data.roots import resolve_recorded
 from edgecxr.decision import DecisionRule
 from edgecxr.errors import DataError, EdgecxrError
-from edgecxr.metrics import softmax
 from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
 from edgecxr.preprocess import load_model_inputs
 from edgecxr.provenance import library_versions, utc_now
@@ -43,7 +43,7 @@ def resolve_inputs(bundle: Bundle, data: Path | None, reference: Path | None) ->
         raise EdgecxrError(f"cannot read the reference report ({exc})", path=ref_path,
                            fix="give a report.json written by edgecxr train or evaluate") from exc
     if data is None:
-        data = Path(ref.get("data", {}).get("root", ""))
+        data = resolve_recorded(ref.get("data", {}).get("root", ""))
         if not data.is_dir():
             raise EdgecxrError(f"the test folder named by the reference report is not here ({data})",
                                path=ref_path, fix="pass --data TEST_DIR (the same images the report was made on)")
@@ -71,15 +71,8 @@ def check_same_data(split, ref: dict, data: Path) -> None:
 
 
 def score(artifact: Artifact, inputs: np.ndarray, options: RunnerOptions, advance, batch_size: int = 16) -> np.ndarray:
-    runner = open_runner(artifact.backend, artifact.path, options)
-    try:
-        chunks = []
-        for start in range(0, len(inputs), batch_size):
-            chunks.append(softmax(runner.infer(inputs[start:start + batch_size])))
-            advance(min(batch_size, len(inputs) - start))
-        return np.concatenate(chunks)
-    finally:
-        runner.close()
+    with open_runner(artifact.backend, artifact.path, options) as runner:
+        return runner.probabilities(inputs, batch_size, advance)
 
 
 def decided_reference(ref: dict, rule: DecisionRule) -> dict:
@@ -150,12 +143,19 @@ def compare(ref: dict, report: dict, tolerances: Tolerances, rule: DecisionRule)
     }
 
 
+def _no_progress(description: str, total: int) -> Callable[[int], None]:
+    def advance(n: int = 1) -> None:
+        pass
+
+    return advance
+
+
 def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | None = None,
                backends: list[str] | None = None, precisions: list[str] | None = None,
                tolerances: Tolerances | None = None, options: RunnerOptions | None = None,
                progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
     tolerances = tolerances or Tolerances()
-    progress = progress or (lambda description, total: (lambda n=1: None))
+    progress = progress or _no_progress
     ref, data = resolve_inputs(bundle, data, reference)
     rule = DecisionRule.from_manifest(bundle.manifest, bundle.folder / "bundle.json")
     split = scan_split(data, "test", bundle.class_names)

@@ -9,7 +9,6 @@ import numpy as np
 from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.bundle import Bundle
 from edgecxr.decision import DecisionRule
-from edgecxr.metrics import softmax
 from edgecxr.runtime.selection import Choice
 
 
@@ -30,7 +29,7 @@ class Classifier:
 
     def probabilities(self, batch: np.ndarray) -> tuple[np.ndarray, float]:
         t0 = time.perf_counter()
-        probs = softmax(self.runner.infer(batch))
+        probs = self.runner.probabilities(batch, batch_size=max(1, len(batch)))
         return probs, 1000 * (time.perf_counter() - t0)
 
     def result_fields(self, probs: np.ndarray) -> dict:

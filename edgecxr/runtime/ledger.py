@@ -100,9 +100,9 @@ class Ledger:
             self._index(record)
 
     def close(self) -> None:
-        if self._fd is not None:
+        if self._fd >= 0:
             os.close(self._fd)
-            self._fd = None
+            self._fd = -1
 
 
 def read_results(out_dir: str | Path) -> list[dict]:

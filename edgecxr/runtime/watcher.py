@@ -232,7 +232,8 @@ class Watcher:
                 batch.append(item.tensor)
                 batch_items.append((entry, item))
         if batch:
-            probs, infer_ms = self.classifier.probabilities(np.stack(batch))
+            # prepare() sets the tensor whenever it sets no error
+            probs, infer_ms = self.classifier.probabilities(np.stack(batch))  # type: ignore[arg-type]
             for (entry, item), p in zip(batch_items, probs):
                 record = self._record(entry, item, status="ok")
                 record.update(self.classifier.result_fields(p))

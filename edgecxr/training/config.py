@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser, from the [train] extra
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from edgecxr.errors import EdgecxrError
 from edgecxr.training.presets import PRESETS

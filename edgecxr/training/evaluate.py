@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.data.folders import Split, drop_bad, hash_and_check, scan_split
+from edgecxr.data.roots import portable_path
 from edgecxr.preprocess import PreprocessSpec
 from edgecxr.provenance import library_versions
 from edgecxr.reporting import build_report, rows_from_probabilities, write_report
@@ -36,15 +37,14 @@ def predict_probabilities(model, split: Split, spec: PreprocessSpec, *, batch_si
 
 def evaluate_checkpoint(model_dir: str | Path, test_dir: str | Path, out_dir: str | Path, *,
                         batch_size: int = 64, device: str = "cpu", workers: int = 0,
-                        skip_bad: bool = False, progress=None, model=None) -> dict:
+                        skip_bad: bool = False, progress=None) -> dict:
     """Score `model_dir` on `test_dir` and write the report files into `out_dir`.
 
     `progress(total)` returns an advance callback; used by the CLI for its progress bar.
     """
     from edgecxr.training.model import checkpoint_sha256, load_checkpoint
 
-    loaded, spec, class_names = load_checkpoint(model_dir)
-    model = model if model is not None else loaded
+    model, spec, class_names = load_checkpoint(model_dir)
     model_dir = Path(model_dir)
     if (model_dir / "model" / "config.json").is_file():
         model_dir = model_dir / "model"
@@ -58,7 +58,7 @@ def evaluate_checkpoint(model_dir: str | Path, test_dir: str | Path, out_dir: st
     meta = {
         "model": {"path": str(model_dir), "sha256": checkpoint_sha256(model_dir),
                   "name": model_dir.parent.name if model_dir.name == "model" else model_dir.name},
-        "data": {"root": str(Path(test_dir).resolve()), "split": "test",
+        "data": {"root": portable_path(test_dir), "split": "test",
                  "fingerprint": split.fingerprint(), "skipped_bad": bad},
         "preprocess": spec.to_dict(),
         "engine": {"backend": "pytorch", "precision": "fp32", "device": device},

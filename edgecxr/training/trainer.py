@@ -14,34 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecxr.data.folders import DataSet, drop_bad, hash_and_check, load_dataset
+from edgecxr.data.roots import portable_path
 from edgecxr.errors import EdgecxrError
 from edgecxr.fsutil import atomic_write_json
 from edgecxr.provenance import library_versions, utc_now
+from edgecxr.reporter import Reporter
 from edgecxr.training.config import TrainConfig
 from edgecxr.training.presets import PRESETS
 
 RUN_SCHEMA = "edgecxr.run/1"
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
                   "images_per_s", "data_wait_share"]
-
-
-class Reporter:
-    """What the training loop tells the outside world; the CLI draws it with rich."""
-
-    def log(self, message: str) -> None:
-        pass
-
-    def task(self, description: str, total: int):
-        return lambda n=1: None
-
-    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        pass
-
-    def step(self, loss: float, acc: float, images_per_s: float) -> None:
-        pass
-
-    def epoch_end(self, row: dict) -> None:
-        pass
 
 
 @dataclass
@@ -220,13 +203,13 @@ def _run_record(config, data: DataSet, source, spec, fingerprints, n_params, acc
         "classes": data.classes,
         "preprocess": spec.to_dict(),
         "data": {
-            "root": str(Path(config.data).resolve()), "fingerprints": fingerprints,
+            "root": portable_path(config.data), "fingerprints": fingerprints,
             "counts": {"train": data.train.counts(), "val": data.val.counts(),
                        "test": data.test.counts() if data.test else None},
             "val_source": data.val_source, "val_note": data.val_note,
             "skipped_bad": data.bad_files,
         },
-        "split": {"train_root": str(data.train.root), "val_root": str(data.val.root),
+        "split": {"train_root": portable_path(data.train.root), "val_root": portable_path(data.val.root),
                   "train": [s.rel for s in data.train.samples],
                   "val": [s.rel for s in data.val.samples]},
         "device": str(accelerator.device), "precision": _precision_name(accelerator),

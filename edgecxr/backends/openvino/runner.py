@@ -25,7 +25,7 @@ class OpenVinoRunner(Runner):
             raise EdgecxrError(f"OpenVINO device {device} is not available here "
                                f"(found: {', '.join(core.available_devices)})",
                                fix="use --device CPU or AUTO")
-        config = {"PERFORMANCE_HINT": options.performance_hint.upper()}
+        config: dict[str, str | int] = {"PERFORMANCE_HINT": options.performance_hint.upper()}
         if options.threads and device in ("CPU", "AUTO"):
             config["INFERENCE_NUM_THREADS"] = int(options.threads)
         if device in ("CPU", "AUTO") and options.inference_precision:
