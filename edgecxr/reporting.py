@@ -134,6 +134,10 @@ def load_report(path: str | Path) -> dict:
     data = json.loads(path.read_text())
     if not str(data.get("schema", "")).startswith("edgecxr.report/"):
         raise ValueError(f"{path} is not an edgecxr report (schema {data.get('schema')!r})")
+    missing = [k for k in ("class_names", "positive_class", "metrics", "rows") if k not in data]
+    missing += [f"data.{k}" for k in ("root", "fingerprint") if k not in data.get("data", {})]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}: not a complete report")
     return data
 
 

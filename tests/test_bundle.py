@@ -64,3 +64,17 @@ def test_positive_class_must_be_a_class(tmp_path):
     rewrite_manifest(folder, lambda m: m.update(positive_class="COVID"))
     with pytest.raises(EdgecxrError, match="positive_class 'COVID' is not one of"):
         load_bundle(folder)
+
+
+def test_reference_report_without_its_data_record_is_a_clean_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgecxr.cli.app import app
+
+    report = json.loads((PACKAGED / "report.json").read_text())
+    del report["data"]
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    result = CliRunner().invoke(app, ["parity-check", "--reference", str(tmp_path / "report.json"),
+                                      "--data", str(tmp_path), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 2, result.output
+    assert "lacks data.root, data.fingerprint" in result.output
