@@ -10,19 +10,26 @@ from pathlib import Path
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write to a temporary file beside `path`, fsync it, then rename over `path`."""
+    return atomic_write_bytes(path, text.encode(), sync_dir=False)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, sync_dir: bool = True) -> Path:
+    """Like atomic_write_text; with `sync_dir` the rename itself is made durable too."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the file from a service user
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if sync_dir:
+        fsync_dir(path.parent)
     return path
 
 

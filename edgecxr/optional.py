@@ -34,6 +34,7 @@ _KNOWN = {
     "nncf": ("nncf", "export"),
     "pydicom": ("pydicom", "dicom"),
     "pynetdicom": ("pynetdicom", "dicom"),
+    "highdicom": ("highdicom", "dicom"),
     **{module: (dists[0], extra) for module, dists, extra in BACKEND_PACKAGES.values()},
 }
 

@@ -60,6 +60,10 @@ def watch(
     max_bytes: Annotated[int, typer.Option(help="Refuse files larger than this.")] = 512 * 1024 * 1024,
     quiet: Annotated[bool, typer.Option("--quiet", help="No table of results, only the summary.")] = False,
     log_format: LogFormatOpt = "text",
+    send_sr: Annotated[list[str] | None, typer.Option(metavar="AET@HOST:PORT", help="Send each DICOM input's result as a DICOM SR to this PACS (repeat for several); queued durably in OUT/outbox.")] = None,
+    send_sc: Annotated[bool, typer.Option("--send-sc", help="With --send-sr: also send a Secondary Capture with the result burned in (not for diagnostic use).")] = False,
+    send_ae_title: Annotated[str, typer.Option(help="Our (calling) AE title when sending results.")] = "EDGECXR",
+    send_retry_max: Annotated[float, typer.Option(help="Longest wait, in seconds, between tries to an unreachable PACS.")] = 300.0,
 ):
     """Watch a scanner's output folder and classify every image that lands there, exactly once."""
     import signal
@@ -91,7 +95,9 @@ def watch(
             say(_one_line(record), event="result", path=record["path"], status=record["status"],
                 label=record.get("label"), code=record.get("error", {}).get("code"))
 
-    watcher = Watcher(classifier, options, log=lambda m: say(m, event="log"), on_result=on_result)
+    log = lambda m: say(m, event="log")  # noqa: E731
+    sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log)
+    watcher = Watcher(classifier, options, log=log, on_result=on_result, sinks=sinks)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -110,6 +116,27 @@ def watch(
         _print_results(new, console)
     console.print(f"{len(new)} new result(s) this run; {counters.processed} classified and "
                   f"{counters.refused} refused in total -> {out / 'results.jsonl'}")
+
+
+def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, log) -> list:
+    """The DICOM SR/SC result sink, when --send-sr names a destination."""
+    from edgecxr.errors import EdgecxrError
+
+    if not targets:
+        if send_sc:
+            raise EdgecxrError("--send-sc needs --send-sr AET@HOST:PORT", fix="name the PACS with --send-sr")
+        return []
+    from edgecxr.dicomnet.destination import parse_destination
+    from edgecxr.dicomnet.sender import SendOptions
+    from edgecxr.dicomnet.sink import DicomSendSink
+
+    destinations = list(dict.fromkeys(parse_destination(t) for t in targets))
+    if retry_max <= 0:
+        raise EdgecxrError(f"--send-retry-max {retry_max} is not positive", fix="give seconds, e.g. 300")
+    options = SendOptions(calling_ae_title=parse_destination(f"{ae_title}@x:1").ae_title, max_retry_s=retry_max,
+                          first_retry_s=min(2.0, retry_max))
+    return [DicomSendSink(out, inbox, destinations, classifier.bundle.manifest, send_sc=send_sc, options=options,
+                          log=log)]
 
 
 def _one_line(r: dict) -> str:
@@ -196,9 +223,9 @@ def classify(
 
 def status(
     out: Annotated[Path, typer.Argument(help="The watcher's results folder (its --out).")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print status.json as it is.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print status.json, plus the outbox counts per PACS.")] = False,
 ):
-    """Show a watcher's heartbeat: counts, backlog, last error, engine, uptime."""
+    """Show a watcher's heartbeat (counts, backlog, last error, engine, uptime) and results pending / sent / failed per PACS."""
     import time
     from datetime import datetime
 
@@ -210,8 +237,10 @@ def status(
         raise EdgecxrError("no status.json: no watcher has written here", path=out,
                            fix="give the folder passed to `edgecxr watch --out` (default INBOX/.edgecxr)")
     data = json.loads(path.read_text())
+    from edgecxr.dicomnet.outbox import summary
+
     if json_out:
-        console.print_json(json.dumps(data))
+        console.print_json(json.dumps({**data, "outbox": summary(out)}))
         return
     age = time.time() - datetime.fromisoformat(data["updated"]).timestamp()
     stale = data["state"] == "running" and age > 30
@@ -221,5 +250,18 @@ def status(
                   f"waiting {data['waiting']}, moved {data['moved']}")
     console.print(f"engine: {data['bundle']} {data['backend']}/{data['precision']} ({data['reason']})")
     console.print(f"last error: {data['last_error'] or 'none'}")
+    _print_outbox(out, console)
     if stale:
         raise typer.Exit(1)
+
+
+def _print_outbox(out: Path, console) -> None:
+    from edgecxr.dicomnet.outbox import summary
+
+    for row in summary(out):
+        line = f"PACS {row['destination']}: pending {row['pending']}, sent {row['sent']}, failed {row['failed']}"
+        if row["queued"]:
+            line += f"; {row['queued']} result(s) still being built"
+        if row["last_error"]:
+            line += f"; last error: {row['last_error']} (next try {row['next_attempt']})"
+        console.print(line, markup=False, highlight=False)

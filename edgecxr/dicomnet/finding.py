@@ -1,0 +1,69 @@
+"""What an SR or a banner says about one result: the finding, its probability and the rule behind it.
+
+Result lines carry `positive_class`, `p_positive`, `decision` and a label that may be
+UNCERTAIN (the bundle's decision rule); lines written before the rule existed carry only the
+probabilities and the label, so both shapes are read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UNCERTAIN = "UNCERTAIN"
+PRESENT, ABSENT, INDETERMINATE = "present", "absent", "indeterminate"
+
+
+@dataclass(frozen=True)
+class Finding:
+    positive_class: str
+    p_positive: float
+    label: str
+    decision: str
+    operating_point: str | None = None
+
+    @property
+    def state(self) -> str:
+        if self.label == UNCERTAIN:
+            return INDETERMINATE
+        return PRESENT if self.label == self.positive_class else ABSENT
+
+    def headline(self) -> str:
+        """One line a radiologist reads first, e.g. 'PNEUMONIA  P(PNEUMONIA) = 0.931'."""
+        return f"{self.label}  P({self.positive_class}) = {self.p_positive:.3f}"
+
+
+def plain(text: str) -> str:
+    """ASCII for DICOM text in the default repertoire (the source's character set may lack ≥) and for
+    the banner font: the rule's ≥ and ≤ become >= and <=."""
+    text = text.replace("≥", ">=").replace("≤", "<=")
+    return text.encode("ascii", "replace").decode()
+
+
+def finding_from_record(record: dict, manifest: dict) -> Finding:
+    """`record` is an ok result line; `manifest` the bundle's, for lines without the rule's fields."""
+    probs = record.get("probabilities", {})
+    names = list(manifest.get("class_names") or probs)
+    decision = manifest.get("decision") or {}
+    positive = (record.get("positive_class") or decision.get("class") or manifest.get("positive_class")
+                or names[-1])
+    p = record.get("p_positive")
+    if p is None:
+        p = probs[positive]
+    rule = record.get("decision") or decision.get("description") or _describe(decision, positive)
+    point = _operating_point(decision)
+    return Finding(positive, float(p), str(record["label"]), plain(rule), plain(point) if point else None)
+
+
+def _describe(decision: dict, positive: str) -> str:
+    if decision.get("rule") == "threshold":
+        return f"P({positive}) ≥ {float(decision['threshold']):.3f}"
+    return "argmax"
+
+
+def _operating_point(decision: dict) -> str | None:
+    point = decision.get("operating_point")
+    if not point:
+        return None
+    if isinstance(point, dict):
+        return ", ".join(f"{k}={v}" for k, v in point.items())
+    return str(point)

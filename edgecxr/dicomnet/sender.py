@@ -1,0 +1,157 @@
+"""C-STORE of built objects to one destination, and the thread that retries until the PACS takes them.
+
+One association carries a batch. A destination that cannot be reached (refused, rejected,
+aborted, timed out, out of resources) is retried with exponential backoff, per destination,
+so one PACS being down never holds back another. A PACS that answers with a failure meant
+for the object itself (it does not match its SOP class, cannot be understood, the class is
+not supported, not authorized) will not change its mind: that object moves to failed/.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgecxr.dicomnet.destination import Destination
+from edgecxr.dicomnet.outbox import DestinationBox
+from edgecxr.optional import require
+from edgecxr.provenance import utc_now
+
+SENT, FAILED, RETRY = "sent", "failed", "retry"
+PERMANENT = (0x0117, 0x0122, 0x0124)
+BATCH = 32
+
+
+@dataclass
+class Outcome:
+    path: Path
+    result: str  # sent | failed | retry
+    detail: str
+
+
+@dataclass
+class SendOptions:
+    calling_ae_title: str = "EDGECXR"
+    timeout_s: float = 30.0
+    first_retry_s: float = 2.0
+    max_retry_s: float = 300.0
+
+
+def classify_status(status: int) -> str:
+    """C-STORE status (PS3.4 B.2.3) to sent / failed (for good) / retry."""
+    if status == 0x0000 or status in (0xB000, 0xB006, 0xB007):  # success, or stored with a warning
+        return SENT
+    if status in PERMANENT or (status & 0xFF00) == 0xA900 or (status & 0xF000) == 0xC000:
+        return FAILED
+    return RETRY  # 0xA7xx out of resources, 0x0110 processing failure, anything unknown
+
+
+def store(destination: Destination, files: list[Path], options: SendOptions) -> list[Outcome]:
+    """Send `files` over one association; one Outcome per file, in order."""
+    pynetdicom = require("pynetdicom", "sending results to a PACS")
+    from pydicom import dcmread
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    classes, unreadable = {}, []
+    for f in files:
+        try:
+            classes[f] = str(dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID"]).SOPClassUID)
+        except Exception as exc:  # a damaged object in the outbox: set aside, never retried forever
+            unreadable.append(Outcome(f, FAILED, f"unreadable object in the outbox: {type(exc).__name__}: {exc}"))
+    files = list(classes)
+    if not files:
+        return unreadable
+    ae = pynetdicom.AE(ae_title=options.calling_ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = options.timeout_s
+    ae.connection_timeout = min(options.timeout_s, 10.0)
+    for uid in sorted(set(classes.values())):
+        ae.add_requested_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    if not assoc.is_established:
+        why = "association rejected" if assoc.is_rejected else "no association (unreachable or aborted)"
+        return unreadable + [Outcome(f, RETRY, f"{destination}: {why}") for f in files]
+    outcomes = []
+    try:
+        for f in files:
+            outcomes.append(_store_one(assoc, f, destination))
+            if not assoc.is_established:  # aborted mid-batch: the rest goes next time
+                outcomes += [Outcome(g, RETRY, f"{destination}: association lost") for g in files[len(outcomes):]]
+                break
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return unreadable + outcomes
+
+
+def _store_one(assoc, path: Path, destination: Destination) -> Outcome:
+    try:
+        status = assoc.send_c_store(path)
+    except (ValueError, RuntimeError) as exc:  # no accepted presentation context for this SOP class
+        return Outcome(path, FAILED, f"{destination} does not accept this object: {exc}")
+    code = getattr(status, "Status", None)
+    if code is None:
+        return Outcome(path, RETRY, f"{destination}: no C-STORE response (timeout or abort)")
+    result = classify_status(int(code))
+    return Outcome(path, result, f"{destination}: C-STORE status 0x{int(code):04X}")
+
+
+class SenderThread(threading.Thread):
+    """Drains one destination's pending folder; woken when the builder adds objects."""
+
+    def __init__(self, box: DestinationBox, options: SendOptions, log: Callable[[str], None]):
+        super().__init__(name=f"send-{box.destination}", daemon=True)
+        self.box, self.options, self.log = box, options, log
+        self.wake, self.stop = threading.Event(), threading.Event()
+        self.delay = 0.0
+        self.failing = False  # the last attempt could not deliver: close() need not wait for it
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.wake.clear()
+            files = self.box.pending()
+            if not files:
+                self.failing = False
+                self.wake.wait(5.0)
+                continue
+            try:
+                outcomes = store(self.box.destination, files[:BATCH], self.options)
+            except Exception as exc:  # a bug or a library error must not end the thread
+                outcomes = [Outcome(f, RETRY, f"{type(exc).__name__}: {exc}") for f in files[:BATCH]]
+            if self._settle(outcomes):
+                self.stop.wait(self.delay)
+
+    def _settle(self, outcomes: list[Outcome]) -> bool:
+        """Record each outcome; True when the destination should be left alone for a while."""
+        sent = 0
+        retry = [o for o in outcomes if o.result == RETRY]
+        for o in outcomes:
+            if o.result == SENT:
+                self.box.mark_sent(o.path, {"status": o.detail.rsplit(" ", 1)[-1]})
+                sent += 1
+            elif o.result == FAILED:
+                self.box.mark_failed(o.path, o.detail)
+                self.log(f"{self.box.destination} refused {o.path.name} for good: {o.detail}")
+        if sent:
+            self.box.write_state(last_sent=utc_now(), last_error=None, next_attempt=None)
+        if not retry:
+            if self.failing:
+                self.log(f"{self.box.destination} reachable again")
+            self.failing, self.delay = False, 0.0
+            return False
+        self.delay = min(max(self.delay * 2, self.options.first_retry_s), self.options.max_retry_s)
+        if not self.failing:
+            self.log(f"cannot deliver to {self.box.destination}: {retry[0].detail}; retrying with backoff "
+                     f"(up to {self.options.max_retry_s:.0f} s), results stay in the outbox")
+        self.failing = True
+        self.box.write_state(last_error=retry[0].detail, last_attempt=utc_now(),
+                             next_attempt=_iso_in(self.delay))
+        return True
+
+
+def _iso_in(seconds: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(time.time() + seconds, timezone.utc).replace(microsecond=0).isoformat()

@@ -1,0 +1,137 @@
+"""`watch --send-sr`: the result sink that turns DICOM results into SR (and SC) objects for each PACS.
+
+accept() only keeps what the result needs, durably: a hard link to the input (which the
+watcher archives right after) and the result line, in OUT/outbox/queue. A builder thread
+makes the objects and a sender thread per destination delivers them, so neither a slow
+build nor an unreachable PACS ever holds up classification. On start, results recorded
+after sending was switched on but never queued (the watcher killed between writing the
+line and queueing) are queued again from the inbox, where such an input still lies.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edgecxr.data.fingerprint import sha256_file
+from edgecxr.dicomnet.destination import Destination
+from edgecxr.dicomnet.finding import finding_from_record
+from edgecxr.dicomnet.outbox import Outbox
+from edgecxr.dicomnet.sender import SenderThread, SendOptions
+from edgecxr.dicomnet.sr import Algorithm, build_sr, sr_uid
+from edgecxr.optional import require
+from edgecxr.runtime.ledger import read_results
+from edgecxr.runtime.prepare import Prepared
+
+
+class DicomSendSink:
+    def __init__(self, out: Path, inbox: Path, destinations: list[Destination], manifest: dict, *,
+                 send_sc: bool = False, options: SendOptions | None = None,
+                 log: Callable[[str], None] = print, drain_seconds: float = 10.0):
+        for module in ("pydicom", "highdicom", "pynetdicom"):
+            require(module, "sending results to a PACS (--send-sr)")  # refuse at start, not per result
+        self.manifest, self.send_sc, self.log, self.drain_seconds = manifest, send_sc, log, drain_seconds
+        records = read_results(out)
+        self.outbox = Outbox(out, destinations, len(records))
+        self._recover(records[self.outbox.since_line:], inbox)
+        self.stop, self.wake = threading.Event(), threading.Event()
+        self.senders = [SenderThread(box, options or SendOptions(), log) for box in self.outbox.boxes]
+        self.builder = threading.Thread(target=self._build_loop, name="build-sr", daemon=True)
+        for thread in (self.builder, *self.senders):
+            thread.start()
+
+    # -- the ResultSink interface -------------------------------------------------------
+    def accept(self, record: dict, item: Prepared | None, source: Path) -> None:
+        uid = self._job_uid(record)
+        if uid is None or self.outbox.known(uid):
+            return
+        self.outbox.enqueue(uid, record, source)
+        self.wake.set()
+
+    def close(self) -> None:
+        """Give queued work a short while to go out (e.g. after `watch --once`); the rest stays queued."""
+        deadline = time.monotonic() + self.drain_seconds
+        self.wake.set()
+        while time.monotonic() < deadline and self._work_left():
+            time.sleep(0.1)
+        self.stop.set()
+        self.wake.set()
+        for sender in self.senders:
+            sender.stop.set()
+            sender.wake.set()
+        for thread in (self.builder, *self.senders):
+            thread.join(timeout=max(1.0, deadline - time.monotonic()))
+
+    # -- building -------------------------------------------------------------------------
+    @staticmethod
+    def _job_uid(record: dict) -> str | None:
+        """The SR's UID for a DICOM result; None for refusals and for PNG/JPEG inputs (no study to join)."""
+        dicom = record.get("dicom") or {}
+        if record.get("status") != "ok" or not dicom.get("SOPInstanceUID") or not dicom.get("StudyInstanceUID"):
+            return None
+        return sr_uid(dicom["SOPInstanceUID"], record.get("bundle_checksum", ""))
+
+    def _work_left(self) -> bool:
+        if self.outbox.queued():
+            return self.builder.is_alive()
+        return any(s.box.pending() and not s.failing and s.is_alive() for s in self.senders)
+
+    def _build_loop(self) -> None:
+        while not self.stop.is_set():
+            self.wake.clear()
+            jobs = self.outbox.queued()
+            for job in jobs:
+                self._build(job)
+            if not jobs:
+                self.wake.wait(5.0)
+
+    def _build(self, job: Path) -> None:
+        try:
+            objects = self._objects(json.loads(job.read_text())["record"], job.with_suffix(".dcm"))
+        except Exception as exc:  # a damaged header or an odd value must not stop the node
+            self.outbox.refuse(job, f"{type(exc).__name__}: {exc}")
+            self.log(f"no SR for {job.stem}: {type(exc).__name__}: {exc} (kept in outbox/unbuildable)")
+            return
+        for box, sender in zip(self.outbox.boxes, self.senders):
+            if any([box.add(uid, data) for uid, data in objects]):
+                sender.wake.set()
+        self.outbox.drop(job)
+
+    def _objects(self, record: dict, source_path: Path) -> list[tuple[str, bytes]]:
+        from pydicom import dcmread
+
+        source = dcmread(source_path, stop_before_pixels=not self.send_sc)
+        finding, algorithm = finding_from_record(record, self.manifest), Algorithm.from_record(record)
+        built = [build_sr(source, finding, algorithm)]
+        if self.send_sc:
+            from edgecxr.data.dicom import decode_dicom
+            from edgecxr.dicomnet.sc import build_sc
+
+            pixels = decode_dicom(source_path.read_bytes(), str(source_path), max_pixels=10**9).pixels
+            built.append(build_sc(source, pixels, finding, algorithm))
+        return [(str(ds.SOPInstanceUID), _encode(ds)) for ds in built]
+
+    # -- crash recovery -------------------------------------------------------------------
+    def _recover(self, records: list[dict], inbox: Path) -> None:
+        recovered = 0
+        for record in records:
+            uid = self._job_uid(record)
+            if uid is None or self.outbox.known(uid):
+                continue
+            source = inbox / record["path"]
+            if source.is_file() and sha256_file(source) == record.get("sha256"):
+                self.outbox.enqueue(uid, record, source)
+                recovered += 1
+        if recovered:
+            self.log(f"queued {recovered} result(s) for sending that were recorded but not queued "
+                     "(the watcher stopped in between)")
+
+
+def _encode(ds) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

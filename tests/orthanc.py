@@ -1,0 +1,99 @@
+"""A real PACS for the tests: Debian's Orthanc on free loopback ports, with its own storage in tmp_path.
+
+Orthanc 1.10 cannot bind its DICOM port to one address, so it is locked down instead: the HTTP
+API answers only to localhost (RemoteAccessAllowed false), the called AE title is checked,
+and C-STORE is accepted only from the modalities declared here, at 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.tools import require_tool
+
+AET = "ORTHANC"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Orthanc:
+    def __init__(self, folder: Path, *, dicom_port: int | None = None, allowed_aets=("EDGECXR",)):
+        self.binary = require_tool("Orthanc")
+        self.folder = folder
+        self.dicom_port = dicom_port or free_port()
+        self.http_port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.config = folder / "orthanc.json"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(json.dumps({
+            "Name": "edgecxr-test-pacs", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
+            "HttpPort": self.http_port, "DicomPort": self.dicom_port, "DicomAet": AET,
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomCheckCalledAet": True,
+            "DicomAlwaysAllowStore": False, "DicomCheckModalityHost": True, "Plugins": [], "SaveJobs": False,
+            "DicomModalities": {aet.lower(): [aet, "127.0.0.1", 104] for aet in allowed_aets},
+            "StableAge": 1, "OverwriteInstances": False,
+        }))
+
+    @property
+    def destination(self) -> str:
+        return f"{AET}@127.0.0.1:{self.dicom_port}"
+
+    def start(self, timeout: float = 60.0) -> Orthanc:
+        log = open(self.folder / "orthanc.log", "ab")  # noqa: SIM115 (Orthanc writes to it until stopped)
+        self.process = subprocess.Popen([self.binary, str(self.config)], stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Orthanc exited: {(self.folder / 'orthanc.log').read_text()[-2000:]}")
+            try:
+                self.get("/system")
+                return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.2)
+        raise TimeoutError("Orthanc did not answer within the deadline")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+    def get(self, path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    def instances(self) -> list[dict]:
+        """Every stored instance's tags (simplified: keyword -> value)."""
+        return [self.get(f"/instances/{i}/simplified-tags") for i in self.get("/instances")]
+
+    def file(self, sop_instance_uid: str) -> bytes:
+        """The stored DICOM file of one instance, as the PACS will hand it to a viewer."""
+        for orthanc_id in self.get("/instances"):
+            if self.get(f"/instances/{orthanc_id}/simplified-tags").get("SOPInstanceUID") == sop_instance_uid:
+                url = f"http://127.0.0.1:{self.http_port}/instances/{orthanc_id}/file"
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    return response.read()
+        raise KeyError(sop_instance_uid)
+
+    def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise TimeoutError(f"Orthanc: {what} not reached within {timeout} s")
