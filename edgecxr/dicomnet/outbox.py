@@ -87,9 +87,11 @@ class Outbox:
         self.queue_dir = self.root / QUEUE
         self.queue_dir.mkdir(parents=True, exist_ok=True)
         since = self.root / "since.json"
-        if not since.exists():  # results recorded before sending was switched on are never sent
-            atomic_write_json(since, {"results_line": ledger_lines, "created": utc_now()})
-        self.since_line = int(_read_json(since)["results_line"])
+        line = (_read_json(since) or {}).get("results_line")
+        if not isinstance(line, int):  # first start (or a damaged file): results recorded until now are never sent
+            line = ledger_lines
+            atomic_write_json(since, {"results_line": line, "created": utc_now()})
+        self.since_line = line
         self.boxes = [DestinationBox(self.root, d) for d in destinations]
 
     # -- the queue: results accepted, objects not yet built ------------------------------
@@ -136,7 +138,7 @@ class Outbox:
 def summary(out: Path) -> list[dict]:
     """Pending / sent / failed per destination, read from the folders (no sender needed)."""
     root = Path(out) / OUTBOX
-    rows = []
+    rows: list[dict] = []
     if not root.is_dir():
         return rows
     queued = len([p for p in (root / QUEUE).glob("*.json") if not p.name.startswith(".")])
