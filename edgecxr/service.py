@@ -31,6 +31,7 @@ class ServiceConfig:
     user: str = "edgecxr"
     device: str = "cpu"  # cpu | nvidia (Jetson / dGPU) | intel-gpu
     extra_options: str = ""
+    send_sr: tuple[str, ...] = ()  # AET@IP:PORT: the only addresses the unit may reach
 
 
 def render_unit(config: ServiceConfig) -> str:
@@ -46,12 +47,26 @@ def render_unit(config: ServiceConfig) -> str:
     }
     if config.device not in devices:
         raise EdgecxrError(f"unknown --device {config.device!r}", fix="use cpu, nvidia or intel-gpu")
-    return template.format(
+    unit = template.format(
         user=config.user, executable=config.executable,
         read_write_paths=" ".join(shlex.quote(str(p)) for p in writable),
         read_only_paths=shlex.quote(str(config.inbox)) if not (config.archive or config.quarantine) else "",
         devices=devices[config.device],
     ).replace("ReadOnlyPaths=\n", "")
+    return _open_to_pacs(unit, config.send_sr) if config.send_sr else unit
+
+
+def _open_to_pacs(unit: str, destinations: tuple[str, ...]) -> str:
+    """--send-sr: the network namespace is kept, but only TCP/IP to the PACS addresses is let through."""
+    from edgecxr.dicomnet.destination import parse_destination
+
+    hosts = " ".join(dict.fromkeys(parse_destination(d).host for d in destinations))
+    return (unit.replace("# no network: NFS/SMB shares are mounted by the host and read through the file system\n"
+                         "PrivateNetwork=yes\n",
+                         "# network only to the PACS destinations of --send-sr (IPAddressAllow below)\n"
+                         "PrivateNetwork=no\n")
+            .replace("RestrictAddressFamilies=AF_UNIX\n", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n")
+            .replace("IPAddressDeny=any\n", f"IPAddressDeny=any\nIPAddressAllow={hosts}\n"))
 
 
 def render_env(config: ServiceConfig) -> str:
@@ -64,6 +79,8 @@ def render_env(config: ServiceConfig) -> str:
         options += ["--quarantine", str(config.quarantine)]
     if config.extra_options:
         options += shlex.split(config.extra_options)
+    for destination in config.send_sr:
+        options += ["--send-sr", destination]
     return (
         "# Settings of edgecxr-watch.service (see `edgecxr watch --help`); restart the service after a change.\n"
         f"EDGECXR_INBOX={config.inbox}\n"

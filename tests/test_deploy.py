@@ -101,3 +101,26 @@ def test_container_recipe_lint(name):
         if c.cmd.upper() == "COPY":
             for src in c.value[:-1]:
                 assert (REPO / src).exists(), f"COPY source {src} is not in the repository"
+
+
+def test_send_sr_opens_the_network_to_the_pacs_addresses_only(tmp_path):
+    plain = render_unit(_config(tmp_path))
+    assert "PrivateNetwork=yes" in plain and "RestrictAddressFamilies=AF_UNIX\n" in plain
+    assert "IPAddressAllow" not in plain
+    inbox = tmp_path / "inbox"
+    dry = CliRunner().invoke(app, ["service", "install", "--inbox", str(inbox), "--out", str(tmp_path / "out"),
+                                   "--send-sr", "PACS@10.0.0.5:104", "--send-sr", "LOCAL@localhost:4242",
+                                   "--dry-run", "--root", str(tmp_path / "root")])
+    assert dry.exit_code == 0, dry.output
+    allow = re.search(r"IPAddressAllow=(.*)", dry.stdout).group(1).split()
+    assert allow[0] == "10.0.0.5" and allow[1] in ("127.0.0.1", "::1") and len(allow) == 2  # names resolved now
+    assert "IPAddressDeny=any" in dry.stdout and "PrivateNetwork=no" in dry.stdout
+    assert "--send-sr PACS@10.0.0.5:104 --send-sr" in dry.stdout and "LOCAL@localhost" not in dry.stdout
+    hidden = CliRunner().invoke(app, ["service", "install", "--inbox", str(inbox), "--dry-run",
+                                      "--options", "--send-sr PACS@10.0.0.5:104"])
+    assert hidden.exit_code == 2 and "network sandbox" in hidden.stderr
+    if shutil.which("systemd-analyze"):
+        path = tmp_path / "edgecxr-watch.service"
+        path.write_text(render_unit(_config(tmp_path, send_sr=("PACS@10.0.0.5:104",))))
+        verify = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, cwd=tmp_path)
+        assert verify.returncode == 0 and "edgecxr-watch.service" not in verify.stderr, verify.stderr

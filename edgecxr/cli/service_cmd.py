@@ -27,6 +27,7 @@ def install(
     dicom_port: Annotated[int, typer.Option(help="With --dicom-listen: the port; the unit may bind no other (below 1024 it gets CAP_NET_BIND_SERVICE).")] = 11112,
     dicom_allow_ip: Annotated[str, typer.Option(help="With --dicom-listen: addresses or CIDR networks allowed to connect, comma-separated; also the unit's IP firewall (default: any).")] = "",
     dicom_options: Annotated[str, typer.Option(help="With --dicom-listen: more `edgecxr dicom-listen` options, e.g. '--allow-ae CR01 --tls-cert ... --tls-key ...'.")] = "",
+    send_sr: Annotated[list[str] | None, typer.Option(metavar="AET@HOST:PORT", help="Send results as DICOM SR to this PACS (repeatable); the watch unit may then reach these addresses and no other (host names are resolved now).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done, do nothing.")] = False,
     root: Annotated[Path, typer.Option(hidden=True, help="Install below this folder instead of / (packaging, tests).")] = Path("/"),
 ):
@@ -44,8 +45,14 @@ def install(
                                   allow_ip=tuple(comma_list(dicom_allow_ip)), options=dicom_options)
         if "--recursive" not in options.split():
             options = f"{options} --recursive".strip()  # the listener files instances by study
+    if "--send-sr" in options.split():
+        raise EdgecxrError("--send-sr inside --options would be blocked by the unit's network sandbox",
+                           fix="give each PACS with `edgecxr service install --send-sr AET@HOST:PORT`")
+    from edgecxr.dicomnet.destination import parse_destination, resolved
+
+    pacs = tuple(str(resolved(parse_destination(d))) for d in send_sr or [])
     config = ServiceConfig(inbox=inbox.resolve(), out=out, executable=exe, archive=archive, quarantine=quarantine,
-                           bundle=bundle, user=user, device=device, extra_options=options)
+                           bundle=bundle, user=user, device=device, extra_options=options, send_sr=pacs)
     steps = plan(config, root, listener)
     for description, _ in steps:
         if description:

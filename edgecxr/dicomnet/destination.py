@@ -44,3 +44,22 @@ def parse_destination(text: str) -> Destination:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise EdgecxrError(f"DICOM destination {text!r}: port {port!r} is not a number from 1 to 65535", fix=fix)
     return Destination(aet.strip(), host, int(port))
+
+
+def resolved(destination: Destination) -> Destination:
+    """The destination with its host as an IP address: a sandboxed unit may reach that address and
+    nothing else, DNS included, so names are resolved once, at install time."""
+    import ipaddress
+    import socket
+
+    try:
+        ipaddress.ip_address(destination.host)
+        return destination
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(destination.host, destination.port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise EdgecxrError(f"cannot resolve the PACS host {destination.host!r} ({exc})",
+                           fix="give the PACS by IP address, e.g. PACS@10.0.0.5:104") from exc
+    return Destination(destination.ae_title, str(infos[0][4][0]), destination.port)
