@@ -96,7 +96,7 @@ def watch(
                 label=record.get("label"), code=record.get("error", {}).get("code"))
 
     log = lambda m: say(m, event="log")  # noqa: E731
-    sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log)
+    sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once)
     watcher = Watcher(classifier, options, log=log, on_result=on_result, sinks=sinks)
     stop = threading.Event()
 
@@ -118,8 +118,9 @@ def watch(
                   f"{counters.refused} refused in total -> {out / 'results.jsonl'}")
 
 
-def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, log) -> list:
-    """The DICOM SR/SC result sink, when --send-sr names a destination."""
+def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, log, once) -> list:
+    """The DICOM SR/SC result sink, when --send-sr names a destination. --once gives the outbox 10 s to
+    drain before exit; a service stopping (SIGTERM) only 2 s, inside systemd's stop timeout."""
     from edgecxr.errors import EdgecxrError
 
     if not targets:
@@ -136,7 +137,7 @@ def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, l
     options = SendOptions(calling_ae_title=parse_destination(f"{ae_title}@x:1").ae_title, max_retry_s=retry_max,
                           first_retry_s=min(2.0, retry_max))
     return [DicomSendSink(out, inbox, destinations, classifier.bundle.manifest, send_sc=send_sc, options=options,
-                          log=log)]
+                          log=log, drain_seconds=10.0 if once else 2.0)]
 
 
 def _one_line(r: dict) -> str:
