@@ -54,6 +54,7 @@ def test_run_json_records_settings_data_and_split(trained, mini):
     assert record["settings"]["seed"] == 1216
     assert set(record["data"]["fingerprints"]) == {"train", "val", "test"}
     assert record["data"]["val_source"] == "carved"
+    assert record["data"]["val_groups"]["rule"] == "kermany-patient/1"
     assert len(record["split"]["val"]) == 6 and len(record["split"]["train"]) == 18
     assert record["versions"]["torch"]
     assert record["preprocess"]["height"] == 64

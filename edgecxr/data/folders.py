@@ -1,8 +1,9 @@
 """Image-folder data sets: `ROOT/{train,val,test}/<CLASS>/*`.
 
 Classes are the sorted subfolder names and must agree across splits. A missing or small
-`val` folder is replaced by a stratified, seeded split carved from `train`, and that
-split is recorded, so any run can be reproduced file for file.
+`val` folder is replaced by a stratified, seeded split carved from `train` by patient
+(edgecxr.data.patients: no patient on both sides), and that split and its rule are
+recorded, so any run can be reproduced file for file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from edgecxr.data.decode import SUPPORTED_SUFFIXES, decode_bytes
 from edgecxr.data.fingerprint import dataset_fingerprint, sha256_bytes
+from edgecxr.data.patients import describe, group_of
 from edgecxr.errors import DataError, DecodeError
 
 MIN_VAL_PER_CLASS = 50
@@ -59,6 +61,7 @@ class DataSet:
     test: Split | None
     val_source: str  # "folder" or "carved"
     val_note: str = ""
+    val_rule: dict | None = None  # how a carved split grouped files (edgecxr.data.patients)
     bad_files: list[dict] = field(default_factory=list)
 
 
@@ -97,19 +100,40 @@ def scan_split(split_dir: str | Path, name: str | None = None,
     return Split(name, split_dir, found, samples)
 
 
-def stratified_split(samples: Sequence[Sample], fraction: float, seed: int,
-                     n_classes: int) -> tuple[list[Sample], list[Sample]]:
-    """Seeded per-class split; returns (train, val), each in the input order."""
+def stratified_split(samples: Sequence[Sample], fraction: float, seed: int, n_classes: int,
+                     group_of: Callable[[str], str] = group_of) -> tuple[list[Sample], list[Sample]]:
+    """Seeded split by patient group, stratified by class; returns (train, val) in input order.
+
+    Each group goes whole to one side; a group is counted under its most frequent class.
+    Per class, shuffled groups are taken into validation while that class's validation
+    image count stays at or below its share (at least one group, never all of them).
+    """
     if not 0.0 < fraction < 1.0:
         raise DataError(f"validation fraction must be between 0 and 1, got {fraction}",
                         fix="use e.g. --val-fraction 0.1")
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        groups.setdefault(group_of(s.rel), []).append(i)
+    by_class: dict[int, list[str]] = {label: [] for label in range(n_classes)}
+    for key, ids in groups.items():
+        labels = [samples[i].label for i in ids]
+        by_class[max(set(labels), key=lambda lab: (labels.count(lab), -lab))].append(key)
     rng = np.random.default_rng(seed)
     val_ids: set[int] = set()
     for label in range(n_classes):
-        ids = [i for i, s in enumerate(samples) if s.label == label]
-        n_val = round(len(ids) * fraction)
-        n_val = min(max(n_val, 1), len(ids) - 1) if len(ids) > 1 else 0
-        val_ids.update(rng.permutation(ids)[:n_val].tolist())
+        keys = sorted(by_class[label])
+        if len(keys) < 2:
+            continue
+        target = round(sum(len(groups[k]) for k in keys) * fraction)
+        taken: list[str] = []
+        size = 0
+        for key in (keys[j] for j in rng.permutation(len(keys))):
+            if len(taken) == len(keys) - 1 or (taken and size + len(groups[key]) > target):
+                continue
+            taken.append(key)
+            size += len(groups[key])
+        for key in taken:
+            val_ids.update(groups[key])
     train = [s for i, s in enumerate(samples) if i not in val_ids]
     val = [s for i, s in enumerate(samples) if i in val_ids]
     return train, val
@@ -151,7 +175,7 @@ def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = 121
         root, classes,
         Split("train", train_dir, classes, kept),
         Split("val", train_dir, classes, carved),
-        test, "carved", val_note,
+        test, "carved", val_note, describe(s.rel for s in train.samples),
     )
 
 

@@ -206,7 +206,7 @@ def _run_record(config, data: DataSet, source, spec, fingerprints, n_params, acc
             "root": portable_path(config.data), "fingerprints": fingerprints,
             "counts": {"train": data.train.counts(), "val": data.val.counts(),
                        "test": data.test.counts() if data.test else None},
-            "val_source": data.val_source, "val_note": data.val_note,
+            "val_source": data.val_source, "val_note": data.val_note, "val_groups": data.val_rule,
             "skipped_bad": data.bad_files,
         },
         "split": {"train_root": portable_path(data.train.root), "val_root": portable_path(data.val.root),

@@ -1,0 +1,52 @@
+"""Patient groups for carving validation: images of one patient never sit on both sides.
+
+Kermany et al. name files after the patient, so a random image-level split puts a
+patient's other radiographs in validation and selects checkpoints on near-duplicates.
+The rule below was read off the 5,216 real training names:
+
+- `person<N>_bacteria_<K>.jpeg`, `person<N>_virus_<K>.jpeg` (and one `..._<K>_1.jpeg`):
+  the patient is `person<N>`. 808 person numbers appear under both `bacteria` and
+  `virus`; nothing says they are different people, so they share one group (grouping
+  too coarsely costs only stratification precision, too finely leaks).
+- `IM-<P>-<S>[-<R>].jpeg` and `NORMAL2-IM-<P>-<S>[-<R>].jpeg`: the patient is `IM-<P>` or
+  `NORMAL2-IM-<P>`. Both series number from low values up, so `NORMAL2-` is a separate
+  numbering, not the same patient; the image counters after `<P>` vary per patient.
+- Any other name is its own group (an image-level split for that file), and is counted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+RULE_NAME = "kermany-patient/1"
+PATTERNS = (
+    re.compile(r"^(person\d+)_(?:bacteria|virus)_"),
+    re.compile(r"^((?:NORMAL2-)?IM-\d+)-\d+"),
+)
+RULE_TEXT = ("patient id from the file name: person<N>_{bacteria,virus}_* -> person<N>; "
+             "[NORMAL2-]IM-<P>-* -> [NORMAL2-]IM-<P>; any other name is its own group")
+
+
+def patient_id(rel: str) -> str | None:
+    """The patient a file belongs to by its name, or None when the name carries none."""
+    name = rel.rsplit("/", 1)[-1]
+    for pattern in PATTERNS:
+        match = pattern.match(name)
+        if match:
+            return match.group(1)
+    return None
+
+
+def group_of(rel: str) -> str:
+    """The carving group: the patient id, else the file's own relative path."""
+    return patient_id(rel) or f"file:{rel}"
+
+
+def describe(rels: Iterable[str]) -> dict:
+    """What run.json records about the rule and how it applied to these files."""
+    rels = list(rels)
+    ids = [patient_id(r) for r in rels]
+    return {"rule": RULE_NAME, "description": RULE_TEXT,
+            "patients": len({i for i in ids if i is not None}),
+            "files_without_patient_id": sum(i is None for i in ids)}

@@ -1,0 +1,55 @@
+from pathlib import Path
+
+from edgecxr.data.folders import Sample, load_dataset, stratified_split
+from edgecxr.data.patients import RULE_NAME, patient_id
+
+
+def test_patient_id_from_kermany_names():
+    assert patient_id("PNEUMONIA/person78_bacteria_382.jpeg") == "person78"
+    assert patient_id("person78_virus_12.jpeg") == "person78"
+    assert patient_id("person447_virus_921_1.jpeg") == "person447"
+    assert patient_id("NORMAL/IM-0196-0001.jpeg") == "IM-0196"
+    assert patient_id("IM-0618-0001-0001.jpeg") == "IM-0618"
+    assert patient_id("NORMAL2-IM-0196-0001.jpeg") == "NORMAL2-IM-0196"
+    assert patient_id("scan_0001.png") is None and patient_id("IM-.jpeg") is None
+
+
+def _synthetic() -> list[Sample]:
+    """Kermany-shaped names with many images per patient, and a few unnamed files."""
+    rels: list[tuple[str, int]] = []
+    for p in range(40):
+        for k in range(1 + p % 4):
+            rels.append((f"NORMAL/{'NORMAL2-' if p % 2 else ''}IM-{p:04d}-{k + 1:04d}.jpeg", 0))
+    for p in range(60):
+        for k in range(1 + p % 6):
+            kind = "virus" if k % 2 else "bacteria"
+            rels.append((f"PNEUMONIA/person{p}_{kind}_{1000 + 7 * p + k}.jpeg", 1))
+    rels += [(f"NORMAL/other_{i}.png", 0) for i in range(5)]
+    return [Sample(Path(r), r, label) for r, label in rels]
+
+
+def _patients(samples) -> set[str]:
+    return {patient_id(s.rel) or s.rel for s in samples}
+
+
+def test_no_patient_on_both_sides_synthetic():
+    samples = _synthetic()
+    for seed in range(5):
+        train, val = stratified_split(samples, 0.2, seed, 2)
+        assert len(train) + len(val) == len(samples)
+        assert not _patients(train) & _patients(val)
+        for label in (0, 1):  # stratified: each class near its share, on both sides
+            n = sum(s.label == label for s in samples)
+            n_val = sum(s.label == label for s in val)
+            assert 0 < n_val < n and abs(n_val - 0.2 * n) <= 0.05 * n
+    first = stratified_split(samples, 0.2, 7, 2)[1]
+    assert [s.rel for s in stratified_split(samples, 0.2, 7, 2)[1]] == [s.rel for s in first]
+    assert [s.rel for s in stratified_split(samples, 0.2, 8, 2)[1]] != [s.rel for s in first]
+
+
+def test_carved_split_of_real_names_is_patient_disjoint_and_recorded(mini):
+    data = load_dataset(mini, val_fraction=0.25, seed=3)
+    assert not _patients(data.train.samples) & _patients(data.val.samples)
+    rule = data.val_rule
+    assert rule["rule"] == RULE_NAME and rule["files_without_patient_id"] == 0
+    assert rule["patients"] == len(_patients(data.train.samples + data.val.samples))
