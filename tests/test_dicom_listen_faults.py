@@ -101,13 +101,29 @@ def test_listener_killed_mid_association_leaves_nothing_half_written(dicom_inbox
     assert events[-1]["event"] == "stopped" and events[-1]["instances"] == 1
 
 
+def test_instance_over_the_size_limit_aborts_the_association(dicom_inbox, tmp_path):
+    small = dx_dataset(tmp_path / "small.dcm")
+    dx_dataset(tmp_path / "large.dcm", size=1024)  # 2 MB of pixels
+    listener, port, log = start_listener(dicom_inbox, max_instance_mb=1)
+    try:
+        assoc = scanner(port)
+        assert assoc.send_c_store(tmp_path / "small.dcm").Status == 0x0000
+        reply = assoc.send_c_store(tmp_path / "large.dcm")
+        lines = log.wait_associations(1)
+    finally:
+        listener.stop()
+    assert "Status" not in reply  # aborted: the scanner sees a failure, the listener's memory stays bounded
+    assert inbox_files(dicom_inbox) == [dicom_inbox / small.StudyInstanceUID / f"{small.SOPInstanceUID}.dcm"]
+    assert lines[0]["reason"] == "instance_too_large" and lines[0]["instances"] == 1
+
+
 def test_option_errors_name_the_option(tmp_path):
     runner = CliRunner()
     missing = runner.invoke(app, ["dicom-listen", "--inbox", str(tmp_path / "nope"), "--port", "0"])
     assert missing.exit_code == 2 and "inbox folder not found" in missing.stderr
     bad = ((["--allow-ip", "10.0.0.0/33"], "--allow-ip"), (["--tls-cert", str(tmp_path)], "--tls-key"),
            (["--ae-title", "A-TITLE-LONGER-THAN-16"], "--ae-title"), (["--allow-ae", "BAD\\AE"], "--allow-ae"),
-           (["--max-associations", "0"], "--max-associations"))
+           (["--max-associations", "0"], "--max-associations"), (["--max-instance-mb", "0"], "--max-instance-mb"))
     for args, text in bad:
         result = runner.invoke(app, ["dicom-listen", "--inbox", str(tmp_path), "--port", "0", *args])
         assert result.exit_code == 2 and text in result.stderr, (args, result.output)

@@ -19,6 +19,7 @@ def dicom_listen(
     allow_ip: Annotated[str, typer.Option(help="Source addresses or CIDR networks allowed, comma-separated (default: any).")] = "",
     max_associations: Annotated[int, typer.Option(help="Simultaneous associations; more are refused (local limit exceeded).")] = 8,
     min_free_mb: Annotated[float, typer.Option(help="Answer 'out of resources' (A700) when the inbox's disk has less free space.")] = 500.0,
+    max_instance_mb: Annotated[float, typer.Option(help="Abort an association sending a larger instance (it is held in memory until complete).")] = 512.0,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS: this node's certificate (PEM); with --tls-key.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS: the certificate's private key (PEM, unencrypted).")] = None,
     tls_ca: Annotated[Path | None, typer.Option(help="Mutual TLS: only clients with a certificate signed by this CA (PEM) may connect.")] = None,
@@ -36,7 +37,7 @@ def dicom_listen(
     options = ListenOptions(
         inbox=inbox, host=host, port=port, ae_title=check_ae_title(ae_title, "--ae-title"),
         policy=AccessPolicy.parse(comma_list(allow_ae), comma_list(allow_ip)), max_associations=max_associations,
-        min_free_mb=min_free_mb, ssl_context=tls_context(tls_cert, tls_key, tls_ca))
+        min_free_mb=min_free_mb, max_instance_mb=max_instance_mb, ssl_context=tls_context(tls_cert, tls_key, tls_ca))
     listener = Listener(options, say)
     stop = threading.Event()
 

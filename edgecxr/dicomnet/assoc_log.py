@@ -34,6 +34,7 @@ class AssocStats:
     echoes: int = 0
     bytes: int = 0
     refused: Counter = field(default_factory=Counter)  # per-instance refusals by reason
+    receiving: int = 0  # bytes received since the last request was answered: the message in flight
 
 
 class AssociationLog:
@@ -68,14 +69,18 @@ class AssociationLog:
                                           "rejected")
 
     def on_echo(self, event) -> int:
-        self.stats(event.assoc).echoes += 1
+        stats = self.stats(event.assoc)
+        stats.echoes += 1
+        stats.receiving = 0
         return 0x0000
 
     def on_released(self, event) -> None:
         self.stats(event.assoc).outcome = "released"
 
     def on_aborted(self, event) -> None:
-        self.stats(event.assoc).outcome = "aborted"
+        stats = self.stats(event.assoc)
+        if stats.reason is None:  # not our own abort of an instance over the size limit
+            stats.outcome = "aborted"
 
     def on_close(self, event) -> None:
         with self._lock:
@@ -86,6 +91,7 @@ class AssociationLog:
     # -- what the store handler and the server report ---------------------------------------------
     def stored(self, assoc, outcome: str, size: int) -> None:
         stats = self.stats(assoc)
+        stats.receiving = 0
         if outcome in ("stored", "duplicate"):
             stats.instances += 1
             stats.bytes += size
@@ -100,7 +106,9 @@ class AssociationLog:
         self.totals[s.outcome] += 1
         self.totals["instances"] += s.instances
         who = f"{s.calling_ae or '?'} at {s.ip}"
-        if s.outcome == "refused":
+        if s.outcome == "refused" and s.reason == "instance_too_large":
+            message = f"aborted {who}: an instance over the size limit ({s.instances} stored before it)"
+        elif s.outcome == "refused":
             message = f"refused {who}: {s.reason}"
         else:
             refused = sum(s.refused.values())

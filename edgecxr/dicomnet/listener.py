@@ -14,7 +14,7 @@ from pathlib import Path
 from edgecxr.dicomnet.access import AccessPolicy
 from edgecxr.dicomnet.assoc_log import AssociationLog, Say
 from edgecxr.dicomnet.contexts import CANDIDATE_SYNTAXES, add_contexts, decodable_syntaxes
-from edgecxr.dicomnet.inbox_store import InboxStore
+from edgecxr.dicomnet.inbox_store import MIB, InboxStore
 from edgecxr.errors import EdgecxrError
 from edgecxr.optional import require
 
@@ -30,6 +30,7 @@ class ListenOptions:
     policy: AccessPolicy = field(default_factory=AccessPolicy)
     max_associations: int = 8
     min_free_mb: float = 500.0
+    max_instance_mb: float = 512.0  # an instance is held in memory until complete: bound it
     ssl_context: object | None = None  # ssl.SSLContext
 
 
@@ -41,6 +42,8 @@ class Listener:
                                fix="create it, or give the folder `edgecxr watch` watches")
         if options.max_associations < 1:
             raise EdgecxrError("--max-associations must be at least 1", fix="use e.g. --max-associations 8")
+        if options.max_instance_mb <= 0:
+            raise EdgecxrError("--max-instance-mb must be positive", fix="use e.g. --max-instance-mb 512")
         self.options = options
         self.say = say
         self.store = InboxStore(options.inbox, options.min_free_mb)
@@ -67,7 +70,8 @@ class Listener:
         handlers = [(evt.EVT_CONN_OPEN, self.log.on_open), (evt.EVT_ACCEPTED, self.log.on_accepted),
                     (evt.EVT_REJECTED, self.log.on_rejected), (evt.EVT_RELEASED, self.log.on_released),
                     (evt.EVT_ABORTED, self.log.on_aborted), (evt.EVT_CONN_CLOSE, self.log.on_close),
-                    (evt.EVT_C_ECHO, self.log.on_echo), (evt.EVT_C_STORE, self._on_store)]
+                    (evt.EVT_C_ECHO, self.log.on_echo), (evt.EVT_C_STORE, self._on_store),
+                    (evt.EVT_DATA_RECV, self._on_data)]
         try:
             server = ae.make_server((o.host, o.port), ssl_context=o.ssl_context, evt_handlers=handlers,
                                     server_class=GuardedServer)
@@ -98,6 +102,15 @@ class Listener:
             assoc.join(grace_seconds / max(1, len(active)))
             if assoc.is_alive():
                 assoc.abort()
+
+    def _on_data(self, event) -> None:
+        """Abort an association whose message in flight outgrows --max-instance-mb, before memory runs out."""
+        stats = self.log.stats(event.assoc)
+        stats.receiving += len(event.data)
+        if stats.receiving > self.options.max_instance_mb * MIB and stats.reason != "instance_too_large":
+            stats.outcome, stats.reason = "refused", "instance_too_large"
+            stats.refused["instance_too_large"] += 1
+            event.assoc.abort(block=False)
 
     def _on_store(self, event):
         """Write the instance as received (no decompression); success only once it is durable."""
