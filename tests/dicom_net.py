@@ -56,8 +56,22 @@ def scanner(port: int, *, calling: str = "SCANNER", called: str = "EDGECXR", tls
     ae = AE(ae_title=calling)
     ae.add_requested_context(Verification)
     ae.add_requested_context(DX, syntaxes or ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     return ae.associate("127.0.0.1", port, ae_title=called, tls_args=tls, evt_handlers=evt_handlers or [])
+
+
+def store_once(port: int, path: Path, **options):
+    """One instance on its own association, as most modalities send; the C-STORE reply.
+
+    One message per association also keeps clear of a race in pynetdicom's requestor, which
+    on a loaded machine can take the reply to a second message for an unexpected request.
+    """
+    assoc = scanner(port, **options)
+    try:
+        return assoc.send_c_store(path)
+    finally:
+        if assoc.is_established:
+            assoc.release()
 
 
 def dx_dataset(path: Path, *, size: int = 64, study: str | None = None, seed: int = 0):

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
-from tests.dicom_net import SAMPLES, dx_dataset, inbox_files, run_dcmtk, scanner, start_listener
+from tests.dicom_net import SAMPLES, dx_dataset, inbox_files, run_dcmtk, scanner, start_listener, store_once
 
 
 def _target(inbox, source):
@@ -49,16 +49,10 @@ def test_resent_instance_is_acknowledged_without_a_second_copy(dicom_inbox, tmp_
     dx_dataset(tmp_path / "one.dcm")
     listener, port, log = start_listener(dicom_inbox)
     try:
-        statuses = []
-        for _ in range(2):
-            assoc = scanner(port)
-            statuses.append(assoc.send_c_store(tmp_path / "one.dcm").Status)
-            assoc.release()
+        statuses = [store_once(port, tmp_path / "one.dcm").Status for _ in range(2)]
         stored = inbox_files(dicom_inbox)
         first_mtime = stored[0].stat().st_mtime_ns
-        assoc = scanner(port)
-        statuses.append(assoc.send_c_store(tmp_path / "one.dcm").Status)
-        assoc.release()
+        statuses.append(store_once(port, tmp_path / "one.dcm").Status)
         lines = log.wait_associations(3)
     finally:
         listener.stop()
@@ -147,17 +141,14 @@ def test_disk_floor_and_bad_uids_are_refused_per_instance(dicom_inbox, tmp_path)
     dx_dataset(tmp_path / "evil.dcm", study="../../escape")
     full, port, log = start_listener(dicom_inbox, min_free_mb=1e12)  # more than any disk: always below the floor
     try:
-        assoc = scanner(port)
-        floor = assoc.send_c_store(tmp_path / "ok.dcm")
-        assert assoc.send_c_echo().Status == 0x0000  # the node still answers; only storage is refused
-        assoc.release()
+        floor = store_once(port, tmp_path / "ok.dcm")
+        echo = run_dcmtk("echoscu", "-aec", "EDGECXR", "127.0.0.1", str(port))
+        assert echo.returncode == 0, echo.stderr  # the node still answers; only storage is refused
     finally:
         full.stop()
     listener, port, log = start_listener(dicom_inbox)
     try:
-        assoc = scanner(port)
-        evil = assoc.send_c_store(tmp_path / "evil.dcm")
-        assoc.release()
+        evil = store_once(port, tmp_path / "evil.dcm")
         lines = log.wait_associations(1)
     finally:
         listener.stop()
