@@ -101,3 +101,34 @@ def curves_png(history_csv: Path, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def loss_curve_png(history_csv: Path, path: Path, key: str = "loss", title: str = "loss") -> Path:
+    """One training curve per epoch (SimMIM's masked-pixel L1 loss)."""
+    plt = _pyplot()
+    with open(history_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=110)
+    ax.plot([int(r["epoch"]) for r in rows], [float(r[key]) for r in rows], marker="o")
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def reconstructions_png(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path) -> Path:
+    """Rows of (input, masked input, reconstruction), each an HxW grey image in [0, 1]."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(triples), 3, figsize=(6, 2 * len(triples)), dpi=100, squeeze=False)
+    for row, images in zip(axes, triples):
+        for ax, image, title in zip(row, images, ("input", "masked", "reconstruction")):
+            ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -75,6 +75,7 @@ def _register() -> None:
     app.command("bench", help=bench_cmd.bench.__doc__)(bench_cmd.bench)
     app.command("info", help=info_cmd.info.__doc__)(info_cmd.info)
     app.command("train", help=train_cmd.train.__doc__)(train_cmd.train)
+    app.command("pretrain", help=train_cmd.pretrain.__doc__)(train_cmd.pretrain)
     app.command("evaluate", help=train_cmd.evaluate.__doc__)(train_cmd.evaluate)
     app.command("export", help=export_cmd.export.__doc__)(export_cmd.export)
     app.command("build-engine", help=export_cmd.build_engine.__doc__)(export_cmd.build_engine)

@@ -19,6 +19,7 @@ def train(
     base: Annotated[str | None, typer.Option(help="Fine-tune this Swin-V2 checkpoint: a local "
                                                   "folder or a Hugging Face id in the local cache.")] = None,
     arch: Annotated[str | None, typer.Option(help=f"Train from random weights. {_PRESET_HELP}.")] = None,
+    init: Annotated[str | None, typer.Option(help="With --arch: start from the encoder of `edgecxr pretrain` (RUN/model).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML recipe; flags given here override it.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (seed study: 15).")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (seed study: 2e-5).")] = None,
@@ -36,7 +37,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last finished epoch.")] = False,
     stop_after_epoch: Annotated[int | None, typer.Option(hidden=True, help="Stop after this epoch (time-boxed sessions; --resume continues).")] = None,
 ):
-    """Fine-tune (--base) or train (--arch) Swin-V2 and write the PyTorch test-set report."""
+    """Fine-tune (--base, or --arch with --init) or train (--arch) Swin-V2 and write the PyTorch test-set report."""
     from edgecxr.cli.console import RichReporter
     from edgecxr.cli.console import out as console
     from edgecxr.optional import require
@@ -47,7 +48,7 @@ def train(
     from edgecxr.training.trainer import train as run_training
 
     settings = resolve(
-        str(data), str(out), config_file=config, base=base, arch=arch, epochs=epochs, lr=lr,
+        str(data), str(out), config_file=config, base=base, arch=arch, init=init, epochs=epochs, lr=lr,
         batch_size=batch_size, weight_decay=weight_decay, seed=seed, val_fraction=val_fraction,
         class_weights=class_weights, label_smoothing=label_smoothing,
         early_stopping=early_stopping, device=device, precision=precision, workers=workers,
@@ -67,6 +68,48 @@ def train(
         from edgecxr.reporting import load_report, paper_table
 
         console.print(paper_table(load_report(out)), markup=False)
+
+
+def pretrain(
+    images: Annotated[Path, typer.Argument(help="Training images (e.g. DATA/train); labels and subfolders are ignored.")],
+    arch: Annotated[str, typer.Option(help=f"Architecture preset. {_PRESET_HELP}.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")],
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 100,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-4,
+    batch_size: Annotated[int, typer.Option(help="Batch size per device.")] = 64,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
+    mask_ratio: Annotated[float, typer.Option(help="Share of mask patches hidden (SimMIM: 0.6).")] = 0.6,
+    mask_patch_size: Annotated[int, typer.Option(help="Side of a masked square in pixels; a multiple of the model's patch size dividing the image size.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed for init, order, augmentation and masks.")] = 1216,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (fp16 on GPU only).")] = "auto",
+    workers: Annotated[int, typer.Option(help="Data-loader processes (-1: one per two cores, at most 4).")] = -1,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (counted in pretrain.json) instead of failing.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last finished epoch.")] = False,
+    stop_after_epoch: Annotated[int | None, typer.Option(hidden=True, help="Stop after this epoch (time-boxed sessions; --resume continues).")] = None,
+):
+    """Pretrain a Swin-V2 encoder with SimMIM on unlabelled images (for train --init)."""
+    from edgecxr.cli.console import RichReporter
+    from edgecxr.cli.console import out as console
+    from edgecxr.optional import require
+
+    require("torch", "pretraining")
+    require("transformers", "pretraining")
+    from edgecxr.training.pretrain import PretrainConfig
+    from edgecxr.training.pretrain import pretrain as run_pretraining
+
+    settings = PretrainConfig(
+        images=str(images), out=str(out), arch=arch, epochs=epochs, lr=lr, batch_size=batch_size,
+        weight_decay=weight_decay, mask_ratio=mask_ratio, mask_patch_size=mask_patch_size,
+        seed=seed, device=device, precision=precision, workers=workers, skip_bad=skip_bad)
+    with RichReporter() as reporter:
+        record = run_pretraining(settings, resume=resume, reporter=reporter,
+                                 stop_after_epoch=stop_after_epoch)
+    if record["status"] != "finished":
+        console.print(f"stopped after epoch {stop_after_epoch}; continue with --resume")
+        return
+    console.print(f"final masked L1 loss {record['result']['final_loss']:.4f}  ->  {out / 'model'}; "
+                  f"fine-tune with: edgecxr train DATA --arch {arch} --init {out / 'model'} --out RUN")
 
 
 def evaluate(

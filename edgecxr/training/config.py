@@ -39,6 +39,7 @@ class TrainConfig:
     out: str
     base: str | None = None
     arch: str | None = None
+    init: str | None = None  # encoder from `edgecxr pretrain` (RUN/model), with --arch
     epochs: int = SEED_DEFAULTS["epochs"]
     lr: float = SEED_DEFAULTS["lr"]
     batch_size: int = SEED_DEFAULTS["batch_size"]
@@ -97,6 +98,10 @@ def resolve(data: str, out: str, *, config_file: str | Path | None = None, **fla
     file_settings = read_config_file(config_file) if config_file else {}
     arch = flags.get("arch") or file_settings.get("arch")
     base = flags.get("base") or file_settings.get("base")
+    init = flags.get("init") or file_settings.get("init")
+    if init and not arch:
+        raise EdgecxrError("--init needs --arch: the preset the encoder was pretrained with",
+                           fix="pass --arch PRESET --init RUN/model (see RUN/pretrain.json)")
     if arch and base:
         raise EdgecxrError("--arch and --base are exclusive",
                            fix="use --base to fine-tune a checkpoint or --arch to start from "

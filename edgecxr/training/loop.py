@@ -109,34 +109,43 @@ class Loop:
 
     # -- persistence --------------------------------------------------------------------
     def save_model(self, folder: Path) -> None:
-        from edgecxr.training.model import save_checkpoint
-
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            tmp = folder.with_name(folder.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_checkpoint(self.accelerator.unwrap_model(self.model), self.spec, tmp)
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
+        save_model(self.accelerator, self.model, self.spec, folder)
 
     def save(self, folder: Path, state) -> None:
-        """Full training state, written beside and then renamed over the previous one."""
-        tmp = folder.with_name(folder.name + ".tmp")
-        if self.accelerator.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(tmp))
-        if self.accelerator.is_main_process:
-            (tmp / "trainer_state.json").write_text(json.dumps(state.__dict__, indent=2))
-            shutil.rmtree(folder, ignore_errors=True)
-            tmp.rename(folder)
-        self.accelerator.wait_for_everyone()
+        save_state(self.accelerator, folder, "trainer_state.json", state.__dict__)
 
     def load(self, folder: Path):
         from edgecxr.training.trainer import TrainState
 
         self.accelerator.load_state(str(folder))
         return TrainState(**json.loads((folder / "trainer_state.json").read_text()))
+
+
+def save_model(accelerator, model, spec: PreprocessSpec, folder: Path) -> None:
+    """The unwrapped model as a checkpoint folder, written beside and renamed over the old one."""
+    from edgecxr.training.model import save_checkpoint
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_checkpoint(accelerator.unwrap_model(model), spec, tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+
+
+def save_state(accelerator, folder: Path, name: str, extra) -> None:
+    """Full training state plus `extra` as JSON `name`, written beside and renamed over."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        (tmp / name).write_text(json.dumps(extra, indent=2))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    accelerator.wait_for_everyone()
 
 
 def _param_groups(model, weight_decay: float):

@@ -44,7 +44,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
 
     reporter = reporter or Reporter()
     out = Path(config.out)
-    recorded = _check_out_folder(out, config, resume)
+    recorded = check_out_folder(out, config, resume)
     started = time.monotonic()
 
     data = load_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed,
@@ -118,16 +118,17 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     return record
 
 
-def _check_out_folder(out: Path, config: TrainConfig, resume: bool) -> dict | None:
+def check_out_folder(out: Path, config, resume: bool, record_name: str = "run.json") -> dict | None:
+    """A fresh run needs an empty folder; a resumed one its record, with the same settings."""
     import json
 
     if resume:
-        run_json = out / "run.json"
+        run_json = out / record_name
         if not run_json.is_file():
-            raise EdgecxrError("nothing to resume: no run.json", path=out,
+            raise EdgecxrError(f"nothing to resume: no {record_name}", path=out,
                                fix="start the run without --resume, or give the right --out")
         recorded = json.loads(run_json.read_text())
-        old = {k: v for k, v in recorded["settings"].items() if k not in TrainConfig.RESUMABLE}
+        old = {k: v for k, v in recorded["settings"].items() if k not in config.RESUMABLE}
         new = config.comparable()
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
@@ -189,6 +190,13 @@ def _precision_name(accelerator) -> str:
 def _build_model(config: TrainConfig, classes: list[str]):
     from edgecxr.training.model import build_from_preset, load_pretrained
 
+    if config.arch and config.init:
+        from edgecxr.training.model import ModelSource
+        from edgecxr.training.simmim import load_encoder
+
+        model, source = build_from_preset(config.arch, classes)
+        load_encoder(model, config.init)
+        return model, ModelSource("preset+simmim", f"{config.arch} from {config.init}", source.spec)
     if config.arch:
         return build_from_preset(config.arch, classes)
     return load_pretrained(config.base, classes)
