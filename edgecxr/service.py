@@ -32,6 +32,11 @@ class ServiceConfig:
     device: str = "cpu"  # cpu | nvidia (Jetson / dGPU) | intel-gpu
     extra_options: str = ""
     send_sr: tuple[str, ...] = ()  # AET@IP:PORT: the only addresses the unit may reach
+    qualify: bool = False  # run parity-check here first, so watch --precision auto trusts INT8 only if it passed
+    qualify_data: Path | None = None  # the labelled test folder of the bundle's PyTorch report
+
+
+QUALIFICATION_DIR = Path("/etc/edgecxr/qualification")  # written by root at install, read by the service
 
 
 def render_unit(config: ServiceConfig) -> str:
@@ -86,6 +91,8 @@ def render_env(config: ServiceConfig) -> str:
         f"EDGECXR_INBOX={config.inbox}\n"
         f"EDGECXR_OUT={config.out}\n"
         f"EDGECXR_WATCH_OPTIONS={' '.join(shlex.quote(o) for o in options)}\n"
+        "# parity-check verdicts of this box (edgecxr service install --qualify writes them)\n"
+        f"EDGECXR_QUALIFICATION_DIR={QUALIFICATION_DIR}\n"
         "# JSON log lines for journald (`journalctl -u edgecxr-watch -o cat | jq`)\n"
         "EDGECXR_LOG_FORMAT=json\n"
         "# Inference threads; uncomment to leave a core to the operating system on small boxes\n"
@@ -110,6 +117,8 @@ def plan(config: ServiceConfig, root: Path = Path("/"), listener: ListenerConfig
     for folder in (config.out, config.archive, config.quarantine):
         if folder is not None:
             steps.append((f"create {folder} owned by {config.user}", ("mkdir", folder)))
+    if config.qualify:
+        steps.append(qualify_step(config, root))
     steps.append((f"write {env_path}", ("write", env_path, render_env(config))))
     steps.append((f"write {unit_path}", ("write", unit_path, render_unit(config))))
     if root == Path("/"):
@@ -118,9 +127,21 @@ def plan(config: ServiceConfig, root: Path = Path("/"), listener: ListenerConfig
     return steps
 
 
-def apply(steps: list[tuple[str, object]], user: str) -> None:
+def qualify_step(config: ServiceConfig, root: Path) -> tuple[str, object]:
+    """parity-check on this box, its verdicts kept where the service reads them."""
+    folder = root / QUALIFICATION_DIR.relative_to("/")
+    command = [str(config.executable), "parity-check", *([str(config.bundle)] if config.bundle else []),
+               "--qualification-dir", str(folder), "--out", str(folder / "parity")]
+    if config.qualify_data:
+        command += ["--data", str(config.qualify_data)]
+    return f"qualify the bundle's engines on this box: {shlex.join(command)}", ("qualify", command)
+
+
+def apply(steps: list[tuple[str, object]], user: str, say=lambda line: None) -> None:
     for _, action in steps:
-        if isinstance(action, list):
+        if isinstance(action, tuple) and action[0] == "qualify":
+            say(_qualify(action[1]))
+        elif isinstance(action, list):
             subprocess.run(action, check=True)
         elif action[0] == "mkdir":
             action[1].mkdir(parents=True, exist_ok=True)
@@ -129,6 +150,19 @@ def apply(steps: list[tuple[str, object]], user: str) -> None:
         elif action[0] == "write":
             action[1].parent.mkdir(parents=True, exist_ok=True)
             action[1].write_text(action[2])
+
+
+def _qualify(command: list[str]) -> str:
+    """A FAIL (exit 1) is a result, not an install error: the service then runs FP32 and says why."""
+    import os
+
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "COLUMNS": "400"})
+    if done.returncode not in (0, 1):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EdgecxrError(f"qualification could not run ({last})", fix="pass --qualify-data with the bundle's "
+                           "labelled test images, or install without --qualify and run parity-check later")
+    return "\n".join(line.strip() for line in done.stdout.splitlines()
+                     if line.startswith(("overall:", "watch --precision auto", "verdicts recorded")))
 
 
 def _user_exists(user: str) -> bool:

@@ -1,6 +1,6 @@
 """What this machine offers for inference: CPU INT8 features, engines, GPUs.
 
-Read from /proc/cpuinfo and package metadata, never by importing torch, so `edgecxr info`
+Read from CPUID, /proc/cpuinfo and package metadata, never by importing torch, so `edgecxr info`
 is instant on a device.
 """
 
@@ -29,7 +29,13 @@ OTHER_DISTS = ["torch", "transformers", "accelerate", "onnx", "nncf", "pydicom",
 
 
 def cpu_info(cpuinfo: str | None = None) -> dict:
+    """The CPU's model and INT8 features: from CPUID where it can run (what the backends' kernel
+    dispatchers see, also under an emulator), else from /proc/cpuinfo (or the text given)."""
+    measured = None
     if cpuinfo is None:
+        from edgecxr.cpuid import int8_features
+
+        measured = int8_features()
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
@@ -42,7 +48,7 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
             model = value.strip()
         elif key in ("flags", "Features") and not flags:
             flags = set(value.split())
-    features = {flag: flag in flags for flag in INT8_FLAGS}
+    features = measured or {flag: flag in flags for flag in INT8_FLAGS}
     # Arm (Jetson): dot-product instructions play the role of VNNI
     if "asimddp" in flags:
         features["asimddp"] = True

@@ -24,6 +24,12 @@ def dicom_inbox(tmp_path) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_qualification_dir(tmp_path_factory):
+    """Engine choice in tests reads this session's parity verdicts, never the developer's own."""
+    os.environ["EDGECXR_QUALIFICATION_DIR"] = str(tmp_path_factory.mktemp("qualification"))
+
+
 @pytest.fixture(scope="session")
 def mini() -> Path:
     return MINI

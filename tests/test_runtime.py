@@ -55,15 +55,26 @@ def lines_per_file(out: Path) -> Counter:
 
 # -- engine choice ------------------------------------------------------------------------
 
-def test_auto_precision_follows_the_cpu(bundle_dir):
+def test_auto_precision_follows_the_cpu_and_the_qualification(bundle_dir, tmp_path):
+    from edgecxr.qualification import record
+
     bundle = load_bundle(bundle_dir)
-    no_vnni = choose(bundle, cpu_features=NO_VNNI)
+    for features in (NO_VNNI, VNNI):  # never qualified here: FP32 whatever the CPU
+        unqualified = choose(bundle, cpu_features=features, qualification_dir=tmp_path)
+        assert (unqualified.artifact.backend, unqualified.artifact.precision) == ("openvino", "fp32")
+        assert "openvino-int8 never checked" in unqualified.reason and "tensorrt" in unqualified.reason
+    passed = {"verdict": "PASS", "agreement": 1.0, "flipped": [], "failures": []}
+    record(bundle, [{"artifact": "openvino-int8", "backend": "openvino", **passed}],
+           {"n_images": 20, "fingerprint": "0" * 64}, tmp_path)
+    no_vnni = choose(bundle, cpu_features=NO_VNNI, qualification_dir=tmp_path)
     assert (no_vnni.artifact.backend, no_vnni.artifact.precision) == ("openvino", "fp32")
-    assert "no VNNI/AMX" in no_vnni.reason and "tensorrt" in no_vnni.reason
-    vnni = choose(bundle, cpu_features=VNNI)
+    assert "no VNNI/AMX" in no_vnni.reason
+    vnni = choose(bundle, cpu_features=VNNI, qualification_dir=tmp_path)
     assert (vnni.artifact.backend, vnni.artifact.precision) == ("openvino", "int8")
-    ort = choose(bundle, backend="onnxruntime", precision="int8", cpu_features=NO_VNNI)
+    ort = choose(bundle, backend="onnxruntime", precision="int8", cpu_features=NO_VNNI, allow_unqualified=True,
+                 qualification_dir=tmp_path)
     assert ort.artifact.name == "onnxruntime-int8"  # the CPU graph, not the TensorRT source
+    assert "never checked" in ort.warning
 
 
 def test_missing_backend_or_precision_is_a_clear_error(bundle_dir):

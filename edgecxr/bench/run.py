@@ -17,7 +17,7 @@ from edgecxr.errors import EdgecxrError
 from edgecxr.optional import available
 from edgecxr.preprocess import load_model_inputs
 from edgecxr.provenance import library_versions, utc_now
-from edgecxr.runtime.selection import runnable_artifacts
+from edgecxr.runtime.selection import choose, runnable_artifacts
 from edgecxr.sysinfo import cpu_info
 
 BENCH_SCHEMA = "edgecxr.bench/1"
@@ -48,7 +48,7 @@ def real_inputs(bundle: Bundle, data: Path | None, count: int) -> tuple[np.ndarr
 
 def run_bench(bundle: Bundle, *, backends: list[str] | None, precisions: list[str] | None, batch_sizes: list[int],
               iterations: int, warmup: int, threads: int | None, data: Path | None, pytorch: bool = True,
-              progress: Callable[[str], None] | None = None) -> dict:
+              progress: Callable[[str], None] | None = None, qualification_dir: Path | None = None) -> dict:
     progress = progress or (lambda name: None)
     artifacts, skipped = runnable_artifacts(bundle, backends, precisions)
     inputs, source = real_inputs(bundle, data, count=max(16, 2 * max(batch_sizes)))
@@ -79,17 +79,33 @@ def run_bench(bundle: Bundle, *, backends: list[str] | None, precisions: list[st
         "inputs": {"images": len(inputs), "source": source, "shape": list(inputs.shape[1:])},
         "iterations": iterations, "warmup": warmup, "batch_sizes": batch_sizes, "rows": rows,
         "skipped": [{"engine": n, "reason": w} for n, w in skipped],
-        "recommendation": recommend(rows, cpu_info()),
+        "recommendation": recommend(rows, cpu_info(), _auto_choice(bundle, qualification_dir)),
         "versions": library_versions("numpy", "onnxruntime", "openvino", "tensorrt", "torch"),
     }
 
 
-def recommend(rows: list[dict], cpu: dict) -> str:
+def _auto_choice(bundle: Bundle, qualification_dir: Path | None):
+    """What watch --precision auto runs here, or why nothing: bench recommends the same engine."""
+    try:
+        return choose(bundle, qualification_dir=qualification_dir)
+    except EdgecxrError as exc:
+        return exc.cause
+
+
+def recommend(rows: list[dict], cpu: dict, choice) -> str:
     ok = [r for r in rows if "error" not in r and r["backend"] != "pytorch"]
     if not ok:
         return "no engine could be measured"
+    if isinstance(choice, str):
+        return f"no engine qualifies here: {choice}"
     best = min(ok, key=lambda r: r["latency_ms"]["p50"])
-    text = f"pick {best['backend']} {best['precision']} ({best['engine']}): lowest median latency here"
+    picked = next((r for r in ok if r["engine"] == choice.artifact.name), None)
+    text = f"pick {choice.artifact.name}, what watch --precision auto runs here: {choice.reason}"
+    if picked is not None:
+        text += f"; p50 {picked['latency_ms']['p50']:.1f} ms"
+    if best is not picked:
+        text += (f"; {best['engine']} measured faster (p50 {best['latency_ms']['p50']:.1f} ms) but is not chosen: "
+                 "engine choice trusts only INT8 qualified on this hardware class by parity-check")
     same = {r["precision"]: r for r in ok if r["backend"] == best["backend"] and "symmetric" not in r["engine"]}
     if "int8" in same and "fp32" in same and same["int8"]["latency_ms"]["p50"] > same["fp32"]["latency_ms"]["p50"]:
         why = ("this CPU has no VNNI/AMX, so INT8 has no dot-product instructions to win with"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from edgecxr.cli.options import BackendsOpt, BundleArg, PrecisionsOpt, ThreadsOpt
+from edgecxr.cli.options import BackendsOpt, BundleArg, PrecisionsOpt, QualificationDirOpt, ThreadsOpt
 
 
 def bench(
@@ -22,6 +22,7 @@ def bench(
     data: Annotated[Path | None, typer.Option(help="Folder of real images for inputs (default: the reference report's test data, else the bundled samples).")] = None,
     pytorch: Annotated[bool, typer.Option(help="Add PyTorch eager on the source checkpoint as the baseline row.")] = True,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
+    qualification_dir: QualificationDirOpt = None,
 ):
     """Measure each engine: load, first inference, latency p50/p90/p99, images/s, size, peak RSS."""
     from rich.table import Table
@@ -43,7 +44,8 @@ def bench(
     with err.status("benchmarking") as status:
         result = run_bench(loaded, backends=comma_list(backends) or None, precisions=comma_list(precisions) or None, batch_sizes=sizes,
                            iterations=iterations, warmup=warmup, threads=threads, data=data, pytorch=pytorch,
-                           progress=lambda name: status.update(f"benchmarking {name}"))
+                           progress=lambda name: status.update(f"benchmarking {name}"),
+                           qualification_dir=qualification_dir)
     cpu = result["cpu"]
     feats = ", ".join(k for k, v in cpu["features"].items() if v) or "none"
     console.print(f"[bold]{loaded.name}[/bold] on {cpu['model']} ({result['cores']} cores; INT8 features: {feats}); "

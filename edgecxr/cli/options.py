@@ -28,4 +28,11 @@ ModalityOpt = Annotated[str, typer.Option(help="DICOM modalities to classify, co
 LogFormatOpt = Annotated[str, typer.Option(envvar="EDGECXR_LOG_FORMAT", show_envvar=True,
                                            help="text, or json: one JSON object per log line (for journald).")]
 
+QualificationDirOpt = Annotated[Path | None, typer.Option(
+    envvar="EDGECXR_QUALIFICATION_DIR", show_envvar=True,
+    help="Where this box keeps parity-check's per-engine verdicts (default: ~/.local/state/edgecxr/qualification).")]
+AllowUnqualifiedOpt = Annotated[bool, typer.Option(
+    "--allow-unqualified", help="Run an engine that failed qualification here, or an INT8 engine never checked "
+                                "here (a warning is logged on every start).")]
+
 DEFAULT_MODALITIES = "CR,DX,DR"

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgecxr.cli.options import BackendsOpt, BundleArg, PrecisionsOpt, ThreadsOpt
+from edgecxr.cli.options import BackendsOpt, BundleArg, PrecisionsOpt, QualificationDirOpt, ThreadsOpt
 
 
 def parity_check(
@@ -18,9 +18,10 @@ def parity_check(
     precisions: PrecisionsOpt = None,
     max_accuracy_drop: Annotated[float, typer.Option(help="Largest allowed accuracy drop, percentage points.")] = 1.0,
     max_recall_drop: Annotated[float, typer.Option(help="Largest allowed recall drop per class, percentage points.")] = 2.0,
-    min_agreement: Annotated[float, typer.Option(help="Smallest allowed share of predictions equal to PyTorch's.")] = 0.98,
+    min_agreement: Annotated[float, typer.Option(help="Smallest allowed share of predictions equal to PyTorch's.")] = 0.995,
     out: Annotated[Path, typer.Option(help="Folder for parity.md, parity.json and parity.png.")] = Path("parity"),
     threads: ThreadsOpt = None,
+    qualification_dir: QualificationDirOpt = None,
 ):
     """Prove each engine matches the PyTorch test-set report: exit 0 all PASS, 1 any FAIL, 2 bad input."""
     from rich.table import Table
@@ -40,6 +41,7 @@ def parity_check(
         result = run_parity(loaded, data=data, reference=reference, backends=comma_list(backends) or None,
                             precisions=comma_list(precisions) or None, tolerances=tolerances,
                             options=RunnerOptions(threads=threads), progress=start)
+    qualified = _record_qualification(loaded, result, tolerances, qualification_dir)
     ref = load_report(reference or loaded.reference_report_path())
     written = report.write(result, {r["path"]: r for r in ref["rows"]}, out)
     band = result["decision"].get("uncertain") is not None
@@ -62,6 +64,33 @@ def parity_check(
             console.print(f"[red]{e['artifact']}: {failure}[/red]", highlight=False)
     for s in result["skipped"]:
         console.print(f"not checked here: {s['artifact']} ({s['reason']})", highlight=False)
+    console.print(qualified, highlight=False)
+    console.print(_auto_choice(loaded, qualification_dir), highlight=False)
     console.print(f"overall: {result['verdict']}  ->  {', '.join(str(p) for p in written)}")
     if result["verdict"] != "PASS":
         raise typer.Exit(1)
+
+
+def _record_qualification(bundle, result: dict, tolerances, folder) -> str:
+    """Keep the verdicts as this box's qualification, unless the tolerances were loosened."""
+    from edgecxr import qualification
+
+    if not tolerances.at_least_default():
+        result["qualification"] = None
+        return "not recorded as qualification: the tolerances are looser than the defaults"
+    path = qualification.record(bundle, result["engines"], result["data"], folder)
+    result["qualification"] = str(path)
+    classes = sorted({qualification.describe(qualification.hardware_class(e["backend"])) for e in result["engines"]})
+    return f"verdicts recorded as qualification for {'; '.join(classes)} -> {path}"
+
+
+def _auto_choice(bundle, folder) -> str:
+    """What watch/classify --precision auto now run here, so the three commands visibly agree."""
+    from edgecxr.errors import EdgecxrError
+    from edgecxr.runtime.selection import choose
+
+    try:
+        choice = choose(bundle, qualification_dir=folder)
+    except EdgecxrError as exc:
+        return f"watch --precision auto: no engine here ({exc.cause})"
+    return f"watch --precision auto runs here: {choice.artifact.name} ({choice.reason})"

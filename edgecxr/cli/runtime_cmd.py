@@ -10,6 +10,7 @@ import typer
 
 from edgecxr.cli.options import (
     DEFAULT_MODALITIES,
+    AllowUnqualifiedOpt,
     BackendOpt,
     BundleOpt,
     DeviceOpt,
@@ -17,11 +18,13 @@ from edgecxr.cli.options import (
     LogFormatOpt,
     ModalityOpt,
     PrecisionOpt,
+    QualificationDirOpt,
     ThreadsOpt,
 )
 
 
-def _open_classifier(bundle, backend, precision, device, threads, hint="LATENCY"):
+def _open_classifier(bundle, backend, precision, device, threads, hint="LATENCY", allow_unqualified=False,
+                     qualification_dir=None):
     from edgecxr.errors import EdgecxrError
 
     if hint.upper() not in ("LATENCY", "THROUGHPUT"):
@@ -33,7 +36,8 @@ def _open_classifier(bundle, backend, precision, device, threads, hint="LATENCY"
     from edgecxr.runtime.selection import choose
 
     loaded = load_bundle(resolve_bundle(bundle))
-    choice = choose(loaded, backend, precision)
+    choice = choose(loaded, backend, precision, allow_unqualified=allow_unqualified,
+                    qualification_dir=qualification_dir)
     options = RunnerOptions(threads=threads, device=device, performance_hint=hint)
     return Classifier(loaded, choice, options)
 
@@ -47,6 +51,8 @@ def watch(
     device: DeviceOpt = "CPU",
     threads: ThreadsOpt = None,
     performance_hint: HintOpt = "LATENCY",
+    allow_unqualified: AllowUnqualifiedOpt = False,
+    qualification_dir: QualificationDirOpt = None,
     once: Annotated[bool, typer.Option("--once", help="Process the backlog and exit (cron, tests, batch jobs).")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", help="Also watch subfolders.")] = False,
     settle_seconds: Annotated[float, typer.Option(help="A file is read once its size and mtime are unchanged this long.")] = 2.0,
@@ -76,11 +82,14 @@ def watch(
 
     out = out or inbox / ".edgecxr"
     say = logger(err, log_format)
-    classifier = _open_classifier(bundle, backend, precision, device, threads, performance_hint)
+    classifier = _open_classifier(bundle, backend, precision, device, threads, performance_hint, allow_unqualified,
+                                  qualification_dir)
     say(f"edgecxr watch: {inbox} -> {out / 'results.jsonl'}", event="start", inbox=str(inbox), out=str(out))
     say(f"bundle {classifier.bundle.name}; engine {classifier.artifact.name} ({classifier.choice.reason})",
         event="engine", bundle=classifier.bundle.name, artifact=classifier.artifact.name,
         reason=classifier.choice.reason)
+    if classifier.choice.warning:
+        say(f"warning: {classifier.choice.warning}", event="warning", artifact=classifier.artifact.name)
     options = WatchOptions(
         inbox=inbox, out=out, recursive=recursive, settle_seconds=settle_seconds, rescan_seconds=rescan_seconds,
         batch_size=batch_size, once=once, poll=poll, archive=archive, quarantine=quarantine,
@@ -174,15 +183,20 @@ def classify(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per file instead of a table.")] = False,
     save_input: Annotated[Path | None, typer.Option(help="Write the exact model input of each file as a PNG here.")] = None,
     modality: ModalityOpt = DEFAULT_MODALITIES,
+    allow_unqualified: AllowUnqualifiedOpt = False,
+    qualification_dir: QualificationDirOpt = None,
 ):
     """Classify files once and print a table (file, label, probabilities, engine, ms)."""
     from rich.table import Table
 
-    from edgecxr.cli.console import comma_list
+    from edgecxr.cli.console import comma_list, err
     from edgecxr.cli.console import out as console
     from edgecxr.runtime.prepare import InputLimits, prepare
 
-    classifier = _open_classifier(bundle, backend, precision, device, threads)
+    classifier = _open_classifier(bundle, backend, precision, device, threads, allow_unqualified=allow_unqualified,
+                                  qualification_dir=qualification_dir)
+    if classifier.choice.warning:
+        err.print(f"warning: {classifier.choice.warning}", markup=False, highlight=False)
     limits = InputLimits(modalities=tuple(m.upper() for m in comma_list(modality)))
     spec = classifier.bundle.spec
     names = classifier.class_names

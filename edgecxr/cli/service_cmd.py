@@ -28,6 +28,8 @@ def install(
     dicom_allow_ip: Annotated[str, typer.Option(help="With --dicom-listen: addresses or CIDR networks allowed to connect, comma-separated; also the unit's IP firewall (default: any).")] = "",
     dicom_options: Annotated[str, typer.Option(help="With --dicom-listen: more `edgecxr dicom-listen` options, e.g. '--allow-ae CR01 --tls-cert ... --tls-key ...'.")] = "",
     send_sr: Annotated[list[str] | None, typer.Option(metavar="AET@HOST:PORT", help="Send results as DICOM SR to this PACS (repeatable); the watch unit may then reach these addresses and no other (host names are resolved now).")] = None,
+    qualify: Annotated[bool, typer.Option("--qualify", help="Run parity-check here first and keep its verdicts where the service reads them: INT8 runs only if it passed on this box.")] = False,
+    qualify_data: Annotated[Path | None, typer.Option(help="With --qualify: the labelled test folder (default: the one the bundle's report names).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be done, do nothing.")] = False,
     root: Annotated[Path, typer.Option(hidden=True, help="Install below this folder instead of / (packaging, tests).")] = Path("/"),
 ):
@@ -52,7 +54,8 @@ def install(
 
     pacs = tuple(str(resolved(parse_destination(d))) for d in send_sr or [])
     config = ServiceConfig(inbox=inbox.resolve(), out=out, executable=exe, archive=archive, quarantine=quarantine,
-                           bundle=bundle, user=user, device=device, extra_options=options, send_sr=pacs)
+                           bundle=bundle, user=user, device=device, extra_options=options, send_sr=pacs,
+                           qualify=qualify, qualify_data=qualify_data)
     steps = plan(config, root, listener)
     for description, _ in steps:
         if description:
@@ -64,7 +67,7 @@ def install(
                 console.print(action[2], markup=False, highlight=False)
         return
     try:
-        apply(steps, user)
+        apply(steps, user, say=lambda line: console.print(line, markup=False, highlight=False))
     except PermissionError as exc:
         raise EdgecxrError(f"permission denied ({exc})", fix="run it with sudo, or use --dry-run to see the steps") from exc
     units = "edgecxr-watch edgecxr-dicom-listen" if dicom_listen else "edgecxr-watch"

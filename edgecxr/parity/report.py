@@ -38,7 +38,7 @@ def markdown(result: dict) -> str:
         f"- data: `{result['data']['root']}`, {result['data']['n_images']} images, fingerprint "
         f"`{result['data']['fingerprint'][:16]}…` (identical to the reference's)",
         f"- tolerances: accuracy drop ≤ {t['max_accuracy_drop']} pp, recall drop ≤ {t['max_recall_drop']} pp per "
-        f"class, agreement with PyTorch ≥ {100 * t['min_agreement']:.0f}%",
+        f"class, agreement with PyTorch ≥ {100 * t['min_agreement']:g}%",
         "- decision rule (the bundle's, applied to PyTorch and every engine alike): "
         f"{result['decision']['description']}"
         + ("; accuracy and recall use the threshold, UNCERTAIN is counted apart and a change to or from it is a "

@@ -1,18 +1,23 @@
 """Which engine of a bundle to run here, and why (logged at start).
 
 `auto` backend: a TensorRT engine that matches this GPU, else OpenVINO, else ONNX Runtime.
-`auto` precision: INT8 where the hardware has INT8 dot products (TensorRT, VNNI, AMX,
-Arm dotprod), FP32 elsewhere: on AVX2-only CPUs INT8 measured slower than FP32 (OpenVINO
-swinv2-tiny-256: 141 ms vs 116 ms at batch 1).
-"""
+`auto` precision: INT8 only where parity-check qualified it on this hardware class
+(edgecxr.qualification) and the CPU has INT8 dot products (VNNI, AMX, Arm dotprod); FP32
+elsewhere, with the reason: on AVX2-only CPUs INT8 measured slower than FP32 (OpenVINO
+swinv2-tiny-256: 141 ms vs 116 ms at batch 1) and can disagree with the FP32 model.
+An engine that failed qualification here is never chosen automatically; asking for it (or
+for an INT8 engine never checked here) needs `allow_unqualified`, and the choice then
+carries a warning that every start logs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgecxr.backends import BACKENDS, backend_installed
 from edgecxr.bundle import Artifact, Bundle
 from edgecxr.errors import EdgecxrError
+from edgecxr.qualification import verdict_here
 
 PRECISIONS = ("auto", "int8", "fp16", "fp32")
 
@@ -21,6 +26,7 @@ PRECISIONS = ("auto", "int8", "fp16", "fp32")
 class Choice:
     artifact: Artifact
     reason: str
+    warning: str | None = None  # set when an engine runs that is not qualified here: logged on every start
 
 
 def tensorrt_mismatch(artifact: Artifact) -> str | None:
@@ -57,8 +63,9 @@ def runnable_artifacts(bundle: Bundle, backends: list[str] | None, precisions: l
     return chosen, skipped
 
 
-def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto",
-           cpu_features: dict | None = None) -> Choice:
+def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", cpu_features: dict | None = None,
+           allow_unqualified: bool = False, qualification_dir: Path | None = None) -> Choice:
+    """The engine to run here, and why; see the module docstring for the rules."""
     if backend != "auto" and backend not in BACKENDS:
         raise EdgecxrError(f"unknown backend {backend!r}", fix=f"choose auto or one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -69,31 +76,16 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto",
         cpu_features = cpu_info()["features"]
     from edgecxr.sysinfo import int8_accelerated
 
-    int8_fast = int8_accelerated(cpu_features)
-    order = BACKENDS if backend == "auto" else (backend,)
-    skipped: list[str] = []
-    for name in order:
-        candidates = [a for a in bundle.artifacts if a.backend == name and a.role != "tensorrt-source"]
-        if not candidates:
-            skipped.append(f"{name}: no artifact in the bundle")
-            continue
-        if not backend_installed(name):
-            skipped.append(f"{name}: not installed")
-            continue
-        if name == "tensorrt":
-            problems = {a.name: tensorrt_mismatch(a) for a in candidates}
-            usable = [a for a in candidates if problems[a.name] is None]
-            if not usable:
-                skipped.append(f"tensorrt: {problems[candidates[0].name]}")
-                continue
-            candidates = usable
-        picked = _pick_precision(name, candidates, precision, int8_fast)
-        if picked is None:
-            skipped.append(f"{name}: no {precision} artifact")
-            continue
-        artifact, why = picked
-        reason = why + (f" (skipped {'; '.join(skipped)})" if skipped else "")
-        return Choice(artifact, reason)
+    usable, skipped = _usable(bundle, BACKENDS if backend == "auto" else (backend,))
+    verdicts = {a.name: verdict_here(bundle, a, qualification_dir) for arts in usable.values() for a in arts}
+    if precision == "auto":
+        picked = _pick_auto(usable, verdicts, int8_accelerated(cpu_features), skipped)
+    else:
+        picked = _pick_asked(bundle, usable, verdicts, precision, allow_unqualified, skipped)
+    if picked is not None:
+        if skipped:
+            picked.reason += f" (skipped {'; '.join(skipped)})"
+        return picked
     available = ", ".join(f"{a.name}" for a in bundle.artifacts) or "none"
     raise EdgecxrError(f"no engine in the bundle can run here with backend={backend}, precision={precision} "
                        f"({'; '.join(skipped)})", path=bundle.folder,
@@ -101,20 +93,68 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto",
                            f"--backend/--precision; the bundle has: {available}")
 
 
-def _pick_precision(backend: str, candidates: list[Artifact], precision: str, int8_fast: bool):
-    by_precision = {a.precision: a for a in candidates}
-    if precision != "auto":
-        artifact = by_precision.get(precision)
-        return (artifact, f"{backend} {precision}: asked for") if artifact else None
-    if backend == "tensorrt":
-        for p in ("int8", "fp16", "fp32"):
+def _usable(bundle: Bundle, order) -> tuple[dict[str, list[Artifact]], list[str]]:
+    """Per backend, in preference order, the artifacts that can run here; and why others cannot."""
+    usable, skipped = {}, []
+    for name in order:
+        candidates = [a for a in bundle.artifacts if a.backend == name and a.role != "tensorrt-source"]
+        if not candidates:
+            skipped.append(f"{name}: no artifact in the bundle")
+        elif not backend_installed(name):
+            skipped.append(f"{name}: not installed")
+        elif name == "tensorrt":
+            problems = {a.name: tensorrt_mismatch(a) for a in candidates}
+            if fits := [a for a in candidates if problems[a.name] is None]:
+                usable[name] = fits
+            else:
+                skipped.append(f"tensorrt: {problems[candidates[0].name]}")
+        else:
+            usable[name] = candidates
+    return usable, skipped
+
+
+def _pick_auto(usable, verdicts, int8_fast: bool, skipped: list[str]) -> Choice | None:
+    """The fastest engine not failed here: TensorRT, else INT8 qualified here on a VNNI/AMX CPU, else FP32."""
+    ok = {n: [a for a in arts if verdicts[a.name].status != "FAIL"] for n, arts in usable.items()}
+    if trt := {a.precision: a for a in ok.get("tensorrt", [])}:
+        p = next(p for p in ("int8", "fp16", "fp32") if p in trt)
+        return Choice(trt[p], f"tensorrt {p}: a TensorRT engine built for this GPU")
+    notes = []
+    for name in ok:
+        for a in (a for a in usable[name] if a.precision == "int8"):
+            v = verdicts[a.name]
+            if v.status == "PASS" and int8_fast:
+                return Choice(a, f"{name} int8: qualified on this hardware class ({v.detail}) and this CPU has "
+                                 "INT8 dot-product instructions (VNNI/AMX)")
+            notes.append(f"{a.name} {v.detail}" if v.status != "PASS" else
+                         f"{a.name} is qualified, but this CPU has no VNNI/AMX, where INT8 measured slower than FP32")
+    why = "; ".join(notes) or "no INT8 artifact"
+    if any("never checked" in n for n in notes):
+        why += " (qualify it: edgecxr parity-check on this box)"
+    for name, arts in ok.items():
+        by_precision = {a.precision: a for a in arts}
+        for p in ("fp32", "fp16"):
             if p in by_precision:
-                return by_precision[p], f"tensorrt {p}: a TensorRT engine built for this GPU"
-    if int8_fast and "int8" in by_precision:
-        return by_precision["int8"], f"{backend} int8: this CPU has INT8 dot-product instructions (VNNI/AMX)"
-    for p in ("fp32", "fp16", "int8"):
-        if p in by_precision:
-            why = ("this CPU has no VNNI/AMX, where INT8 measured slower than FP32" if not int8_fast
-                   else "no INT8 artifact")
-            return by_precision[p], f"{backend} {p}: {why}"
+                return Choice(by_precision[p], f"{name} {p}: {why}")
+        skipped.append(f"{name}: no engine that is not failed or unqualified here")
+    return None
+
+
+def _pick_asked(bundle, usable, verdicts, precision: str, allow_unqualified: bool, skipped) -> Choice | None:
+    """The asked precision; one that failed here (or INT8 never checked here) needs allow_unqualified."""
+    for name, arts in usable.items():
+        artifact = next((a for a in arts if a.precision == precision), None)
+        if artifact is None:
+            skipped.append(f"{name}: no {precision} artifact")
+            continue
+        v = verdicts[artifact.name]
+        unqualified = v.status == "FAIL" or (v.status == "none" and precision == "int8" and name != "tensorrt")
+        if not unqualified:
+            return Choice(artifact, f"{name} {precision}: asked for ({v.detail})")
+        if not allow_unqualified:
+            raise EdgecxrError(f"{artifact.name} is not qualified on this hardware class: {v.detail}",
+                               path=bundle.folder, fix="run `edgecxr parity-check` on this box to qualify it, use "
+                               "--precision auto, or pass --allow-unqualified to run it anyway")
+        warning = f"{artifact.name} runs unqualified (--allow-unqualified): {v.detail}"
+        return Choice(artifact, f"{name} {precision}: asked for, UNQUALIFIED ({v.detail})", warning)
     return None
