@@ -180,3 +180,31 @@ def test_bundle_is_readable_by_other_users(bundle_dir):
     """A service user on the device must be able to read what the export wrote."""
     for path in [bundle_dir, *bundle_dir.rglob("*")]:
         assert path.stat().st_mode & 0o004, f"{path} is not world-readable"
+
+
+def test_int8_weights_leave_headroom_for_cpus_without_vnni(bundle_dir):
+    """7-bit weights (|w| <= 64) in every INT8 graph, so AVX2's saturating 16-bit pair sums
+    (2*255*64 < 32767) cannot clip; attention MatMuls of two activations stay in float."""
+    import onnx
+    import openvino as ov
+    from onnx import numpy_helper
+
+    for rel in ("onnx/model.int8.onnx", "onnx/model.int8-symmetric.onnx"):
+        graph = onnx.load(str(bundle_dir / rel)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        weights = [inits[n.input[0]] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                   and inits[n.input[0]].dtype == np.int8]
+        assert weights and max(int(np.abs(w.astype(np.int16)).max()) for w in weights) <= 64, rel
+        producers = {o: n for n in graph.node for o in n.output}
+        for node in graph.node:
+            if node.op_type == "MatMul" and not any(i in inits for i in node.input):
+                sources = [producers[i].op_type for i in node.input if i in producers]
+                assert "DequantizeLinear" not in sources, (rel, node.name)
+    model = ov.Core().read_model(str(bundle_dir / "openvino/model.int8.xml"))
+    int8 = [op.get_data() for op in model.get_ops() if op.get_type_name() == "Constant"
+            and op.get_element_type() == ov.Type.i8]
+    assert int8 and max(int(np.abs(c.astype(np.int16)).max()) for c in int8) <= 64
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    records = {a["name"]: a.get("quantization", {}) for a in manifest["artifacts"]}
+    assert "reduce_range" in records["onnxruntime-int8"]["weights"]
+    assert records["openvino-int8"]["overflow_fix"].startswith("ENABLE")

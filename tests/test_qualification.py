@@ -15,7 +15,7 @@ from edgecxr.bundle import load_bundle
 from edgecxr.cli.app import app
 from edgecxr.data.folders import hash_and_check, scan_split
 from edgecxr.errors import EdgecxrError
-from edgecxr.qualification import hardware_class, record_path
+from edgecxr.qualification import SHIPPED, hardware_class, record_path, same_class
 from edgecxr.reporting import build_report
 from edgecxr.runtime.default_bundle import PACKAGED as REFERENCE_BUNDLE
 from edgecxr.runtime.selection import choose
@@ -46,6 +46,16 @@ def subset_reference(mini, tmp_path_factory):
     path = tmp_path_factory.mktemp("ref") / "report.json"
     path.write_text(json.dumps(report))
     return path
+
+
+@pytest.fixture(scope="module")
+def bare_bundle(tmp_path_factory):
+    """The shipped bundle without the verdicts it ships (qualification.json)."""
+    from tests.helpers import copy_tree
+
+    bundle = copy_tree(REFERENCE_BUNDLE, tmp_path_factory.mktemp("bare") / "reference")
+    (bundle / SHIPPED).unlink()
+    return bundle
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +97,8 @@ def test_auto_picks_the_qualified_int8_only_where_it_was_qualified(qualified):
     assert choice.warning is None
 
 
-def test_without_a_record_auto_falls_back_to_fp32_and_int8_needs_the_flag(tmp_path):
-    bundle = load_bundle(REFERENCE_BUNDLE)
+def test_without_a_record_auto_falls_back_to_fp32_and_int8_needs_the_flag(bare_bundle, tmp_path):
+    bundle = load_bundle(bare_bundle)
     choice = choose(bundle, qualification_dir=tmp_path)
     assert choice.artifact.precision == "fp32"
     assert "never checked on" in choice.reason and "edgecxr parity-check" in choice.reason
@@ -98,9 +108,9 @@ def test_without_a_record_auto_falls_back_to_fp32_and_int8_needs_the_flag(tmp_pa
     assert forced.artifact.name == "onnxruntime-int8" and "never checked" in forced.warning
 
 
-def test_another_hardware_class_does_not_count(qualified, tmp_path, monkeypatch):
+def test_another_hardware_class_does_not_count(qualified, bare_bundle, tmp_path, monkeypatch):
     folder, _, _ = qualified
-    bundle = load_bundle(REFERENCE_BUNDLE)
+    bundle = load_bundle(bare_bundle)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # an ISA cap is part of the class
     capped = choose(bundle, qualification_dir=folder)
     assert capped.artifact.precision == "fp32" and "ONEDNN_MAX_CPU_ISA=AVX2" in capped.reason
@@ -138,6 +148,20 @@ def test_failed_engine_is_refused_unless_allowed_and_warned_on_start(subset_refe
         assert "warning: onnxruntime-int8 runs unqualified" in watched.stderr
     auto = choose(load_bundle(REFERENCE_BUNDLE), "onnxruntime", qualification_dir=folder)
     assert auto.artifact.name == "onnxruntime-fp32" and "FAIL on" in auto.reason
+
+
+def test_the_verdicts_the_bundle_ships_count_on_their_hardware_class_only(tmp_path):
+    bundle = load_bundle(REFERENCE_BUNDLE)
+    shipped = json.loads((REFERENCE_BUNDLE / SHIPPED).read_text())
+    assert shipped["bundle"]["checksum"] == bundle.checksum
+    entry = shipped["engines"]["onnxruntime-int8"][0]
+    assert entry["verdict"] == "PASS" and entry["images"] == 624 and entry["agreement"] >= 0.995
+    choice = choose(bundle, "onnxruntime", qualification_dir=tmp_path)
+    here = same_class(entry["hardware"], hardware_class("onnxruntime"))
+    if here and int8_accelerated(cpu_info()["features"]):
+        assert choice.artifact.name == "onnxruntime-int8" and "recorded by the bundle" in choice.reason
+    else:
+        assert choice.artifact.precision == "fp32"
 
 
 def test_looser_tolerances_are_not_recorded(subset_reference, mini, tmp_path):

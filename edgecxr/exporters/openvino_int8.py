@@ -2,6 +2,9 @@
 
 NNCF runs with `ModelType.TRANSFORMER`, which keeps LayerNorm/Softmax/GELU-adjacent
 operations in float by its own rules; the final classifier MatMul is ignored as well.
+`OverflowFix.ENABLE` quantizes every Conv/MatMul weight to half the 8-bit range, so CPUs
+without VNNI (whose u8×s8 instructions saturate 16-bit sums) compute what VNNI CPUs compute;
+NNCF's default fixes only the first layer, which left 97.9% agreement with FP32 on AVX2.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ def nncf_int8(model, xml_path: Path, calibration: np.ndarray) -> dict:
         model, dataset, subset_size=len(calibration), model_type=nncf.ModelType.TRANSFORMER,
         preset=nncf.QuantizationPreset.PERFORMANCE,
         ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
+        advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix.ENABLE),
     )
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
     return {"tool": f"nncf {nncf.__version__} quantize", "model_type": "TRANSFORMER",
             "preset": "PERFORMANCE (symmetric activations)", "subset_size": len(calibration),
+            "overflow_fix": "ENABLE (7-bit weights everywhere: no 16-bit saturation without VNNI)",
             "kept_in_float": ["LayerNorm, Softmax, GELU (NNCF transformer rules)",
                               *(f"classifier ({n})" for n in ignored)]}

@@ -171,13 +171,15 @@ def _ort_int8_stage(folder: Path, calib: np.ndarray, targets, recorder: _Recorde
     advance = reporter.task("ONNX Runtime INT8", 3)
     pre = ort_int8.preprocess_for_quantization(folder / "onnx" / "model.fp32.onnx", prepared)
     exclude = ort_int8.classifier_nodes(prepared)
+    attention = ort_int8.activation_matmuls(prepared)
     advance(1)
     graphs = (("cpu", "onnxruntime-int8", "onnx/model.int8.onnx"),
               ("symmetric", "onnxruntime-int8-symmetric", "onnx/model.int8-symmetric.onnx"))
     for mode, name, rel in graphs:
         if mode == "cpu" and "onnxruntime" not in targets:
             continue
-        info = ort_int8.quantize(prepared, folder / rel, calib, mode=mode, input_name="pixel_values", exclude=exclude)
+        info = ort_int8.quantize(prepared, folder / rel, calib, mode=mode, input_name="pixel_values", exclude=exclude,
+                                     attention=attention)
         info["pre_process"] = pre
         recorder.add(name, "onnxruntime", "int8", [rel], info.pop("role"), {"quantization": info})
         advance(1)
