@@ -19,6 +19,10 @@ class RunnerOptions:
     device: str = "CPU"  # OpenVINO device: CPU, GPU, NPU, AUTO
     performance_hint: str = "LATENCY"  # OpenVINO: LATENCY or THROUGHPUT
     streams: int | None = None
+    # OpenVINO: run a batch of several images as parallel infer requests on a model compiled
+    # with the THROUGHPUT hint (streams), while single images keep the LATENCY-compiled model.
+    async_bursts: bool = True
+    cache_dir: str | None = None  # OpenVINO's model cache (CACHE_DIR): a restart skips most compiling
     # OpenVINO runs FP32 graphs in bf16 on CPUs with native bf16 unless told otherwise;
     # parity with the PyTorch report comes first, so f32 is the default.
     inference_precision: str = "f32"

@@ -1,0 +1,156 @@
+"""OpenVINO burst throughput, batch-1 latency and restart compile time (printed ratios, not tests).
+
+- burst: images/s of the runner on batches of 8 (parallel infer requests on a THROUGHPUT
+  compilation) vs OpenVINO's own `benchmark_app -hint throughput` on the same IR;
+- latency: the runner's batch-1 p50 (LATENCY compilation) vs PyTorch eager's;
+- restart: time to open the runner with a warm CACHE_DIR vs without a cache.
+
+Every measurement runs in a fresh child process; rounds alternate between the methods so
+that a neighbour's load on a shared machine hits them alike, and medians are reported.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgecxr.bench.measure import in_child
+from edgecxr.errors import EdgecxrError
+
+
+def _options(threads, async_bursts=True, cache_dir=None):
+    from edgecxr.backends import RunnerOptions
+
+    return RunnerOptions(threads=threads, async_bursts=async_bursts, cache_dir=cache_dir)
+
+
+def _burst_child(conn, ir: str, inputs_path: str, batch: int, seconds: float, threads, async_bursts: bool):
+    try:
+        from edgecxr.backends import open_runner
+
+        inputs = np.load(inputs_path)
+        runner = open_runner("openvino", Path(ir), _options(threads, async_bursts))
+        chunks = [inputs[i:i + batch] for i in range(0, len(inputs) - batch + 1, batch)]
+        runner.infer(chunks[0])  # compiles the burst path, warms up
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            runner.infer(chunks[done % len(chunks)])
+            done += 1
+        conn.send({"images_per_s": done * batch / (time.perf_counter() - start)})
+    except Exception as exc:  # the row shows the error, the other measurements still run
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _open_child(conn, ir: str, inputs_path: str, threads, cache_dir):
+    try:
+        from edgecxr.backends import open_runner
+
+        inputs = np.load(inputs_path)
+        start = time.perf_counter()
+        runner = open_runner("openvino", Path(ir), _options(threads, cache_dir=cache_dir))
+        runner.infer(inputs[:1])
+        conn.send({"open_s": time.perf_counter() - start})
+    except Exception as exc:
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _latency_child(conn, ir: str, inputs_path: str, runs: int, threads):
+    try:
+        from edgecxr.backends import open_runner
+
+        inputs = np.load(inputs_path)
+        runner = open_runner("openvino", Path(ir), _options(threads))
+        for i in range(3):
+            runner.infer(inputs[i % len(inputs)][None])
+        times = []
+        for i in range(runs):
+            start = time.perf_counter()
+            runner.infer(inputs[i % len(inputs)][None])
+            times.append(1000 * (time.perf_counter() - start))
+        conn.send({"p50_ms": float(np.median(times))})
+    except Exception as exc:
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _value(result: dict, key: str):
+    if "error" in result:
+        raise EdgecxrError(f"a benchmark child failed: {result['error']}", fix="run it alone to see the traceback")
+    return result[key]
+
+
+def benchmark_app_fps(ir: Path, shape, seconds: float, threads: int | None) -> float:
+    """OpenVINO's own tool on the same IR, batch 1, THROUGHPUT hint, f32 and threads like the runner."""
+    import json
+    import tempfile
+
+    tool = shutil.which("benchmark_app") or str(Path(sys.executable).with_name("benchmark_app"))
+    config: dict[str, str | int] = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}
+    if threads:  # benchmark_app refuses -nthreads beside -hint; a config file carries both
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"CPU": config}, f)
+    cmd = [tool, "-m", str(ir), "-d", "CPU", "-hint", "throughput", "-t", str(max(1, round(seconds))),
+           "-shape", "[" + ",".join(str(d) for d in shape) + "]", "-load_config", f.name]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 300)
+    finally:
+        Path(f.name).unlink()
+    found = re.search(r"Throughput:\s+([\d.]+)\s+FPS", out.stdout)
+    if out.returncode != 0 or not found:
+        raise EdgecxrError(f"benchmark_app failed (exit {out.returncode}): {out.stdout[-400:]}{out.stderr[-400:]}",
+                           fix="check that the openvino wheel installed benchmark_app")
+    return float(found.group(1))
+
+
+def burst_vs_benchmark_app(ir: Path, inputs_path: Path, shape, *, rounds: int, seconds: float, batch: int,
+                           threads: int | None) -> dict:
+    app, async_, sync = [], [], []
+    for _ in range(rounds):
+        app.append(benchmark_app_fps(ir, shape, seconds, threads))
+        async_.append(_value(in_child(_burst_child, str(ir), str(inputs_path), batch, seconds, threads, True),
+                             "images_per_s"))
+        sync.append(_value(in_child(_burst_child, str(ir), str(inputs_path), batch, seconds, threads, False),
+                           "images_per_s"))
+    med = {k: float(np.median(v)) for k, v in (("benchmark_app", app), ("async", async_), ("sync", sync))}
+    return {"rounds": {"benchmark_app_fps": app, "async_images_per_s": async_, "sync_images_per_s": sync},
+            "median": med, "ratio": med["async"] / med["benchmark_app"],
+            "ratio_per_round_median": float(np.median(np.array(async_) / np.array(app))),
+            "sync_ratio": med["sync"] / med["benchmark_app"]}
+
+
+def latency_vs_pytorch(ir: Path, inputs_path: Path, checkpoint: Path | None, *, rounds: int, runs: int,
+                       threads: int | None) -> dict:
+    from edgecxr.bench.measure import measure_pytorch
+
+    ours: list[float] = []
+    torch_: list[float] = []
+    for _ in range(rounds):
+        ours.append(_value(in_child(_latency_child, str(ir), str(inputs_path), runs, threads), "p50_ms"))
+        if checkpoint is not None:
+            row = measure_pytorch(checkpoint, inputs_path, [1], runs, 3, threads)
+            torch_.append(_value(row, "latency_ms")["p50"])
+    ov_p50 = float(np.median(ours))
+    result: dict = {"openvino_p50_ms": ov_p50, "rounds_openvino": ours, "rounds_pytorch": torch_}
+    if torch_:
+        result["pytorch_p50_ms"] = float(np.median(torch_))
+        result["ratio"] = ov_p50 / result["pytorch_p50_ms"]
+    return result
+
+
+def restart_compile(ir: Path, inputs_path: Path, cache: Path, *, rounds: int, threads: int | None) -> dict:
+    """Open + first inference without a cache, with a cold cache (writes it) and with a warm one."""
+    shutil.rmtree(cache, ignore_errors=True)
+    cold = _value(in_child(_open_child, str(ir), str(inputs_path), threads, str(cache)), "open_s")
+    plain, warm = [], []
+    for _ in range(rounds):
+        plain.append(_value(in_child(_open_child, str(ir), str(inputs_path), threads, None), "open_s"))
+        warm.append(_value(in_child(_open_child, str(ir), str(inputs_path), threads, str(cache)), "open_s"))
+    med_plain, med_warm = float(np.median(plain)), float(np.median(warm))
+    return {"no_cache_s": med_plain, "cold_cache_s": cold, "warm_cache_s": med_warm, "ratio": med_warm / med_plain,
+            "rounds_no_cache": plain, "rounds_warm": warm}
