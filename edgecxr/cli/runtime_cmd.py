@@ -72,6 +72,7 @@ def watch(
     send_sc: Annotated[bool, typer.Option("--send-sc", help="With --send-sr: also send a Secondary Capture with the result burned in (not for diagnostic use).")] = False,
     send_ae_title: Annotated[str, typer.Option(help="Our (calling) AE title when sending results.")] = "EDGECXR",
     send_retry_max: Annotated[float, typer.Option(help="Longest wait, in seconds, between tries to an unreachable PACS.")] = 300.0,
+    http: Annotated[str | None, typer.Option(help="Serve a read-only status page at PORT or HOST:PORT, e.g. 127.0.0.1:8080 (a bare port binds loopback; any other address logs a warning).")] = None,
 ):
     """Watch a scanner's output folder and classify every image that lands there, exactly once."""
     import signal
@@ -109,7 +110,8 @@ def watch(
 
     log = lambda m: say(m, event="log")  # noqa: E731
     sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once)
-    watcher = Watcher(classifier, options, log=log, on_result=on_result, sinks=sinks)
+    server, page_sinks = _start_status_page(http, out, classifier, say) if http is not None else (None, [])
+    watcher = Watcher(classifier, options, log=log, on_result=on_result, sinks=sinks + page_sinks)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -124,6 +126,8 @@ def watch(
         for s, handler in previous.items():
             signal.signal(s, handler)
         classifier.close()
+        if server is not None:
+            server.stop()
     if new and not quiet:
         _print_results(new, console)
     console.print(f"{len(new)} new result(s) this run; {counters.processed} classified and "
@@ -150,6 +154,20 @@ def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, l
                           first_retry_s=min(2.0, retry_max))
     return [DicomSendSink(out, inbox, destinations, classifier.bundle.manifest, send_sc=send_sc, options=options,
                           log=log, drain_seconds=10.0 if once else 2.0)]
+
+
+def _start_status_page(address: str, out: Path, classifier, say):
+    """The page's server (its own threads) and the sink that makes its thumbnails."""
+    from edgecxr.web.server import StatusServer, parse_address
+    from edgecxr.web.thumbs import ThumbnailSink
+
+    host, port, loopback = parse_address(address)
+    if not loopback:
+        say(f"warning: the status page listens on {host}, not on loopback: anyone who can reach this address "
+            "sees results and file names (it is read-only and shows no DICOM patient fields)", event="warning")
+    server = StatusServer(out, host, port).start()
+    say(f"status page: {server.url} (read-only)", event="http", url=server.url)
+    return server, [ThumbnailSink(out, classifier.bundle.spec, log=lambda m: say(m, event="log"))]
 
 
 def _one_line(r: dict) -> str:
@@ -244,24 +262,21 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print status.json, plus the outbox counts per PACS.")] = False,
 ):
     """Show a watcher's heartbeat (counts, backlog, last error, engine, uptime) and results pending / sent / failed per PACS."""
-    import time
-    from datetime import datetime
-
     from edgecxr.cli.console import out as console
     from edgecxr.errors import EdgecxrError
+    from edgecxr.runtime.heartbeat import STATUS, heartbeat_age, is_stale, read_status
 
-    path = out / "status.json"
-    if not path.is_file():
-        raise EdgecxrError("no status.json: no watcher has written here", path=out,
+    data = read_status(out)
+    if data is None:
+        raise EdgecxrError(f"no {STATUS}: no watcher has written here (or it is not JSON)", path=out,
                            fix="give the folder passed to `edgecxr watch --out` (default INBOX/.edgecxr)")
-    data = json.loads(path.read_text())
     from edgecxr.dicomnet.outbox import summary
 
     if json_out:
         console.print_json(json.dumps({**data, "outbox": summary(out)}))
         return
-    age = time.time() - datetime.fromisoformat(data["updated"]).timestamp()
-    stale = data["state"] == "running" and age > 30
+    age = heartbeat_age(data)
+    stale = is_stale(data, age)
     state = f"{data['state']}" + (f" [red](no heartbeat for {age:.0f} s: stopped or hung?)[/red]" if stale else "")
     console.print(f"state: {state}; pid {data['pid']}; uptime {data['uptime_s']:.0f} s; inbox {data['inbox']}")
     console.print(f"classified {data['processed']}, refused {data['refused']}, backlog {data['backlog']}, "

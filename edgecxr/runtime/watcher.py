@@ -24,13 +24,12 @@ from edgecxr.errors import EdgecxrError
 from edgecxr.fsutil import atomic_write_json
 from edgecxr.provenance import utc_now
 from edgecxr.runtime.classifier import Classifier
+from edgecxr.runtime.heartbeat import STATUS
 from edgecxr.runtime.ledger import RESULT_SCHEMA, Ledger
 from edgecxr.runtime.moves import move
 from edgecxr.runtime.prepare import MISSING_DEPENDENCY, InputLimits, Prepared, prepare
 from edgecxr.runtime.scanner import Entry, Settler, scan
 from edgecxr.runtime.sinks import ResultSink
-
-STATUS = "status.json"
 
 
 @dataclass
@@ -99,6 +98,7 @@ class Watcher:
         observer = None if o.once else self._start_observer()
         self._next_status = 0.0
         warned_links: set[str] = set()
+        burst = False
         try:
             with ThreadPoolExecutor(o.decode_threads, thread_name_prefix="decode") as pool:
                 while not stop.is_set():
@@ -123,8 +123,10 @@ class Watcher:
                     self.counters.waiting = waiting + found.temporary
                     if ready:
                         self._process(sorted(ready, key=lambda e: e.rel), pool, stop)
+                        burst = True
                         continue  # rescan at once: more may have arrived meanwhile
-                    self._heartbeat()
+                    self._heartbeat(force=burst)  # a finished burst shows its final counts at once
+                    burst = False
                     if o.once and waiting == 0:
                         if self.deferred:
                             self.log(f"{len(self.deferred)} file(s) left unread until a missing library is installed "
@@ -278,8 +280,8 @@ class Watcher:
         _, _, sha, status = self.ledger.stats[entry.rel]
         self._move(entry, {"status": status, "sha256": sha})
 
-    def _heartbeat(self) -> None:
-        if time.monotonic() >= self._next_status:
+    def _heartbeat(self, force: bool = False) -> None:
+        if force or time.monotonic() >= self._next_status:
             self.write_status("running")
             self._next_status = time.monotonic() + self.options.status_seconds
 

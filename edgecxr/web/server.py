@@ -1,0 +1,147 @@
+"""The status page's HTTP server: the standard library's ThreadingHTTPServer, read-only.
+
+It lives in the watcher's process on its own threads. Each request reads what the feed has
+cached, so an open page polling every two seconds costs the classifier next to nothing
+(`deploy/bench_status_page.py` measures it). Every response forbids scripts, styles, images
+and connections from anywhere but this origin, so the page works with no network and can
+reach nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from edgecxr.errors import EdgecxrError
+from edgecxr.web.feed import MAPS, THUMBS, ResultsFeed, StatusView, media_file
+
+POLL_SECONDS = 2.0
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
+          "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+          "/static/style.css": ("style.css", "text/css; charset=utf-8"),
+          "/favicon.ico": ("favicon.svg", "image/svg+xml")}
+
+
+def parse_address(text: str) -> tuple[str, int, bool]:
+    """`PORT`, `HOST:PORT` or `[IPv6]:PORT` -> (host, port, loopback). A bare port means loopback."""
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    try:
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise EdgecxrError(f"--http {text!r} is not PORT or HOST:PORT",
+                           fix="e.g. --http 127.0.0.1:8080, or --http 0.0.0.0:8080 for every interface") from None
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False  # a host name: whatever it resolves to, it was asked for explicitly
+    return host, port, loopback
+
+
+class StatusServer:
+    """Serves OUT's status and results until `stop()`."""
+
+    def __init__(self, out: Path, host: str = "127.0.0.1", port: int = 0):
+        handler = type("Handler", (_Handler,), {"feed": ResultsFeed(out), "status": StatusView(out), "out": out,
+                                                "assets": _load_assets()})
+        server_class = _V6Server if ":" in host else ThreadingHTTPServer
+        try:
+            self.httpd = server_class((host, port), handler)
+        except OSError as exc:
+            raise EdgecxrError(f"cannot serve the status page on {host}:{port}: {exc.strerror or exc}",
+                               fix="choose a free port or an address of this machine with --http HOST:PORT") from exc
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.5},
+                                       name="status-page", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+    def start(self) -> StatusServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+class _V6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _load_assets() -> dict[str, tuple[bytes, str]]:
+    folder = resources.files("edgecxr.web") / "static"
+    return {route: ((folder / name).read_bytes(), kind) for route, (name, kind) in STATIC.items()}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    feed: ResultsFeed
+    status: StatusView
+    out: Path
+    assets: dict[str, tuple[bytes, str]]
+    server_version = "edgecxr"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        route = url.path
+        if route in self.assets:
+            body, kind = self.assets[route]
+            return self._send(HTTPStatus.OK, body, kind, cache="no-cache")
+        if route == "/api/status":
+            return self._json({**self.status.snapshot(), "poll_s": POLL_SECONDS})
+        if route == "/api/results":
+            return self._results(parse_qs(url.query))
+        folder, _, name = route.strip("/").partition("/")
+        path = media_file(self.out, folder, name) if folder in (THUMBS, MAPS) else None
+        if path is None:
+            return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+        try:
+            body = path.read_bytes()
+        except OSError:
+            return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+        self._send(HTTPStatus.OK, body, "image/png", cache="max-age=86400, immutable")  # named by content
+
+    def _results(self, query: dict) -> None:
+        try:
+            since = max(0, int(query.get("since", ["0"])[0]))
+            limit = min(500, max(1, int(query.get("limit", ["200"])[0])))
+        except ValueError:
+            return self._send(HTTPStatus.BAD_REQUEST, b"since and limit are whole numbers\n", "text/plain")
+        records, last = self.feed.since(since, limit)
+        self._json({"next": last, "results": records, "media": self.feed.media()})
+
+    def _json(self, payload: dict) -> None:
+        self._send(HTTPStatus.OK, json.dumps(payload).encode(), "application/json", cache="no-store")
+
+    def _send(self, code: HTTPStatus, body: bytes, kind: str, cache: str = "no-store") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", cache)
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        """Silent: a page polled every two seconds would flood the watcher's log."""

@@ -1,0 +1,150 @@
+"""The status page's server and data, over real HTTP on 127.0.0.1 and real files (no browser here;
+tests/test_status_page_browser.py drives Chromium)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgecxr.errors import EdgecxrError
+from edgecxr.reporting import utc_now
+from edgecxr.web.feed import ResultsFeed, decision_text, public_record
+from edgecxr.web.server import StatusServer, parse_address
+
+SHA = "ab" * 32
+OLD_RECORD = {"schema": "edgecxr.result/1", "path": "a.jpeg", "sha256": SHA, "status": "ok", "label": "PNEUMONIA",
+              "probabilities": {"NORMAL": 0.2, "PNEUMONIA": 0.8}, "backend": "onnxruntime", "precision": "int8",
+              "completed_at": "2026-11-30T06:00:00+00:00",
+              "dicom": {"PatientName": "DOE^JANE", "AccessionNumber": "A1", "StudyInstanceUID": "1.2.3"}}
+
+
+def write_lines(path: Path, records: list[dict], tail: bytes = b"") -> None:
+    with open(path, "ab") as handle:
+        handle.write(b"".join(json.dumps(r).encode() + b"\n" for r in records) + tail)
+
+
+def get(url: str) -> tuple[int, dict, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("8080", ("127.0.0.1", 8080, True)), ("127.0.0.1:0", ("127.0.0.1", 0, True)),
+    ("localhost:9000", ("localhost", 9000, True)), ("[::1]:8080", ("::1", 8080, True)),
+    ("0.0.0.0:8080", ("0.0.0.0", 8080, False)), ("10.1.2.3:80", ("10.1.2.3", 80, False)),
+])
+def test_address_is_loopback_unless_another_is_given(text, expected):
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "host:", "127.0.0.1:http", "1:70000"])
+def test_bad_address_says_the_form(text):
+    with pytest.raises(EdgecxrError, match="HOST:PORT"):
+        parse_address(text)
+
+
+def test_records_before_and_after_the_decision_fields():
+    old = public_record(1, OLD_RECORD)
+    assert (old["positive_class"], old["p_positive"], old["decision"]) == ("PNEUMONIA", 0.8, None)
+    new = public_record(2, {**OLD_RECORD, "label": "UNCERTAIN", "positive_class": "PNEUMONIA", "p_positive": 0.55,
+                            "decision": "P(PNEUMONIA) ≥ 0.700; uncertain if 0.40 ≤ P(PNEUMONIA) < 0.70"})
+    assert (new["label"], new["p_positive"], new["decision"]) == ("UNCERTAIN", 0.55, new["decision"])
+    refused = public_record(3, {"path": "x.png", "status": "error", "sha256": "",
+                                "error": {"code": "corrupt", "message": "x.png: truncated PNG. Fix: re-send it"}})
+    assert (refused["status"], refused["error_code"], refused["label"]) == ("refused", "corrupt", None)
+    assert "truncated PNG" in refused["reason"]
+    for shown in (old, new, refused):  # no DICOM field, whatever the record carries
+        assert "dicom" not in shown and "DOE" not in json.dumps(shown) and "1.2.3" not in json.dumps(shown)
+
+
+def test_rule_from_this_and_older_watchers():
+    assert decision_text("argmax (P(PNEUMONIA) > 0.500)") == "argmax (P(PNEUMONIA) > 0.500)"
+    assert decision_text({"rule": "threshold", "class": "PNEUMONIA", "threshold": 0.3}) == "P(PNEUMONIA) ≥ 0.3"
+    assert decision_text({"rule": "argmax"}) == "argmax" and decision_text(None) is None
+
+
+def test_feed_reads_only_new_complete_lines_and_restarts_on_a_new_file(tmp_path):
+    feed = ResultsFeed(tmp_path)
+    assert feed.since(0) == ([], 0)
+    results = tmp_path / "results.jsonl"
+    write_lines(results, [OLD_RECORD, {**OLD_RECORD, "path": "b.jpeg"}], tail=b'{"path": "c.jp')  # torn tail
+    records, last = feed.since(0)
+    assert [r["path"] for r in records] == ["a.jpeg", "b.jpeg"] and last == 2
+    write_lines(results, [{**OLD_RECORD, "path": "d.jpeg"}])
+    records, last = feed.since(2)
+    assert records == [] and last == 3  # "c.jp" + d's line make one unparsable line: counted, not shown
+    write_lines(results, [{**OLD_RECORD, "path": "e.jpeg"}])
+    assert [r["path"] for r in feed.since(2)[0]] == ["e.jpeg"]
+    results.unlink()
+    write_lines(results, [{**OLD_RECORD, "path": "f.jpeg"}])  # a new file (another inode): start over
+    records, last = feed.since(4)
+    assert [r["path"] for r in records] == ["f.jpeg"] and last == 1
+
+
+def test_server_serves_status_results_and_only_content_named_media(tmp_path):
+    write_lines(tmp_path / "results.jsonl", [OLD_RECORD])
+    (tmp_path / "status.json").write_text(json.dumps({
+        "state": "running", "updated": utc_now(), "processed": 1, "refused": 0, "backend": "onnxruntime", "pid": 1,
+        "decision": "P(PNEUMONIA) ≥ 0.300; uncertain if 0.20 ≤ P(PNEUMONIA) < 0.45"}))
+    (tmp_path / "thumbs").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "thumbs" / f"{SHA}.png")
+    (tmp_path / "secret.png").write_bytes(b"not for the page")
+    server = StatusServer(tmp_path, "127.0.0.1", 0).start()
+    try:
+        code, headers, body = get(server.url)
+        assert code == 200 and b"not a medical device" in body.lower()
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        status = json.loads(get(server.url + "api/status")[2])
+        assert (status["state"], status["stale"], status["processed"]) == ("running", False, 1)
+        assert status["disk_free_bytes"] > 0 and "pid" not in status
+        assert status["decision_rule"] == "P(PNEUMONIA) ≥ 0.300; uncertain if 0.20 ≤ P(PNEUMONIA) < 0.45"
+        page = json.loads(get(server.url + "api/results?since=0")[2])
+        assert page["next"] == 1 and page["results"][0]["thumb"] == f"/thumbs/{SHA}.png"
+        assert page["media"] == {"1": {"thumb": f"/thumbs/{SHA}.png", "map": None}}
+        code, headers, body = get(server.url + f"thumbs/{SHA}.png")
+        assert code == 200 and headers["Content-Type"] == "image/png" and body.startswith(b"\x89PNG")
+        for bad in ("thumbs/../secret.png", "thumbs/%2e%2e/secret.png", "secret.png", f"maps/{SHA}.png",
+                    "static/../feed.py", "api/results?since=x"):
+            assert get(server.url + bad)[0] in (400, 404), bad
+    finally:
+        server.stop()
+
+
+def test_a_busy_port_is_a_clear_error(tmp_path):
+    first = StatusServer(tmp_path, "127.0.0.1", 0)
+    try:
+        with pytest.raises(EdgecxrError, match="cannot serve the status page"):
+            StatusServer(tmp_path, "127.0.0.1", first.httpd.server_address[1])
+    finally:
+        first.httpd.server_close()
+
+
+def test_thumbnail_is_the_model_input_made_on_the_sink_thread(tmp_path, mini_test_images):
+    from edgecxr.bundle import load_bundle
+    from edgecxr.runtime.classifier import InputLimits, prepare
+    from edgecxr.runtime.default_bundle import resolve_bundle
+    from edgecxr.web.thumbs import SIDE, ThumbnailSink
+
+    spec = load_bundle(resolve_bundle(None)).spec
+    item = prepare(mini_test_images[0], spec, InputLimits())
+    logs: list[str] = []
+    sink = ThumbnailSink(tmp_path, spec, log=logs.append)
+    sink.accept({"status": "ok", "sha256": item.sha256}, item, mini_test_images[0])
+    sink.accept({"status": "error", "sha256": "cd" * 32}, item, mini_test_images[0])
+    sink.close()
+    made = list((tmp_path / "thumbs").iterdir())
+    assert [p.name for p in made] == [f"{item.sha256}.png"] and not logs
+    with Image.open(made[0]) as thumb:
+        assert thumb.mode == "L" and max(thumb.size) <= SIDE
+        expected = spec.to_image(item.tensor).convert("L")
+        expected.thumbnail((SIDE, SIDE))
+        assert np.array_equal(np.asarray(thumb), np.asarray(expected))
