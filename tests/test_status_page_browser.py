@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import shutil
 import signal
-import subprocess
-import sys
-import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,84 +14,20 @@ import pytest
 from PIL import Image
 
 from edgecxr.runtime.ledger import read_results
+from tests.browser import health, open_chromium, requested_urls, rows, start_watch, wait_until
 from tests.tools import require_module, require_tool
 
 ARTIFACTS = Path(os.environ.get("EDGECXR_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 XSS_NAME = "<img src=x onerror=alert(1)>.png"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1280,900")
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     chromium, driver_path = require_tool("chromium"), require_tool("chromedriver")
     require_module("selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    driver = open_chromium(tmp_path_factory.mktemp("chromium-profile"), chromium, driver_path)
     yield driver
     driver.quit()
-
-
-def wait_until(predicate, seconds: float, what: str):
-    """Poll `predicate` until it returns something truthy, at most `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
-
-
-def start_watch(inbox: Path, out: Path) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "edgecxr", "watch", str(inbox), "--out", str(out), "--http", "127.0.0.1:0",
-           "--backend", "onnxruntime", "--settle-seconds", "0.3", "--rescan-seconds", "1", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if line.startswith("status page: "):
-            return proc, line.split()[2]
-    proc.kill()
-    raise AssertionError(f"the watcher printed no status page address: {proc.communicate()}")
-
-
-def health(driver) -> tuple[str, str]:
-    return driver.execute_script(
-        "const h = document.getElementById('health'); return [h.dataset.state, h.innerText];")
-
-
-def rows(driver) -> list[dict]:
-    return driver.execute_script("""return [...document.querySelectorAll('#rows tr')].map(tr => ({
-        status: tr.dataset.status, label: tr.dataset.label, visible: !tr.hidden,
-        path: tr.querySelector('.path').textContent, result: tr.querySelector('.result').textContent,
-        reason: (tr.querySelector('.reason') || {}).textContent || null,
-        thumb: (tr.querySelector('img.thumb') || {}).naturalWidth || 0}));""")
-
-
-def requested_urls(driver, origin: str) -> list[str]:
-    """Every request the page at `origin` made (the browser's own start-up pages excluded)."""
-    urls = []
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        if message["method"] == "Network.requestWillBeSent" and \
-                message["params"].get("documentURL", "").startswith(origin + "/"):
-            urls.append(message["params"]["request"]["url"])
-    return urls
 
 
 def fill(inbox: Path, images: list[Path]) -> None:
@@ -113,7 +44,7 @@ def test_rows_appear_live_refusals_say_why_names_are_text_and_nothing_leaves_the
         browser, tmp_path, mini_test_images):
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
-    proc, url = start_watch(inbox, out)
+    proc, url = start_watch(inbox, out, "--backend", "onnxruntime")
     try:
         browser.get_log("performance")  # drop what the browser fetched before this test
         browser.get(url)

@@ -128,7 +128,7 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
         first.httpd.server_close()
 
 
-def test_thumbnail_is_the_model_input_made_on_the_sink_thread(tmp_path, mini_test_images):
+def test_thumbnail_is_the_model_input_kept_small_and_encoded_when_asked(tmp_path, mini_test_images):
     from edgecxr.bundle import load_bundle
     from edgecxr.runtime.classifier import InputLimits, prepare
     from edgecxr.runtime.default_bundle import resolve_bundle
@@ -136,15 +136,20 @@ def test_thumbnail_is_the_model_input_made_on_the_sink_thread(tmp_path, mini_tes
 
     spec = load_bundle(resolve_bundle(None)).spec
     item = prepare(mini_test_images[0], spec, InputLimits())
-    logs: list[str] = []
-    sink = ThumbnailSink(tmp_path, spec, log=logs.append)
+    sink = ThumbnailSink(tmp_path, spec, keep=2)
     sink.accept({"status": "ok", "sha256": item.sha256}, item, mini_test_images[0])
     sink.accept({"status": "error", "sha256": "cd" * 32}, item, mini_test_images[0])
-    sink.close()
-    made = list((tmp_path / "thumbs").iterdir())
-    assert [p.name for p in made] == [f"{item.sha256}.png"] and not logs
-    with Image.open(made[0]) as thumb:
-        assert thumb.mode == "L" and max(thumb.size) <= SIDE
-        expected = spec.to_image(item.tensor).convert("L")
-        expected.thumbnail((SIDE, SIDE))
-        assert np.array_equal(np.asarray(thumb), np.asarray(expected))
+    assert sink.has(item.sha256) and not sink.has("cd" * 32)
+    assert list((tmp_path / "thumbs").iterdir()) == []  # no PNG until a page asks
+    data = sink.png(item.sha256)
+    assert (tmp_path / "thumbs" / f"{item.sha256}.png").read_bytes() == data
+    with Image.open(tmp_path / "thumbs" / f"{item.sha256}.png") as thumb:
+        assert thumb.mode == "L" and max(thumb.size) == SIDE
+        seen = spec.to_image(item.tensor).convert("L").resize(thumb.size, Image.Resampling.BOX)
+        difference = np.abs(np.asarray(thumb, dtype=float) - np.asarray(seen, dtype=float))
+        assert difference.mean() < 2.0  # the model input, shrunk: not the original file, not a blank
+    assert sink.png("ef" * 32) is None
+    for sha in ("01" * 32, "02" * 32):  # only the latest `keep` copies stay in memory
+        sink.accept({"status": "ok", "sha256": sha}, item, mini_test_images[0])
+    assert not sink.has(item.sha256) and sink.png(item.sha256) == data  # what was shown stays on disk
+    assert sink.png("01" * 32) is not None and sink.has("02" * 32)

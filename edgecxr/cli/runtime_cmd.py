@@ -165,9 +165,10 @@ def _start_status_page(address: str, out: Path, classifier, say):
     if not loopback:
         say(f"warning: the status page listens on {host}, not on loopback: anyone who can reach this address "
             "sees results and file names (it is read-only and shows no DICOM patient fields)", event="warning")
-    server = StatusServer(out, host, port).start()
+    thumbs = ThumbnailSink(out, classifier.bundle.spec)
+    server = StatusServer(out, host, port, thumbs=thumbs).start()
     say(f"status page: {server.url} (read-only)", event="http", url=server.url)
-    return server, [ThumbnailSink(out, classifier.bundle.spec, log=lambda m: say(m, event="log"))]
+    return server, [thumbs]
 
 
 def _one_line(r: dict) -> str:

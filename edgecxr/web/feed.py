@@ -69,9 +69,10 @@ def public_record(seq: int, record: dict) -> dict:
 class ResultsFeed:
     """The latest result lines, numbered from 1 in file order, read incrementally."""
 
-    def __init__(self, out: Path, keep: int = 1000):
+    def __init__(self, out: Path, keep: int = 1000, thumbs=None):
         self.path = out / RESULTS
         self.out = out
+        self.thumbs = thumbs  # the ThumbnailSink of this process, which can still make recent ones
         self._lock = threading.Lock()
         self._recent: deque[dict] = deque(maxlen=keep)
         self._count = 0
@@ -104,6 +105,8 @@ class ResultsFeed:
 
     def _has(self, folder: str, sha: str) -> bool:
         if self._media.get((folder, sha)):
+            return True
+        if folder == THUMBS and self.thumbs is not None and self.thumbs.has(sha):
             return True
         present = (self.out / folder / f"{sha}.png").is_file()
         if present:

@@ -1,7 +1,7 @@
 """The status page's HTTP server: the standard library's ThreadingHTTPServer, read-only.
 
 It lives in the watcher's process on its own threads. Each request reads what the feed has
-cached, so an open page polling every two seconds costs the classifier next to nothing
+cached, so an open page polling every two seconds costs the classifier little
 (`deploy/bench_status_page.py` measures it). Every response forbids scripts, styles, images
 and connections from anywhere but this origin, so the page works with no network and can
 reach nothing else.
@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from edgecxr.errors import EdgecxrError
-from edgecxr.web.feed import MAPS, THUMBS, ResultsFeed, StatusView, media_file
+from edgecxr.web.feed import MAPS, SHA256, THUMBS, ResultsFeed, StatusView, media_file
 
 POLL_SECONDS = 2.0
 SECURITY_HEADERS = {
@@ -56,9 +56,10 @@ def parse_address(text: str) -> tuple[str, int, bool]:
 class StatusServer:
     """Serves OUT's status and results until `stop()`."""
 
-    def __init__(self, out: Path, host: str = "127.0.0.1", port: int = 0):
-        handler = type("Handler", (_Handler,), {"feed": ResultsFeed(out), "status": StatusView(out), "out": out,
-                                                "assets": _load_assets()})
+    def __init__(self, out: Path, host: str = "127.0.0.1", port: int = 0, thumbs=None):
+        """`thumbs`: the watcher's ThumbnailSink, which makes a thumbnail when a page first asks."""
+        handler = type("Handler", (_Handler,), {"feed": ResultsFeed(out, thumbs=thumbs), "status": StatusView(out),
+                                                "out": out, "thumbs": thumbs, "assets": _load_assets()})
         server_class = _V6Server if ":" in host else ThreadingHTTPServer
         try:
             self.httpd = server_class((host, port), handler)
@@ -97,6 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
     feed: ResultsFeed
     status: StatusView
     out: Path
+    thumbs: object
     assets: dict[str, tuple[bytes, str]]
     server_version = "edgecxr"
     sys_version = ""
@@ -112,14 +114,19 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/api/results":
             return self._results(parse_qs(url.query))
         folder, _, name = route.strip("/").partition("/")
-        path = media_file(self.out, folder, name) if folder in (THUMBS, MAPS) else None
-        if path is None:
-            return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
-        try:
-            body = path.read_bytes()
-        except OSError:
+        body = self._media(folder, name)
+        if body is None:
             return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
         self._send(HTTPStatus.OK, body, "image/png", cache="max-age=86400, immutable")  # named by content
+
+    def _media(self, folder: str, name: str) -> bytes | None:
+        if folder == THUMBS and self.thumbs is not None and name.endswith(".png") and SHA256.match(name[:-4]):
+            return self.thumbs.png(name[:-4])
+        path = media_file(self.out, folder, name) if folder in (THUMBS, MAPS) else None
+        try:
+            return None if path is None else path.read_bytes()
+        except OSError:
+            return None
 
     def _results(self, query: dict) -> None:
         try:

@@ -1,63 +1,80 @@
 """Thumbnails for the status page, made from the model input the watcher already holds.
 
-A result sink (edgecxr/runtime/sinks.py): the watcher hands it each new record with its
-prepared tensor; the PNG is encoded on this sink's own thread so classification never waits
-for it. The picture is what the model saw (`spec.to_image`), never a DICOM header field, and
-it is named by the input's sha256, so the same content has one thumbnail.
+A result sink (edgecxr/runtime/sinks.py). For each new result it keeps a 64 px grey copy of
+the model input (`spec.to_image` of the box-averaged tensor: what the model saw, never a DICOM
+header field); the PNG is encoded only when a page asks for it, and then kept on disk under
+the input's sha256. A burst of hundreds of images thus costs a small copy each, and PNG
+encoding (the expensive part) only for the rows someone scrolls to, on the server's threads.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import queue
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from edgecxr.web.feed import THUMBS
 
-SIDE = 96  # pixels: a row of the page shows it at 48 CSS px, sharp on a 2x screen
+SIDE = 64  # pixels; a row shows it at 48 CSS px
+KEEP = 2000  # recent inputs whose thumbnail can still be made (4 kB each)
 
 
 class ThumbnailSink:
-    def __init__(self, out: Path, spec, log=print, backlog: int = 64):
+    def __init__(self, out: Path, spec, keep: int = KEEP):
         self.folder = out / THUMBS
         self.folder.mkdir(parents=True, exist_ok=True)
         self.spec = spec
-        self.log = log
-        self.skipped = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=backlog)
-        self._thread = threading.Thread(target=self._work, name="thumbnails", daemon=True)
-        self._thread.start()
+        self.keep = keep
+        self._small: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
 
+    # -- the sink side (the watcher's thread) -------------------------------------------
     def accept(self, record: dict, item, source: Path) -> None:
+        """Keep the small copy now: ~0.1 ms here, less than handing the tensor to another Python
+        thread would cost the watcher in contention for the interpreter lock."""
         sha = record.get("sha256")
         if record.get("status") != "ok" or item is None or item.tensor is None or not sha:
             return  # a refused file has no model input to show
-        try:
-            self._queue.put_nowait((sha, item.tensor))
-        except queue.Full:  # a burst faster than PNG encoding: the row shows no picture, nothing else is lost
-            self.skipped += 1
+        image = self._shrink(item.tensor)
+        with self._lock:
+            self._small[sha] = image
+            while len(self._small) > self.keep:
+                self._small.popitem(last=False)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-        if self.skipped:
-            self.log(f"status page: {self.skipped} thumbnail(s) skipped during bursts")
+        """Nothing queued: unviewed thumbnails are not worth delaying a shutdown for."""
 
-    def _work(self) -> None:
-        while (job := self._queue.get()) is not None:
-            sha, tensor = job
-            target = self.folder / f"{sha}.png"
-            if target.exists():
-                continue
-            try:
-                self._write(tensor, target)
-            except Exception as exc:  # a thumbnail must never stop the page or the watcher
-                self.log(f"status page: thumbnail {target.name} not written: {type(exc).__name__}: {exc}")
+    # -- the page side (the server's threads) ------------------------------------------
+    def has(self, sha: str) -> bool:
+        with self._lock:
+            return sha in self._small
 
-    def _write(self, tensor, target: Path) -> None:
-        image = self.spec.to_image(tensor).convert("L")
-        image.thumbnail((SIDE, SIDE))
-        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-        image.save(partial, format="PNG", optimize=False)
+    def png(self, sha: str) -> bytes | None:
+        """The thumbnail's PNG: from disk, else encoded now from the kept copy (and saved)."""
+        target = self.folder / f"{sha}.png"
+        try:
+            return target.read_bytes()
+        except OSError:
+            pass
+        with self._lock:
+            image = self._small.get(sha)
+        if image is None:
+            return None
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=0)  # 4 kB at 64 px; zlib saved 1 kB for 2x the time
+        data = buffer.getvalue()
+        partial = target.with_name(f".{target.name}.{threading.get_native_id()}.part")
+        partial.write_bytes(data)
         os.replace(partial, target)
+        return data
+
+    def _shrink(self, tensor):
+        """Box-average the (C, H, W) input down to SIDE, then undo the normalisation. Strided sums:
+        measured 6x cheaper here than numpy's mean over reshaped axes."""
+        _, height, width = tensor.shape
+        f = max(1, max(height, width) // SIDE)
+        h, w = height // f, width // f
+        small = sum(tensor[:, i::f, j::f][:, :h, :w] for i in range(f) for j in range(f)) / (f * f)
+        return self.spec.to_image(small).convert("L")

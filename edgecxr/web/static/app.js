@@ -82,6 +82,8 @@
     for (const [kind, title] of [["thumb", "what the model saw"], ["map", "explanation map"]]) {
       if (!media[kind] || cell.querySelector(`img.${kind}`)) continue;
       const img = el("img", null, kind);
+      img.loading = "lazy";  // a burst adds hundreds of rows; only those scrolled into view are fetched
+      img.width = img.height = 48;
       img.src = media[kind];
       img.alt = title;
       img.title = title;
