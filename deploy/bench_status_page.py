@@ -22,7 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-from edgecxr.bench.runtime import _classifier, _fill
+from bench_runtime import _classifier, _fill  # this folder: the runtime benchmark's inbox and engine
+
 from edgecxr.data.decode import SUPPORTED_SUFFIXES
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.watcher import Watcher, WatchOptions

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from edgecxr.errors import EdgecxrError
-from edgecxr.reporting import utc_now
+from edgecxr.provenance import utc_now
 from edgecxr.web.feed import ResultsFeed, decision_text, public_record
 from edgecxr.web.server import StatusServer, parse_address
 
@@ -130,8 +130,8 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
 
 def test_thumbnail_is_the_model_input_kept_small_and_encoded_when_asked(tmp_path, mini_test_images):
     from edgecxr.bundle import load_bundle
-    from edgecxr.runtime.classifier import InputLimits, prepare
     from edgecxr.runtime.default_bundle import resolve_bundle
+    from edgecxr.runtime.prepare import InputLimits, prepare
     from edgecxr.web.thumbs import SIDE, ThumbnailSink
 
     spec = load_bundle(resolve_bundle(None)).spec
