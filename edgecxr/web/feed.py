@@ -43,7 +43,8 @@ def positive_probability(record: dict) -> tuple[str | None, float | None]:
     """(positive class, P(positive)): the record's own fields, or for lines written before they
     existed, the class `positive_class_index` picks from its probabilities."""
     probs = record.get("probabilities") or {}
-    positive = record.get("positive_class") or (list(probs)[positive_class_index(probs)] if probs else None)
+    names = list(probs)
+    positive = record.get("positive_class") or (names[positive_class_index(names)] if names else None)
     p = record.get("p_positive", probs.get(positive) if positive else None)
     return positive, None if p is None else float(p)
 

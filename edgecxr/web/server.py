@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from edgecxr.errors import EdgecxrError
 from edgecxr.web.feed import MAPS, SHA256, THUMBS, ResultsFeed, StatusView, media_file
+from edgecxr.web.thumbs import ThumbnailSink
 
 POLL_SECONDS = 2.0
 SECURITY_HEADERS = {
@@ -56,7 +57,7 @@ def parse_address(text: str) -> tuple[str, int, bool]:
 class StatusServer:
     """Serves OUT's status and results until `stop()`."""
 
-    def __init__(self, out: Path, host: str = "127.0.0.1", port: int = 0, thumbs=None):
+    def __init__(self, out: Path, host: str = "127.0.0.1", port: int = 0, thumbs: ThumbnailSink | None = None):
         """`thumbs`: the watcher's ThumbnailSink, which makes a thumbnail when a page first asks."""
         handler = type("Handler", (_Handler,), {"feed": ResultsFeed(out, thumbs=thumbs), "status": StatusView(out),
                                                 "out": out, "thumbs": thumbs, "assets": _load_assets()})
@@ -72,7 +73,7 @@ class StatusServer:
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
+        host, port = str(self.httpd.server_address[0]), self.httpd.server_address[1]
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     def start(self) -> StatusServer:
@@ -98,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
     feed: ResultsFeed
     status: StatusView
     out: Path
-    thumbs: object
+    thumbs: ThumbnailSink | None
     assets: dict[str, tuple[bytes, str]]
     server_version = "edgecxr"
     sys_version = ""
@@ -114,10 +115,10 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/api/results":
             return self._results(parse_qs(url.query))
         folder, _, name = route.strip("/").partition("/")
-        body = self._media(folder, name)
-        if body is None:
+        picture = self._media(folder, name)
+        if picture is None:
             return self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
-        self._send(HTTPStatus.OK, body, "image/png", cache="max-age=86400, immutable")  # named by content
+        self._send(HTTPStatus.OK, picture, "image/png", cache="max-age=86400, immutable")  # named by content
 
     def _media(self, folder: str, name: str) -> bytes | None:
         if folder == THUMBS and self.thumbs is not None and name.endswith(".png") and SHA256.match(name[:-4]):

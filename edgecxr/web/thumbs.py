@@ -15,6 +15,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from PIL import Image
+
 from edgecxr.web.feed import THUMBS
 
 SIDE = 64  # pixels; a row shows it at 48 CSS px
@@ -27,7 +29,7 @@ class ThumbnailSink:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.spec = spec
         self.keep = keep
-        self._small: OrderedDict[str, object] = OrderedDict()
+        self._small: OrderedDict[str, Image.Image] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- the sink side (the watcher's thread) -------------------------------------------
@@ -70,7 +72,7 @@ class ThumbnailSink:
         os.replace(partial, target)
         return data
 
-    def _shrink(self, tensor):
+    def _shrink(self, tensor) -> Image.Image:
         """Box-average the (C, H, W) input down to SIDE, then undo the normalisation. Strided sums:
         measured 6x cheaper here than numpy's mean over reshaped axes."""
         _, height, width = tensor.shape
