@@ -22,6 +22,10 @@ def parity_check(
     out: Annotated[Path, typer.Option(help="Folder for parity.md, parity.json and parity.png.")] = Path("parity"),
     threads: ThreadsOpt = None,
     qualification_dir: QualificationDirOpt = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also test the explanation maps: deletion/insertion vs random maps, agreement with PyTorch's maps, model randomisation; writes explain.png.")] = False,
+    explain_images: Annotated[int, typer.Option(help="Test images to map with --explain (spread over the classes).")] = 40,
+    explain_grid: Annotated[str, typer.Option(help="Occluding square and step as fractions of the image side, PATCH/STRIDE.")] = "0.25/0.125",
+    checkpoint: Annotated[Path | None, typer.Option(help="PyTorch checkpoint for --explain (default: the bundle's source, if it is here).")] = None,
 ):
     """Prove each engine matches the PyTorch test-set report: exit 0 all PASS, 1 any FAIL, 2 bad input."""
     from rich.table import Table
@@ -37,13 +41,15 @@ def parity_check(
 
     loaded = load_bundle(resolve_bundle(bundle))
     tolerances = Tolerances(max_accuracy_drop, max_recall_drop, min_agreement)
+    request = _explain_request(explain_images, explain_grid, checkpoint) if explain else None
     with task_progress() as start:
         result = run_parity(loaded, data=data, reference=reference, backends=comma_list(backends) or None,
                             precisions=comma_list(precisions) or None, tolerances=tolerances,
-                            options=RunnerOptions(threads=threads), progress=start)
+                            options=RunnerOptions(threads=threads), progress=start, explain=request)
     qualified = _record_qualification(loaded, result, tolerances, qualification_dir)
     ref = load_report(reference or loaded.reference_report_path())
-    written = report.write(result, {r["path"]: r for r in ref["rows"]}, out)
+    written = report.write(result, {r["path"]: r for r in ref["rows"]}, out,
+                           (loaded.spec, request.maps) if request else None)
     band = result["decision"].get("uncertain") is not None
     table = Table(title=f"parity with the PyTorch report on {result['data']['n_images']} images "
                         f"(PyTorch accuracy {100 * result['reference']['metrics']['accuracy']:.2f}%)",
@@ -62,6 +68,8 @@ def parity_check(
     for e in result["engines"]:
         for failure in e["failures"]:
             console.print(f"[red]{e['artifact']}: {failure}[/red]", highlight=False)
+    if "explain" in result:
+        _print_explain(result["explain"], console)
     for s in result["skipped"]:
         console.print(f"not checked here: {s['artifact']} ({s['reason']})", highlight=False)
     console.print(qualified, highlight=False)
@@ -94,3 +102,43 @@ def _auto_choice(bundle, folder) -> str:
     except EdgecxrError as exc:
         return f"watch --precision auto: no engine here ({exc.cause})"
     return f"watch --precision auto runs here: {choice.artifact.name} ({choice.reason})"
+
+
+def _explain_request(images: int, grid: str, checkpoint: Path | None):
+    from edgecxr.errors import EdgecxrError
+    from edgecxr.explain.occlusion import Grid
+    from edgecxr.parity.check import ExplainRequest
+
+    try:
+        patch, stride = (float(v) for v in grid.split("/"))
+    except ValueError:
+        raise EdgecxrError(f"--explain-grid {grid!r} is not PATCH/STRIDE", fix="e.g. --explain-grid 0.25/0.125") from None
+    if not (0 < stride <= patch <= 1) or images < 2:
+        raise EdgecxrError(f"--explain-grid {grid} / --explain-images {images}: need 0 < STRIDE <= PATCH <= 1 and "
+                           "2 images or more", fix="e.g. --explain-grid 0.25/0.125 --explain-images 40")
+    return ExplainRequest(images=images, grid=Grid(patch, stride), checkpoint=checkpoint)
+
+
+def _print_explain(section: dict, console) -> None:
+    from rich.table import Table
+
+    g = section["grid"]
+    table = Table(title=f"explanation maps on {section['images']} images ({g['patch_px']} px squares, "
+                        f"{g['stride_px']} px steps)", title_justify="left")
+    for col in ("model", "deletion (random)", "insertion (random)", "ρ vs PyTorch", "no map", "ms/map"):
+        table.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
+    models = ([("PyTorch", section["pytorch"])] if section["pytorch"] else [])
+    for name, m in models + [(e["artifact"], e) for e in section["engines"]]:
+        rho = m.get("rank_correlation_with_pytorch")
+        table.add_row(name, f"{m['deletion']:.3f} ({m['random_deletion']:.3f})",
+                      f"{m['insertion']:.3f} ({m['random_insertion']:.3f})", "—" if rho is None else f"{rho['mean']:.3f}",
+                      str(m["no_map"]), f"{m['ms_per_map_median']:.0f}")
+    console.print(table)
+    r = section["randomisation"]
+    if r is None:
+        console.print(f"no PyTorch maps: {section.get('pytorch_skipped')}", highlight=False)
+    else:
+        console.print(f"randomised-weight maps vs trained: ρ = {r['rank_correlation_with_trained']['mean']:.3f} "
+                      f"(must be under {r['limit']})", highlight=False)
+    for failure in section["failures"]:
+        console.print(f"[red]explain: {failure}[/red]", highlight=False)

@@ -73,6 +73,8 @@ def watch(
     send_ae_title: Annotated[str, typer.Option(help="Our (calling) AE title when sending results.")] = "EDGECXR",
     send_retry_max: Annotated[float, typer.Option(help="Longest wait, in seconds, between tries to an unreachable PACS.")] = 300.0,
     http: Annotated[str | None, typer.Option(help="Serve a read-only status page at PORT or HOST:PORT, e.g. 127.0.0.1:8080 (a bare port binds loopback; any other address logs a warning).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Also write an occlusion map per classified image to OUT/maps/<sha256>.png, made on the same engine after the result line.")] = False,
+    explain_queue: Annotated[int, typer.Option(help="Images waiting for a map before newer ones go without (logged).")] = 32,
 ):
     """Watch a scanner's output folder and classify every image that lands there, exactly once."""
     import signal
@@ -111,6 +113,8 @@ def watch(
     log = lambda m: say(m, event="log")  # noqa: E731
     sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once)
     server, page_sinks = _start_status_page(http, out, classifier, say) if http is not None else (None, [])
+    if explain:
+        sinks.append(_explain_sink(classifier, out, device, explain_queue, say))
     watcher = Watcher(classifier, options, log=log, on_result=on_result, sinks=sinks + page_sinks)
     stop = threading.Event()
 
@@ -169,6 +173,19 @@ def _start_status_page(address: str, out: Path, classifier, say):
     server = StatusServer(out, host, port, thumbs=thumbs).start()
     say(f"status page: {server.url} (read-only)", event="http", url=server.url)
     return server, [thumbs]
+
+
+def _explain_sink(classifier, out: Path, device: str, queue_size: int, say):
+    """A second session of the chosen engine, on one thread, so maps run beside classification, not in it."""
+    from edgecxr.backends import RunnerOptions, open_runner
+    from edgecxr.errors import EdgecxrError
+    from edgecxr.runtime.explain_sink import ExplainSink
+
+    if queue_size < 1:
+        raise EdgecxrError(f"--explain-queue {queue_size} leaves no room for a map", fix="give --explain-queue 1 or more")
+    runner = open_runner(classifier.artifact.backend, classifier.artifact.path, RunnerOptions(threads=1, device=device))
+    return ExplainSink(runner, classifier.bundle.spec, out, classifier.class_names, classifier.engine_label,
+                       queue_size=queue_size, log=lambda m: say(m, event="explain"))
 
 
 def _one_line(r: dict) -> str:

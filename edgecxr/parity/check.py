@@ -5,7 +5,7 @@ PyTorch reference report: same images, same decoder, same preprocessing as the r
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,16 @@ from edgecxr.reporting import build_report, load_report, rows_from_probabilities
 from edgecxr.runtime.selection import runnable_artifacts
 
 PARITY_SCHEMA = "edgecxr.parity/1"
+
+
+@dataclass
+class ExplainRequest:
+    """`--explain`: how many test images to map, and the grid; `maps` is filled in for the figure."""
+
+    images: int = 40
+    grid: object = None  # explain.occlusion.Grid; None: the watcher's default
+    checkpoint: Path | None = None  # PyTorch source; None: the bundle's own, when it is on this machine
+    maps: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -159,7 +169,8 @@ def _no_progress(description: str, total: int) -> Callable[[int], None]:
 def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | None = None,
                backends: list[str] | None = None, precisions: list[str] | None = None,
                tolerances: Tolerances | None = None, options: RunnerOptions | None = None,
-               progress: Callable[[str, int], Callable[[int], None]] | None = None) -> dict:
+               progress: Callable[[str, int], Callable[[int], None]] | None = None,
+               explain: ExplainRequest | None = None) -> dict:
     tolerances = tolerances or Tolerances()
     progress = progress or _no_progress
     ref, data = resolve_inputs(bundle, data, reference)
@@ -179,8 +190,10 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
         engines.append({"artifact": artifact.name, "backend": artifact.backend, "precision": artifact.precision,
                         "role": artifact.role, "metrics": report["metrics"], **compare(ref, report, tolerances, rule),
                         "rows": rows})
-    verdict = "PASS" if all(e["verdict"] == "PASS" for e in engines) else "FAIL"
-    return {
+    section = None if explain is None else _explain(explain, bundle, artifacts, inputs, split, ref, options, progress)
+    verdict = "PASS" if all(e["verdict"] == "PASS" for e in engines) and not (section and section["failures"]) \
+        else "FAIL"
+    result = {
         "schema": PARITY_SCHEMA, "created": utc_now(), "verdict": verdict,
         "bundle": {"name": bundle.name, "path": str(bundle.folder), "checksum": bundle.checksum},
         "reference": {"path": str(reference or bundle.reference_report_path()), "metrics": ref["metrics"],
@@ -192,3 +205,17 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
         "skipped": [{"artifact": n, "reason": w} for n, w in skipped],
         "versions": library_versions("numpy", "pillow", "onnxruntime", "openvino", "tensorrt"),
     }
+    if section is not None:
+        result["explain"] = section
+    return result
+
+
+def _explain(request: ExplainRequest, bundle, artifacts, inputs, split, ref, options, progress) -> dict:
+    from edgecxr.explain.occlusion import DEFAULT_GRID
+    from edgecxr.parity.explain import run_explain
+
+    section, request.maps = run_explain(bundle, artifacts, inputs, split.samples, {r["path"]: r for r in ref["rows"]},
+                                        options or RunnerOptions(), images=request.images,
+                                        grid=request.grid or DEFAULT_GRID, checkpoint=request.checkpoint,
+                                        progress=progress)
+    return section

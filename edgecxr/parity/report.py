@@ -94,6 +94,10 @@ def markdown(result: dict) -> str:
     if result["skipped"]:
         lines += ["", "## Not checked on this machine", ""]
         lines += [f"- {s['artifact']}: {s['reason']}" for s in result["skipped"]]
+    if "explain" in result:
+        from edgecxr.parity.explain_report import markdown as explain_markdown
+
+        lines += explain_markdown(result["explain"])
     lines += ["", "Statistics: Wilson score intervals; exact McNemar test on the discordant pairs; paired Wald "
               "interval for the accuracy difference; ECE with 15 equal-width bins. Made by `edgecxr parity-check`.", ""]
     return "\n".join(lines)
@@ -135,11 +139,19 @@ def figure(result: dict, reference_rows: dict, path: Path) -> Path | None:
     return path
 
 
-def write(result: dict, reference_rows: dict, out: Path) -> list[Path]:
+def write(result: dict, reference_rows: dict, out: Path, explained: tuple | None = None) -> list[Path]:
+    """`explained`: (preprocess spec, the maps from --explain) for explain.png."""
     out.mkdir(parents=True, exist_ok=True)
     written = [atomic_write_text(out / "parity.json", json.dumps(result, indent=2) + "\n"),
                atomic_write_text(out / "parity.md", markdown(result))]
     png = figure(result, reference_rows, out / "parity.png")
     if png:
         written.append(png)
+    if explained and "explain" in result:
+        from edgecxr.parity.explain_report import figure as explain_figure
+
+        maps_png = explain_figure(explained[0], explained[1], result["explain"], result["class_names"],
+                                  out / "explain.png")
+        if maps_png:
+            written.append(maps_png)
     return written
