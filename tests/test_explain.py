@@ -111,12 +111,11 @@ def test_watch_explain_writes_maps_after_the_results(tmp_path, mini_test_images)
 
 
 def test_a_full_queue_drops_with_a_log_line_and_never_blocks(tmp_path, reference, mini_test_images):
-    from edgecxr.runtime.prepare import InputLimits, prepare
+    from edgecxr.backends import RunnerOptions, open_runner
     from edgecxr.runtime.explain_sink import ExplainSink
+    from edgecxr.runtime.prepare import InputLimits, prepare
 
     bundle, _ = reference
-    from edgecxr.backends import RunnerOptions, open_runner
-
     artifact = bundle.find("onnxruntime", "int8", role="cpu")[0]
     logs: list[str] = []
     sink = ExplainSink(open_runner(artifact.backend, artifact.path, RunnerOptions(threads=1)), bundle.spec,

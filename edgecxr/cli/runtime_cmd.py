@@ -113,9 +113,11 @@ def watch(
     log = lambda m: say(m, event="log")  # noqa: E731
     sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once)
     server, page_sinks = _start_status_page(http, out, classifier, say) if http is not None else (None, [])
-    if explain:
-        sinks.append(_explain_sink(classifier, out, device, explain_queue, say))
-    watcher = Watcher(classifier, options, log=log, on_result=on_result, sinks=sinks + page_sinks)
+    explainer = _explain_sink(classifier, out, device, explain_queue, say) if explain else None
+    watcher = Watcher(classifier, options, log=log, on_result=on_result,
+                      sinks=sinks + page_sinks + ([explainer] if explainer else []))
+    if explainer is not None:
+        explainer.busy = lambda: watcher.counters.backlog > 0  # maps wait while a burst is being classified
     stop = threading.Event()
 
     def on_signal(signum, _frame):

@@ -30,6 +30,8 @@ from edgecxr.runtime.prepare import Prepared
 
 MAPS = "maps"
 EXPLAIN_SCHEMA = "edgecxr.explain/1"
+IDLE_POLL = 0.05  # seconds between looks at `busy` while maps wait for a burst to end
+MAP_SECONDS = 60.0  # the longest close() waits for the map in hand once the queue is given up
 REASONS = {
     FLAT_INPUT: "the image has almost no contrast: there is nothing to localise",
     FLAT_MAP: f"covering any part of the image moves P(label) by under {100 * MIN_MAP_RANGE:.0f} points: "
@@ -38,14 +40,20 @@ REASONS = {
 
 
 class ExplainSink:
-    """Takes the runner (a second session of the deployed engine) and closes it when done."""
+    """Takes the runner (a second session of the deployed engine) and closes it when done.
+
+    `busy` (e.g. "the watcher has a backlog") holds maps back while it is true, so on a small box
+    a burst is classified at full speed and its maps follow; the bounded queue drops the rest.
+    """
 
     def __init__(self, runner: Runner, spec: PreprocessSpec, out: Path, class_names: list[str], engine: str, *,
                  grid: Grid = DEFAULT_GRID, queue_size: int = 32, drain_seconds: float = 120.0,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, busy: Callable[[], bool] | None = None):
         self.runner, self.spec, self.class_names, self.engine = runner, spec, list(class_names), engine
         self.folder = Path(out) / MAPS
         self.grid, self.drain_seconds, self.log = grid, drain_seconds, log
+        self.busy = busy or (lambda: False)
+        self.closing = threading.Event()
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.counts: Counter = Counter()
         self.thread = threading.Thread(target=self._work, name="explain", daemon=True)
@@ -66,6 +74,7 @@ class ExplainSink:
 
     def close(self) -> None:
         """Finish the queued maps for up to `drain_seconds`, then stop; what is left is logged, not lost silently."""
+        self.closing.set()  # the watcher has stopped: no more waiting for it to be idle
         deadline = time.monotonic() + self.drain_seconds
         with self.queue.all_tasks_done:
             while self.queue.unfinished_tasks and (left := deadline - time.monotonic()) > 0:
@@ -79,8 +88,10 @@ class ExplainSink:
             except queue.Empty:
                 break
         self.queue.put(None)
-        self.thread.join(self.drain_seconds)
-        if not self.thread.is_alive():
+        self.thread.join(MAP_SECONDS)  # the map in hand, at most
+        if self.thread.is_alive():
+            self.log(f"explain: a map still running after {MAP_SECONDS} s; leaving it")
+        else:
             self.runner.close()
         self.counts["unfinished"] += left_over
         self.log(self.summary())
@@ -94,6 +105,8 @@ class ExplainSink:
     def _work(self) -> None:
         _yield_cpu()
         while (job := self.queue.get()) is not None:
+            while self.busy() and not self.closing.wait(IDLE_POLL):
+                pass  # classification first
             try:
                 self._explain(*job)
             except Exception as exc:  # one bad map must not end the maps for every later image
