@@ -99,7 +99,8 @@ def test_watch_explain_writes_maps_after_the_results(tmp_path, mini_test_images)
         sha = records[name]["sha256"]
         meta = json.loads((out / "maps" / f"{sha}.json").read_text())
         assert meta["map"] == f"{sha}.png" and meta["label"] == records[name]["label"]
-        assert meta["p_label"] == pytest.approx(records[name]["probabilities"][meta["label"]], abs=1e-4)
+        assert meta["explained"] == meta["label"]
+        assert meta["p_explained"] == pytest.approx(records[name]["probabilities"][meta["label"]], abs=1e-4)
         assert meta["scale"]["full_colour_at"] == 30 and len(meta["falls"]) == 7
         assert Image.open(out / "maps" / meta["map"]).size == (MIN_SIDE, MIN_SIDE + BAR)
     blank = json.loads((out / "maps" / f"{records['blank.png']['sha256']}.json").read_text())
@@ -122,11 +123,13 @@ def test_a_full_queue_drops_with_a_log_line_and_never_blocks(tmp_path, reference
                        tmp_path, bundle.class_names, "onnxruntime/int8", queue_size=1, log=logs.append)
     items = [prepare(p, bundle.spec, InputLimits()) for p in mini_test_images[:5]]
     for item in items:
-        sink.accept({"status": "ok", "sha256": item.sha256, "path": item.path.name, "label": "NORMAL"}, item,
-                    item.path)
+        sink.accept({"status": "ok", "sha256": item.sha256, "path": item.path.name, "label": "UNCERTAIN",
+                     "positive_class": "PNEUMONIA"}, item, item.path)
     dropped = sink.counts["dropped"]
     sink.close()
     assert dropped in (3, 4)  # one in the worker's hands (or not yet), one waiting, the rest dropped
     assert sum("no map for" in m and "dropped so far" in m for m in logs) == dropped
-    assert len(list((tmp_path / "maps").glob("*.json"))) == 5 - dropped
+    written = [json.loads(p.read_text()) for p in (tmp_path / "maps").glob("*.json")]
+    assert len(written) == 5 - dropped
+    assert all(m["label"] == "UNCERTAIN" and m["explained"] == "PNEUMONIA" for m in written)  # the band's class
     assert f"{dropped} dropped (queue full)" in logs[-1]

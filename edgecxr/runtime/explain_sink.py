@@ -66,11 +66,16 @@ class ExplainSink:
         if (self.folder / f"{record['sha256']}.json").is_file():
             return  # this content was explained before (a re-sent image)
         try:
-            self.queue.put_nowait((record["sha256"], record["path"], record["label"], item.tensor))
+            self.queue.put_nowait((record["sha256"], record["path"], record["label"], self._explained(record),
+                                   item.tensor))
         except queue.Full:
             self.counts["dropped"] += 1
             self.log(f"explain: {self.queue.maxsize} maps already waiting; no map for {record['path']} "
                      f"({self.counts['dropped']} dropped so far)")
+
+    def _explained(self, record: dict) -> str:
+        """The label's class; for UNCERTAIN the positive class, whose probability the band is about."""
+        return record["label"] if record["label"] in self.class_names else record["positive_class"]
 
     def close(self) -> None:
         """Finish the queued maps for up to `drain_seconds`, then stop; what is left is logged, not lost silently."""
@@ -115,12 +120,12 @@ class ExplainSink:
             finally:
                 self.queue.task_done()
 
-    def _explain(self, sha256: str, path: str, label: str, tensor: np.ndarray) -> None:
-        found = occlusion_map(self.runner.infer, tensor, target=self.class_names.index(label), grid=self.grid)
+    def _explain(self, sha256: str, path: str, label: str, explained: str, tensor: np.ndarray) -> None:
+        found = occlusion_map(self.runner.infer, tensor, target=self.class_names.index(explained), grid=self.grid)
         _, height, width = tensor.shape
         meta = {
-            "schema": EXPLAIN_SCHEMA, "sha256": sha256, "path": path, "label": label,
-            "p_label": round(found.p_target, 6), "engine": self.engine, "method": "occlusion",
+            "schema": EXPLAIN_SCHEMA, "sha256": sha256, "path": path, "label": label, "explained": explained,
+            "p_explained": round(found.p_target, 6), "engine": self.engine, "method": "occlusion",
             "grid": {"patch": self.grid.patch, "stride": self.grid.stride, **self.grid.describe(height, width)},
             "fill": "the image's mean", "scale": {"unit": "fall in P(label), points", "full_colour_at": SCALE_POINTS},
             "max_fall": round(float(found.falls.max()), 4),
