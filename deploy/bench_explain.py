@@ -98,12 +98,14 @@ def main() -> None:
           f"{cost['infer_one_thread_ms']:.1f} ms) -> ratio {cost['ratio']:.0f}; CPU time per map "
           f"{cost['map_cpu_ms']:.0f} ms vs {cost['infer_cpu_ms']:.1f} ms per single-image inference -> "
           f"{cost['cpu_ratio']:.0f} inferences' worth")
-    plain = burst(args.bundle, images, args.burst, args.batch, explain=False, **common)
-    maps = burst(args.bundle, images, args.burst, args.batch, explain=True, **common)
-    ratio = maps["images_per_s"] / plain["images_per_s"]
-    print(f"burst of {args.burst} files to the last result line: {plain['images_per_s']:.1f} img/s without maps, "
-          f"{maps['images_per_s']:.1f} img/s with --explain -> ratio {ratio:.2f} (target >= 0.90); "
-          f"maps during the burst: {maps['maps'].get('maps', 0)} written, {maps['maps'].get('dropped', 0)} dropped")
+    plain = maps = ratio = None
+    if args.burst:  # --burst 0: the map cost alone
+        plain = burst(args.bundle, images, args.burst, args.batch, explain=False, **common)
+        maps = burst(args.bundle, images, args.burst, args.batch, explain=True, **common)
+        ratio = maps["images_per_s"] / plain["images_per_s"]
+        print(f"burst of {args.burst} files to the last result line: {plain['images_per_s']:.1f} img/s without maps, "
+              f"{maps['images_per_s']:.1f} img/s with --explain -> ratio {ratio:.2f} (target >= 0.90); "
+              f"maps during the burst: {maps['maps'].get('maps', 0)} written, {maps['maps'].get('dropped', 0)} dropped")
     if args.json:
         args.json.write_text(json.dumps({"map_cost": cost, "burst": [plain, maps], "ratio": ratio}, indent=2) + "\n")
 
