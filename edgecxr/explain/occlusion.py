@@ -87,10 +87,10 @@ def occlusion_map(infer: Infer, tensor: np.ndarray, target: int | None = None, g
         for k, (y, x) in enumerate(chunk):
             covered[k, :, y:y + ph, x:x + pw] = fill
         falls[start:start + len(chunk)] = base[target] - softmax(infer(covered))[:, target]
-    falls = falls.reshape(len(ys), len(xs))
-    heat = spread(falls, ys, xs, (ph, pw), (height, width))
+    grid_falls = falls.reshape(len(ys), len(xs))
+    heat = spread(grid_falls, ys, xs, (ph, pw), (height, width))
     reason = FLAT_MAP if float(falls.max() - falls.min()) < MIN_MAP_RANGE else None
-    return Explanation(target, float(base[target]), falls, heat, reason, 1 + len(squares),
+    return Explanation(target, float(base[target]), grid_falls, heat, reason, 1 + len(squares),
                        1000 * (time.perf_counter() - t0))
 
 

@@ -16,6 +16,7 @@ from edgecxr.data.folders import hash_and_check, scan_split
 from edgecxr.data.roots import resolve_recorded
 from edgecxr.decision import DecisionRule
 from edgecxr.errors import DataError, EdgecxrError
+from edgecxr.explain.occlusion import DEFAULT_GRID, Grid
 from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
 from edgecxr.preprocess import load_model_inputs
 from edgecxr.provenance import library_versions, utc_now
@@ -30,7 +31,7 @@ class ExplainRequest:
     """`--explain`: how many test images to map, and the grid; `maps` is filled in for the figure."""
 
     images: int = 40
-    grid: object = None  # explain.occlusion.Grid; None: the watcher's default
+    grid: Grid | None = None  # None: the watcher's default
     checkpoint: Path | None = None  # PyTorch source; None: the bundle's own, when it is on this machine
     maps: dict = field(default_factory=dict)
 
@@ -211,7 +212,6 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
 
 
 def _explain(request: ExplainRequest, bundle, artifacts, inputs, split, ref, options, progress) -> dict:
-    from edgecxr.explain.occlusion import DEFAULT_GRID
     from edgecxr.parity.explain import run_explain
 
     section, request.maps = run_explain(bundle, artifacts, inputs, split.samples, {r["path"]: r for r in ref["rows"]},

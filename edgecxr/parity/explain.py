@@ -41,7 +41,7 @@ def _evenly(items: list, k: int) -> list:
 def model_maps(infer: Infer, inputs: np.ndarray, targets: list[int], grid: Grid, advance, seed: int = 0) -> dict:
     """Maps, deletion/insertion areas and those of random maps (same seed for every model: same baseline)."""
     rng = np.random.default_rng(seed)
-    found = {"falls": [], "heat": [], "reason": [], "deletion": [], "insertion": [], "random_deletion": [],
+    found: dict = {"falls": [], "heat": [], "reason": [], "deletion": [], "insertion": [], "random_deletion": [],
              "random_insertion": [], "ms": []}
     for tensor, target in zip(inputs, targets):
         ex = occlusion_map(infer, tensor, target=target, grid=grid)
@@ -60,7 +60,7 @@ def model_maps(infer: Infer, inputs: np.ndarray, targets: list[int], grid: Grid,
 
 def summary(maps: dict, targets: list[int], class_names: list[str]) -> dict:
     keys = ("deletion", "insertion", "random_deletion", "random_insertion")
-    out = {k: float(np.mean(maps[k])) for k in keys}
+    out: dict = {k: float(np.mean(maps[k])) for k in keys}
     out["by_class"] = {}
     for label, name in enumerate(class_names):
         rows = [i for i, t in enumerate(targets) if t == label]
@@ -105,7 +105,8 @@ def run_explain(bundle: Bundle, artifacts, inputs: np.ndarray, samples, ref_rows
     chosen = pick(samples, ref_rows, names, images)
     x = inputs[chosen]
     targets = [names.index(ref_rows[samples[i].rel]["prediction"]) for i in chosen]
-    maps, section = {}, {"images": len(chosen), "grid": {"patch": grid.patch, "stride": grid.stride,
+    maps: dict = {}
+    section: dict = {"images": len(chosen), "grid": {"patch": grid.patch, "stride": grid.stride,
                                                          **grid.describe(*x.shape[2:])},
                          "explained_class": "PyTorch's prediction", "engines": [], "pytorch": None,
                          "randomisation": None}

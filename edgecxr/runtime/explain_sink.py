@@ -130,7 +130,7 @@ class ExplainSink:
             "fill": "the image's mean", "scale": {"unit": "fall in P(label), points", "full_colour_at": SCALE_POINTS},
             "max_fall": round(float(found.falls.max()), 4),
             "falls": np.round(found.falls, 4).tolist(),
-            "map": None, "reason": found.reason, "reason_text": REASONS.get(found.reason),
+            "map": None, "reason": found.reason, "reason_text": REASONS.get(found.reason or ""),
             "ms": round(found.ms, 1), "created": utc_now(),
         }
         if found.reason is None:
