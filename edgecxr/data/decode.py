@@ -10,6 +10,8 @@ pipeline a radiology viewer uses (see `edgecxr.data.dicom`).
 from __future__ import annotations
 
 import io
+import re
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,33 @@ def looks_like_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+# The first tags of a data set written without the Part 10 header (ACR-NEMA style): group 0008
+# (identification) as little-endian, implicit or explicit VR. Group 0000 is ACR-NEMA's command group.
+ACR_NEMA_GROUPS = (b"\x08\x00", b"\x00\x00")
+
+
+def sniff(data: bytes, name: str = "") -> str:
+    """What a file holds, by its content first (scanners and export nodes often write no suffix).
+
+    "dicom" (Part 10 preamble + DICM), "png", "jpeg", "acr-nema" (a bare data set), or "other"
+    (left to Pillow, which names the format or refuses it). A `.dcm` name with neither is read
+    as Part 10 and refused as `not_dicom`.
+    """
+    if looks_like_dicom(data):
+        return "dicom"
+    if data.startswith(PNG_MAGIC):
+        return "png"
+    if data.startswith(JPEG_MAGIC):
+        return "jpeg"
+    if len(data) >= 8 and data[:2] in ACR_NEMA_GROUPS and data[2:4] != b"\xff\xff":
+        return "acr-nema"
+    if Path(name).suffix.lower() in DICOM_SUFFIXES:
+        return "dicom"  # read strictly: refused as not_dicom unless it has the Part 10 header
+    return "other"
+
+
 def decode_bytes(
     data: bytes,
     name: str = "<bytes>",
@@ -55,12 +84,24 @@ def decode_bytes(
     if not data:
         raise DecodeError("empty", "the file is empty (0 bytes)", path=name,
                           fix="wait until the sender has written it, or remove it")
-    suffix = Path(name).suffix.lower()
-    if looks_like_dicom(data) or suffix in DICOM_SUFFIXES:
+    kind = sniff(data, name)
+    if kind in ("dicom", "acr-nema"):
         from edgecxr.data.dicom import decode_dicom
 
-        return decode_dicom(data, name, max_pixels=max_pixels, modalities=modalities)
-    return _decode_raster(data, name, max_pixels=max_pixels)
+        decoded = decode_dicom(data, name, max_pixels=max_pixels, modalities=modalities,
+                               part10=kind == "dicom")
+    else:
+        decoded = _decode_raster(data, name, max_pixels=max_pixels)
+    return _checked(decoded, name)
+
+
+def _checked(decoded: DecodedImage, name: str) -> DecodedImage:
+    """Only (H, W) or (H, W, 3) pictures with at least one pixel go on to preprocessing."""
+    shape = decoded.pixels.shape
+    if decoded.pixels.ndim not in (2, 3) or (decoded.pixels.ndim == 3 and shape[2] != 3) or 0 in shape:
+        raise DecodeError("unsupported_shape", f"decoded pixels have shape {shape}, not one grayscale or RGB "
+                          "picture", path=name, fix="send single-frame grayscale or RGB images")
+    return decoded
 
 
 def decode_file(
@@ -80,35 +121,51 @@ def decode_file(
 
 
 def _decode_raster(data: bytes, name: str, *, max_pixels: int) -> DecodedImage:
+    set_pillow_limit(max_pixels)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            fmt = (img.format or "").lower()
-            width, height = img.size
-            if width * height > max_pixels:
-                raise DecodeError(
-                    "too_large",
-                    f"the image has {width}x{height} = {width * height} pixels, over the limit "
-                    f"of {max_pixels}",
-                    path=name, fix="raise the pixel limit if such images are expected",
-                )
-            img.load()
+        img = Image.open(io.BytesIO(data))
+        fmt = (img.format or "").lower()
+        width, height = img.size
+        if width * height > max_pixels:
+            raise DecodeError(
+                "too_large",
+                f"the image has {width}x{height} = {width * height} pixels, over the limit of {max_pixels}",
+                path=name, fix="raise --max-pixels if such images are expected",
+            )
+        if fmt not in ("png", "jpeg", "mpo"):
+            raise DecodeError("unsupported_format", f"{fmt.upper() or 'this'} images are not read",
+                              path=name, fix="convert it to PNG, JPEG or DICOM")
+        img.load()
+        upright = ImageOps.exif_transpose(img)  # a broken EXIF block is the file's fault, refused as corrupt
     except DecodeError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecodeError("too_large", f"refused as a decompression bomb ({exc})", path=name) from exc
+    except Image.DecompressionBombError as exc:  # Pillow's limit is twice ours: only headers far beyond it
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{claimed.group(1)} pixels" if claimed else "more pixels than twice the limit"
+        raise DecodeError("too_large", f"the image header claims {size}, over the limit of {max_pixels} "
+                          "(a decompression bomb?)", path=name,
+                          fix="raise --max-pixels if such images are expected") from exc
     except UnidentifiedImageError as exc:
         raise DecodeError("not_an_image", "not a PNG, JPEG or DICOM file", path=name,
                           fix="check what wrote this file; only PNG, JPEG and DICOM are read") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DecodeError("corrupt", f"the image cannot be decoded ({exc})", path=name,
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, ZeroDivisionError, KeyError,
+            IndexError, TypeError) as exc:
+        raise DecodeError("corrupt", f"the image cannot be decoded ({type(exc).__name__}: {exc})", path=name,
                           fix="the file is truncated or damaged: send it again") from exc
-    if fmt not in ("png", "jpeg", "mpo"):
-        raise DecodeError("unsupported_format", f"{fmt.upper() or 'this'} images are not read",
-                          path=name, fix="convert it to PNG, JPEG or DICOM")
-    upright = ImageOps.exif_transpose(img)
     return DecodedImage(pixels=pil_to_unit_float(upright, name), source_format="jpeg" if fmt == "mpo" else fmt)
+
+
+def set_pillow_limit(max_pixels: int) -> None:
+    """Make Pillow's own decompression-bomb limit follow --max-pixels, so ours is the one that decides.
+
+    Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; with it set to our limit the
+    explicit size check above refuses first, and the warning (which would print Pillow's raw
+    text to the service log) is silenced: every image over the limit is refused as `too_large`.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def pil_to_unit_float(img: Image.Image, name: str = "<image>") -> np.ndarray:

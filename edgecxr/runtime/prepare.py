@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import stat
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from edgecxr.data.fingerprint import sha256_bytes
 from edgecxr.errors import DecodeError, MissingDependencyError
 
 MISSING_DEPENDENCY = "missing_dependency"
+INTERNAL_ERROR = "internal_error"
 
 
 @dataclass
@@ -35,31 +38,63 @@ class Prepared:
     error: DecodeError | None = None
     decode_ms: float = 0.0
     preprocess_ms: float = 0.0
+    traceback: str | None = None  # for internal_error: what the log needs to fix the bug
 
 
 def prepare(path: Path, spec, limits: InputLimits) -> Prepared:
-    """Read, hash, decode and preprocess one file; never raises for a bad file."""
-    data = b""
+    """Read, hash, decode and preprocess one file; never raises.
+
+    This is the one boundary between a file and the loop: a bad file, or a library's surprise
+    on it, becomes a refusal for that file, so no input can stop a watcher that must run for
+    months. Unexpected exception types are refused as `internal_error` with their traceback
+    kept for the log.
+    """
+    item = Prepared(path, 0, "", None)
     try:
-        size = path.stat().st_size
-        if size > limits.max_bytes:
-            raise DecodeError("too_large", f"the file has {size} bytes, over the limit of {limits.max_bytes}",
-                              path=path, fix="raise --max-bytes if such files are expected")
-        data = path.read_bytes()
-    except DecodeError as exc:
-        return Prepared(path, size, "", None, error=exc)
-    except OSError as exc:
-        return Prepared(path, 0, "", None, error=DecodeError("unreadable", str(exc), path=path))
-    digest = sha256_bytes(data)
-    t0 = time.perf_counter()
-    try:
+        data = _read(path, limits)
+        item.size, item.sha256 = len(data), sha256_bytes(data)
+        t0 = time.perf_counter()
         decoded = decode_bytes(data, str(path), max_pixels=limits.max_pixels, modalities=limits.modalities)
+        t1 = time.perf_counter()
+        tensor = spec(decoded.pixels)
+        if not np.isfinite(tensor).all():
+            raise DecodeError("bad_pixels", "the image has values that are not finite numbers (NaN or inf)",
+                              path=path, fix="check the rescale and window attributes the modality wrote")
+        item.tensor, item.meta = tensor, decoded.meta
+        item.decode_ms, item.preprocess_ms = 1000 * (t1 - t0), 1000 * (time.perf_counter() - t1)
     except DecodeError as exc:
-        return Prepared(path, len(data), digest, None, error=exc)
+        item.error = exc
     except MissingDependencyError as exc:  # e.g. a DICOM file on a box without pydicom: not the file's fault
-        return Prepared(path, len(data), digest, None, error=DecodeError(MISSING_DEPENDENCY, exc.cause, path=path,
-                                                                         fix=exc.fix))
-    t1 = time.perf_counter()
-    tensor = spec(decoded.pixels)
-    t2 = time.perf_counter()
-    return Prepared(path, len(data), digest, tensor, decoded.meta, None, 1000 * (t1 - t0), 1000 * (t2 - t1))
+        item.error = DecodeError(MISSING_DEPENDENCY, exc.cause, path=path, fix=exc.fix)
+    except Exception as exc:  # the boundary: whatever a decoder raises on a hostile file stays with that file
+        item.error = DecodeError(INTERNAL_ERROR, f"unexpected {type(exc).__name__} while reading it: {exc}",
+                                 path=path, fix="the file was refused and the watcher went on; please report "
+                                                "the traceback in the log with the file")
+        item.traceback = traceback.format_exc()
+    return item
+
+
+def _read(path: Path, limits: InputLimits) -> bytes:
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a folder, or a FIFO a read would block on forever
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a pipe, socket or device)"
+            raise DecodeError("not_a_file", f"this is {kind}, not an image file", path=path,
+                              fix="give image files, or watch a folder with `edgecxr watch`")
+        if st.st_size > limits.max_bytes:
+            raise _too_many_bytes(path, st.st_size, limits)
+        with open(path, "rb") as handle:
+            data = handle.read(limits.max_bytes + 1)  # it may have grown since the stat
+        if len(data) > limits.max_bytes:
+            raise _too_many_bytes(path, len(data), limits)
+        return data
+    except FileNotFoundError as exc:
+        raise DecodeError("not_found", "no such file", path=path, fix="check the path") from exc
+    except OSError as exc:
+        raise DecodeError("unreadable", f"the file cannot be read ({exc.strerror or exc})", path=path,
+                          fix="check its permissions and the file system it is on") from exc
+
+
+def _too_many_bytes(path: Path, size: int, limits: InputLimits) -> DecodeError:
+    return DecodeError("too_large", f"the file has {size} bytes, over the limit of {limits.max_bytes}",
+                       path=path, fix="raise --max-bytes if such files are expected")
