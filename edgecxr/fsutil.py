@@ -25,6 +25,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, sync_dir: bool = True) 
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -41,6 +42,8 @@ def fsync_dir(folder: str | Path) -> None:
         return
     try:
         os.fsync(fd)
+    except OSError:  # some network file systems refuse fsync on a folder
+        pass
     finally:
         os.close(fd)
 

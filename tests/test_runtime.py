@@ -311,9 +311,15 @@ def test_classify_json_and_saved_model_input(bundle_dir, tmp_path, mini_test_ima
 def test_classify_table_and_refusal_exit_code(bundle_dir, tmp_path, mini_test_images):
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
-    result = run("classify", mini_test_images[0], bad, "--bundle", bundle_dir)
-    assert result.exit_code == 1
-    assert "refused: not_an_image" in result.stdout and "NORMAL" in result.stdout
+    result = run("classify", mini_test_images[0], bad, tmp_path / "missing.png", tmp_path, "--bundle", bundle_dir,
+                 "--json")
+    assert result.exit_code == 2  # as every input error
+    objects = [json.loads(chunk) for chunk in result.stdout.replace("}\n{", "}\x00{").split("\x00")]
+    codes = [o.get("error", {}).get("code", o["status"]) for o in objects]
+    assert codes == ["ok", "not_an_image", "not_found", "not_a_file"]
+    assert "no such file" in objects[2]["error"]["message"] and "a folder" in objects[3]["error"]["message"]
+    table = run("classify", mini_test_images[0], bad, "--bundle", bundle_dir)
+    assert table.exit_code == 2 and "refused: not_an_image" in table.stdout and "NORMAL" in table.stdout
 
 
 def test_status_command(bundle_dir, tmp_path, mini_test_images):

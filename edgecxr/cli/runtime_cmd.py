@@ -56,7 +56,7 @@ def watch(
     qualification_dir: QualificationDirOpt = None,
     model_cache: Annotated[Path | None, typer.Option(help="OpenVINO compiled-model cache, so a restart compiles in a fraction of the time (default: OUT/model-cache; 'none' turns it off).")] = None,
     once: Annotated[bool, typer.Option("--once", help="Process the backlog and exit (cron, tests, batch jobs).")] = False,
-    recursive: Annotated[bool, typer.Option("--recursive", help="Also watch subfolders.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Also read subfolders (export nodes write study/series/IMG0001).")] = True,
     settle_seconds: Annotated[float, typer.Option(help="A file is read once its size and mtime are unchanged this long.")] = 2.0,
     rescan_seconds: Annotated[float, typer.Option(help="Full rescan interval, for shares where events are missed.")] = 10.0,
     batch_size: Annotated[int, typer.Option(help="Largest micro-batch for a burst of files.")] = 8,
@@ -274,7 +274,7 @@ def classify(
     if not json_out:
         console.print(table)
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # refusals are errors about the input: exit 2, as every other input error
 
 
 def status(
@@ -285,6 +285,7 @@ def status(
     from edgecxr.cli.console import out as console
     from edgecxr.errors import EdgecxrError
     from edgecxr.runtime.heartbeat import STATUS, heartbeat_age, is_stale, read_status
+    from edgecxr.runtime.lock import lock_holder
 
     data = read_status(out)
     if data is None:
@@ -292,19 +293,25 @@ def status(
                            fix="give the folder passed to `edgecxr watch --out` (default INBOX/.edgecxr)")
     from edgecxr.dicomnet.outbox import summary
 
+    holder = lock_holder(out)
     if json_out:
-        console.print_json(json.dumps({**data, "outbox": summary(out)}))
+        console.print_json(json.dumps({**data, "lock_holder": holder, "outbox": summary(out)}))
         return
     age = heartbeat_age(data)
     stale = is_stale(data, age)
     state = f"{data['state']}" + (f" [red](no heartbeat for {age:.0f} s: stopped or hung?)[/red]" if stale else "")
     console.print(f"state: {state}; pid {data['pid']}; uptime {data['uptime_s']:.0f} s; inbox {data['inbox']}")
+    console.print(f"lock: {f'held by pid {holder}' if holder else 'free (no watcher is running on this folder)'}")
+    if data.get("inbox_error"):
+        console.print(f"[red]inbox error: {data['inbox_error']}[/red]", highlight=False)
     console.print(f"classified {data['processed']}, refused {data['refused']}, backlog {data['backlog']}, "
                   f"waiting {data['waiting']}, moved {data['moved']}")
+    if data.get("damaged_ledger_lines"):
+        console.print(f"damaged results.jsonl lines set aside at start: {data['damaged_ledger_lines']}")
     console.print(f"engine: {data['bundle']} {data['backend']}/{data['precision']} ({data['reason']})")
     console.print(f"last error: {data['last_error'] or 'none'}")
     _print_outbox(out, console)
-    if stale:
+    if stale or data.get("inbox_error"):
         raise typer.Exit(1)
 
 

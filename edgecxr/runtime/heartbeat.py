@@ -12,17 +12,17 @@ from datetime import datetime
 from pathlib import Path
 
 STATUS = "status.json"
-# The idle loop rewrites status.json at least every --rescan-seconds (10 s by default);
-# three missed beats mean the loop is stopped or hung.
-STALE_AFTER_S = 30.0
+HEARTBEAT_SECONDS = 2.0  # the watcher rewrites status.json this often, idle or busy
 
 
 def read_status(out: Path) -> dict | None:
-    """The last heartbeat, or None when no watcher has written one (or it is being replaced)."""
+    """The last heartbeat, or None when no watcher has written one (or it is not a heartbeat)."""
     try:
-        return json.loads((out / STATUS).read_text())
-    except (OSError, ValueError):
+        data = json.loads((out / STATUS).read_text())
+        datetime.fromisoformat(data["updated"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    return data
 
 
 def heartbeat_age(status: dict, now: float | None = None) -> float:
@@ -31,6 +31,15 @@ def heartbeat_age(status: dict, now: float | None = None) -> float:
     return max(0.0, (time.time() if now is None else now) - updated)
 
 
+def stale_after(status: dict) -> float:
+    """Seconds without a heartbeat after which a running watcher counts as stopped or hung.
+
+    Ten heartbeats, and never under 30 s: a chunk of large DICOMs on a slow engine may hold the
+    loop for several seconds between two heartbeats.
+    """
+    return max(30.0, 10 * float(status.get("heartbeat_s", HEARTBEAT_SECONDS)))
+
+
 def is_stale(status: dict, age: float) -> bool:
-    """A watcher that says it runs but has not written for STALE_AFTER_S is stopped or hung."""
-    return status.get("state") == "running" and age > STALE_AFTER_S
+    """A watcher that says it runs but has missed its heartbeats is stopped or hung."""
+    return status.get("state") == "running" and age > stale_after(status)

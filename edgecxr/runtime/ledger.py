@@ -4,16 +4,24 @@ A line is appended, flushed and fsynced before its input counts as done. A crash
 only leave a torn last line (never a missing middle one); on start the torn tail is cut
 off, and its input, having no complete line, is simply processed again. A version is
 (relative path, sha256): a file that changes after its line was written is a new version
-and gets a new line.
+and gets a new line. A file whose name, size, mtime, inode and ctime all match its last line
+is not read again; any other file is hashed, so a different image under an old name, size
+and mtime is still classified.
+
+A damaged line in the middle (a disk error, a hand edit) must not crash-loop a service: the
+whole ledger is copied aside as `results.jsonl.damaged-<time>`, the damaged lines are
+counted and dropped from the live ledger, and the watcher goes on.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
-from edgecxr.fsutil import fsync_dir
+from edgecxr.fsutil import atomic_write_text, fsync_dir
+from edgecxr.provenance import utc_now
 
 RESULTS = "results.jsonl"
 RESULT_SCHEMA = "edgecxr.result/1"
@@ -26,8 +34,11 @@ class Ledger:
         self.path = self.out / RESULTS
         self.repaired_bytes = self._repair()
         self.versions: set[tuple[str, str]] = set()
-        self.stats: dict[str, tuple[int, int, str, str]] = {}  # rel -> (size, mtime_ns, sha256, status), last line
+        # rel -> (identity, sha256, status) of its last line; identity = (size, mtime_ns, inode, ctime_ns)
+        self.stats: dict[str, tuple[tuple, str, str]] = {}
         self.counts = {"ok": 0, "error": 0}
+        self.damaged_lines: list[int] = []  # 1-based line numbers dropped from the live ledger
+        self.damaged_copy: Path | None = None
         self._load()
         new = not self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -60,38 +71,54 @@ class Ledger:
     def _load(self) -> None:
         if not self.path.exists():
             return
+        good: list[bytes] = []
         with open(self.path, "rb") as handle:
-            for raw in handle:
-                raw = raw.strip()
-                if not raw:
+            for number, raw in enumerate(handle, 1):
+                if not raw.strip():
                     continue
-                record = json.loads(raw)
+                record = _parse(raw)
+                if record is None:
+                    self.damaged_lines.append(number)
+                    continue
+                good.append(raw if raw.endswith(b"\n") else raw + b"\n")
                 self._index(record)
+        if self.damaged_lines:
+            self._set_aside(good)
+
+    def _set_aside(self, good: list[bytes]) -> None:
+        """Keep the damaged ledger whole beside the live one, then drop its damaged lines once."""
+        stamp = utc_now().replace(":", "").replace("+0000", "Z")
+        self.damaged_copy = self.path.with_name(f"{RESULTS}.damaged-{stamp}")
+        shutil.copy2(self.path, self.damaged_copy)
+        with open(self.damaged_copy, "rb") as handle:
+            os.fsync(handle.fileno())
+        atomic_write_text(self.path, b"".join(good).decode("utf-8", "surrogateescape"))
 
     def _index(self, record: dict) -> None:
         rel, sha = record["path"], record.get("sha256", "")
+        status = record.get("status", "error")
         self.versions.add((rel, sha))
-        self.stats[rel] = (record.get("size", -1), record.get("mtime_ns", -1), sha, record.get("status", "error"))
-        self.counts[record.get("status", "error")] = self.counts.get(record.get("status", "error"), 0) + 1
+        self.stats[rel] = (identity_of(record), sha, status)
+        self.counts[status] = self.counts.get(status, 0) + 1
 
-    def seen_unchanged(self, rel: str, size: int, mtime_ns: int) -> bool:
-        """True when the last line for `rel` was written for a file of this size and mtime."""
+    def seen_unchanged(self, rel: str, identity: tuple) -> bool:
+        """True when the last line for `rel` was written for this very file (size, mtime, inode, ctime)."""
         known = self.stats.get(rel)
-        return known is not None and known[0] == size and known[1] == mtime_ns
+        return known is not None and known[0] == identity
 
     def has_version(self, rel: str, sha256: str) -> bool:
         return (rel, sha256) in self.versions
 
-    def remember_stat(self, rel: str, size: int, mtime_ns: int, sha256: str) -> None:
-        """Same content under a new mtime (touched, copied again): no new line, but no rehash next time."""
-        self.stats[rel] = (size, mtime_ns, sha256, self.stats.get(rel, (0, 0, "", "ok"))[3])
+    def remember_stat(self, rel: str, identity: tuple, sha256: str) -> None:
+        """Same content under a new identity (touched, copied again): no new line, but no rehash next time."""
+        self.stats[rel] = (identity, sha256, self.stats.get(rel, ((), "", "ok"))[2])
 
     def append(self, records: list[dict]) -> None:
         """Write the lines and make them durable; only then are their inputs done."""
         if not records:
             return
         payload = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records)
-        data = payload.encode()
+        data = payload.encode("utf-8", "backslashreplace")
         written = 0
         while written < len(data):
             written += os.write(self._fd, data[written:])
@@ -105,16 +132,30 @@ class Ledger:
             self._fd = -1
 
 
+def identity_of(record: dict) -> tuple:
+    """What a line says about the file it was written for; matches `scanner.Entry.identity`."""
+    return (record.get("size", -1), record.get("mtime_ns", -1), record.get("inode", -1), record.get("ctime_ns", -1))
+
+
+def _parse(raw: bytes) -> dict | None:
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+        return None
+    return record
+
+
 def read_results(out_dir: str | Path) -> list[dict]:
     """Every complete line (a torn last line, left by a crash, is not a result)."""
     path = Path(out_dir) / RESULTS
     if not path.exists():
         return []
     records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    for line in path.read_bytes().splitlines():
+        record = _parse(line)
+        if record is not None:
+            records.append(record)
     return records
 

@@ -1,7 +1,9 @@
 """Moving processed inputs out of the inbox (`--archive`, `--quarantine`) without losing one.
 
-Same filesystem: an atomic rename. Across filesystems: copy to a temporary name in the
-destination, fsync, verify the sha256, rename into place, and only then unlink the source.
+Same file system: an atomic rename, then both folders are fsynced so the new name survives a
+power cut. Across file systems: copy to a temporary name in the destination, fsync it, verify
+its sha256, rename it into place and fsync the destination folder; only then is the source
+unlinked (and its folder fsynced). At every instant at least one complete, durable copy exists.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from edgecxr.data.fingerprint import sha256_file
+from edgecxr.fsutil import fsync_dir
 
 
 def destination(root: Path, rel: str, sha256: str) -> Path:
@@ -26,17 +29,26 @@ def move(src: Path, root: Path, rel: str, sha256: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(src, target)
-        return target
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+    else:
+        fsync_dir(target.parent)
+        fsync_dir(src.parent)
+        return target
     tmp = target.with_name(f".{target.name}.copying")
-    shutil.copy2(src, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    if sha256 and sha256_file(tmp) != sha256:
-        tmp.unlink()
-        raise OSError(f"copy of {src} to {target} does not match its sha256; source kept")
-    os.replace(tmp, target)
+    try:
+        shutil.copy2(src, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        if sha256 and sha256_file(tmp) != sha256:
+            raise OSError(f"copy of {src} to {target} does not match its sha256; source kept")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)  # the copy's name is durable before the original goes
     os.unlink(src)
+    fsync_dir(src.parent)
     return target
+

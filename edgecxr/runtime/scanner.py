@@ -4,7 +4,9 @@ A file is complete when its size and mtime have not changed for the settle time 
 name is not one that scanners and copy tools use while writing (`.*`, `~*`, `*.tmp`,
 `*.part`, `*.partial`): those are waited on until renamed. Symbolic links that lead
 outside the inbox are never followed; edgecxr's own output folders inside the inbox are
-skipped.
+skipped. Subfolders are read by default: export nodes write `study/series/IMG0001`.
+A name that is not valid UTF-8 (an SMB share written by an old system) is kept for reading
+but recorded with its odd bytes escaped (`\\xe9`), so the results file stays valid JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ class Entry:
     path: Path
     size: int
     mtime_ns: int
+    inode: int = -1
+    ctime_ns: int = -1
+
+    @property
+    def identity(self) -> tuple[int, int, int, int]:
+        """Matches `ledger.identity_of`: a replaced file differs at least in inode or ctime."""
+        return (self.size, self.mtime_ns, self.inode, self.ctime_ns)
 
 
 @dataclass
@@ -38,10 +47,8 @@ class ScanResult:
 
 def scan(inbox: Path, *, recursive: bool, exclude: list[Path]) -> ScanResult:
     root = inbox.resolve()
+    result = ScanResult({}, 0, [])
     excluded = {p.resolve() for p in exclude}
-    files: dict[str, Entry] = {}
-    temporary = 0
-    outside: list[str] = []
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -50,30 +57,38 @@ def scan(inbox: Path, *, recursive: bool, exclude: list[Path]) -> ScanResult:
         except OSError:
             continue
         for entry in entries:
-            path = Path(entry.path)
-            rel = path.relative_to(root).as_posix()
-            if entry.is_symlink():
-                target = path.resolve()
-                if not target.is_relative_to(root):
-                    outside.append(rel)
-                    continue
             try:
-                is_dir = entry.is_dir()
-            except OSError:
+                _visit(entry, root, recursive, excluded, stack, result)
+            except (OSError, RuntimeError, ValueError):  # vanished, a link loop: never stops a scan
                 continue
-            if is_dir:
-                if recursive and path.resolve() not in excluded and not entry.name.startswith("."):
-                    stack.append(path)
-                continue
-            if is_temporary_name(entry.name):
-                temporary += 1
-                continue
-            try:
-                st = entry.stat()
-            except OSError:  # vanished between listing and stat
-                continue
-            files[rel] = Entry(rel, path, st.st_size, st.st_mtime_ns)
-    return ScanResult(files, temporary, outside)
+    return result
+
+
+def _visit(entry: os.DirEntry, root: Path, recursive: bool, excluded: set[Path], stack: list[Path],
+           result: ScanResult) -> None:
+    path = Path(entry.path)
+    rel = recorded_name(path.relative_to(root).as_posix())
+    if entry.is_symlink() and not path.resolve().is_relative_to(root):
+        result.outside_links.append(rel)
+        return
+    if entry.is_dir():
+        if recursive and path.resolve() not in excluded and not entry.name.startswith("."):
+            stack.append(path)
+        return
+    if is_temporary_name(entry.name):
+        result.temporary += 1
+        return
+    st = entry.stat()
+    result.files[rel] = Entry(rel, path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def recorded_name(rel: str) -> str:
+    """The name as written to results.jsonl: bytes that are not UTF-8 escaped, never a JSON error."""
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class Settler:

@@ -5,11 +5,14 @@ events miss on NFS/SMB or while an observer was down), wait until each has settl
 decode the next chunk in threads while the engine infers on the current one, append the
 results durably, then archive or quarantine the inputs. SIGTERM/SIGINT stop it after the
 chunk in flight.
+
+No input file can stop it: `prepare` turns anything a file does to a decoder into a refusal
+line. Only two things stop it, as an `EdgecxrError` (exit 2): the engine failing, and the
+results folder refusing a write. A vanished or unmounted inbox is reported and waited out.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,24 +22,27 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr import __version__
 from edgecxr.errors import EdgecxrError
 from edgecxr.fsutil import atomic_write_json
 from edgecxr.provenance import utc_now
+from edgecxr.runtime.checks import InboxCheck, check_writable
 from edgecxr.runtime.classifier import Classifier
-from edgecxr.runtime.heartbeat import STATUS
+from edgecxr.runtime.heartbeat import HEARTBEAT_SECONDS, STATUS
 from edgecxr.runtime.ledger import RESULT_SCHEMA, Ledger
+from edgecxr.runtime.lock import ResultsLock
 from edgecxr.runtime.moves import move
-from edgecxr.runtime.prepare import MISSING_DEPENDENCY, InputLimits, Prepared, prepare
+from edgecxr.runtime.observer import start_observer
+from edgecxr.runtime.prepare import INTERNAL_ERROR, MISSING_DEPENDENCY, InputLimits, Prepared, prepare
 from edgecxr.runtime.scanner import Entry, Settler, scan
 from edgecxr.runtime.sinks import ResultSink
+from edgecxr.runtime.status import Counters, iso, status_payload
 
 
 @dataclass
 class WatchOptions:
     inbox: Path
     out: Path
-    recursive: bool = False
+    recursive: bool = True
     settle_seconds: float = 2.0
     rescan_seconds: float = 10.0
     batch_size: int = 8
@@ -45,18 +51,8 @@ class WatchOptions:
     archive: Path | None = None
     quarantine: Path | None = None
     limits: InputLimits = field(default_factory=InputLimits)
-    status_seconds: float = 2.0
+    status_seconds: float = HEARTBEAT_SECONDS
     decode_threads: int = 2
-
-
-@dataclass
-class Counters:
-    processed: int = 0
-    refused: int = 0
-    last_error: str | None = None
-    backlog: int = 0
-    waiting: int = 0
-    moved: int = 0
 
 
 class Watcher:
@@ -71,31 +67,57 @@ class Watcher:
         self.started = time.time()
         self.wake = threading.Event()
         # files this box cannot read yet (a missing decoder): no line, so they are read after the fix
-        self.deferred: dict[str, tuple[int, int]] = {}
+        self.deferred: dict[str, tuple] = {}
+        self.failed_moves: set[str] = set()  # logged once each; retried on every rescan
         self._check_folders()
 
     # -- setup ------------------------------------------------------------------------
     def _check_folders(self) -> None:
+        """Everything the watcher needs is proved before the first file (exit 2 naming it otherwise)."""
         o = self.options
-        if not o.inbox.is_dir():
-            raise EdgecxrError("inbox folder not found", path=o.inbox,
-                               fix="create it or give the scanner's output folder")
+        self.inbox_check = InboxCheck(o.inbox)
         for name, folder in (("--out", o.out), ("--archive", o.archive), ("--quarantine", o.quarantine)):
             if folder is not None and folder.resolve() == o.inbox.resolve():
                 raise EdgecxrError(f"{name} cannot be the inbox itself", path=folder, fix=f"give {name} its own folder")
+        self.log(f"inbox {o.inbox} ({self.inbox_check.file_system})")
+        for name, folder in (("--out", o.out), ("--archive", o.archive), ("--quarantine", o.quarantine)):
+            if folder is not None:
+                self.log(f"{name} {folder} ({check_writable(folder, name)})")
         self.excluded = [p for p in (o.out, o.archive, o.quarantine) if p is not None]
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> Counters:
-        o = self.options
-        self.ledger = Ledger(o.out)
+        lock = ResultsLock(self.options.out)
+        lock.acquire()
+        try:
+            self._open_ledger()
+            try:
+                self._loop(stop)
+            finally:
+                self.ledger.close()
+        finally:
+            lock.release()
+        return self.counters
+
+    def _open_ledger(self) -> None:
+        self.ledger = Ledger(self.options.out)
         if self.ledger.repaired_bytes:
             self.log(f"repaired results.jsonl: cut a torn last line of {self.ledger.repaired_bytes} bytes "
                      "(its input will be processed again)")
+        if self.ledger.damaged_lines:
+            lines = self.ledger.damaged_lines
+            self.log(f"results.jsonl had {len(lines)} damaged line(s) (line {', '.join(map(str, lines[:10]))}"
+                     f"{', ...' if len(lines) > 10 else ''}): the whole file is kept as {self.ledger.damaged_copy}, "
+                     "the damaged lines are dropped from results.jsonl, and their inputs, if still in the inbox, "
+                     "are classified again")
+        self.counters.damaged_ledger_lines = len(self.ledger.damaged_lines)
         self.counters.processed = self.ledger.counts.get("ok", 0)
         self.counters.refused = self.ledger.counts.get("error", 0)
+
+    def _loop(self, stop: threading.Event) -> None:
+        o = self.options
         settler = Settler(o.settle_seconds)
-        observer = None if o.once else self._start_observer()
+        observer = None if o.once else self._observer()
         self._next_status = 0.0
         warned_links: set[str] = set()
         burst = False
@@ -103,6 +125,9 @@ class Watcher:
             with ThreadPoolExecutor(o.decode_threads, thread_name_prefix="decode") as pool:
                 while not stop.is_set():
                     self.wake.clear()
+                    if not self._inbox_ok():
+                        self._idle(o.rescan_seconds, stop)
+                        continue
                     found = scan(o.inbox, recursive=o.recursive, exclude=self.excluded)
                     for rel in set(found.outside_links) - warned_links:
                         self.log(f"not following {rel}: a symbolic link that leads outside the inbox")
@@ -111,9 +136,9 @@ class Watcher:
                     now, wall = time.monotonic(), time.time()
                     ready, waiting = [], 0
                     for entry in found.files.values():
-                        if self.ledger.seen_unchanged(entry.rel, entry.size, entry.mtime_ns):
+                        if self.ledger.seen_unchanged(entry.rel, entry.identity):
                             self._move_done(entry)
-                        elif self.deferred.get(entry.rel) == (entry.size, entry.mtime_ns):
+                        elif self.deferred.get(entry.rel) == entry.identity:
                             continue
                         elif settler.ready(entry, now, wall):
                             ready.append(entry)
@@ -128,45 +153,54 @@ class Watcher:
                     self._heartbeat(force=burst)  # a finished burst shows its final counts at once
                     burst = False
                     if o.once and waiting == 0:
-                        if self.deferred:
-                            self.log(f"{len(self.deferred)} file(s) left unread until a missing library is installed "
-                                     "(see the messages above); they have no result line yet")
-                        if found.temporary:
-                            self.log(f"{found.temporary} file(s) with temporary names left waiting for a rename")
+                        self._once_summary(found.temporary)
                         break
                     if observer is not None and not observer.is_alive():
                         self.log("file-system observer stopped; restarting it (rescans continue meanwhile)")
-                        observer = self._start_observer()
+                        observer = self._observer()
                     tick = min(0.25, max(o.settle_seconds / 4, 0.05)) if waiting else o.rescan_seconds
-                    self.wake.wait(tick)
+                    self._idle(tick, stop)
         finally:
             if observer is not None:
                 observer.stop()
-            self.write_status("stopped")
-            self.ledger.close()
+            self._final_status()
             for sink in self.sinks:
                 self._guard(sink, sink.close)
-        return self.counters
 
-    def _start_observer(self):
-        try:
-            from watchdog.events import FileSystemEventHandler
-            from watchdog.observers import Observer
-            from watchdog.observers.polling import PollingObserver
-        except ImportError:
-            self.log("watchdog is not installed: relying on periodic rescans")
-            return None
-        wake = self.wake
+    def _observer(self):
+        o = self.options
+        return start_observer(o.inbox, recursive=o.recursive, poll=o.poll, wake=self.wake, log=self.log)
 
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event):
-                wake.set()
+    def _idle(self, seconds: float, stop: threading.Event) -> None:
+        """Wait for an event or the rescan, writing the heartbeat every couple of seconds meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and not self.wake.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.wake.wait(min(left, self.options.status_seconds))
+            self._heartbeat()
 
-        observer = (PollingObserver(timeout=1.0) if self.options.poll else Observer())
-        observer.schedule(Handler(), str(self.options.inbox), recursive=self.options.recursive)
-        observer.daemon = True
-        observer.start()
-        return observer
+    def _inbox_ok(self) -> bool:
+        """A vanished, unreadable or unmounted inbox is an error in the log and status.json, not quiet."""
+        problem = self.inbox_check.problem()
+        if problem != self.counters.inbox_error:
+            self.log(f"error: {problem}; waiting for it to come back" if problem else
+                     f"the inbox {self.options.inbox} is readable again")
+            self.counters.inbox_error = problem
+            if problem:
+                self.counters.last_error = problem
+            self._next_status = 0.0  # show the change at once
+        if problem and self.options.once:
+            raise EdgecxrError(problem, path=self.options.inbox, fix="mount or create the inbox, then run again")
+        return problem is None
+
+    def _once_summary(self, temporary: int) -> None:
+        if self.deferred:
+            self.log(f"{len(self.deferred)} file(s) left unread until a missing library is installed "
+                     "(see the messages above); they have no result line yet")
+        if temporary:
+            self.log(f"{temporary} file(s) with temporary names left waiting for a rename")
 
     # -- one burst --------------------------------------------------------------------------
     def _process(self, entries: list[Entry], pool: ThreadPoolExecutor, stop: threading.Event) -> None:
@@ -179,7 +213,7 @@ class Watcher:
             if k + 1 < len(chunks) and not stop.is_set():  # decode the next chunk while this one infers
                 submitted = [pool.submit(prepare, e.path, spec, o.limits) for e in chunks[k + 1]]
             records, moves = self._classify(chunk, prepared)
-            self.ledger.append(records)  # durable: from here on these inputs are done
+            self._append(records)  # durable: from here on these inputs are done
             self.counters.backlog = sum(len(c) for c in chunks[k + 1:])
             if self.on_result is not None:
                 for record in records:
@@ -190,6 +224,14 @@ class Watcher:
             self._heartbeat()  # a long backlog still refreshes status.json every few seconds
             if stop.is_set():
                 break
+
+    def _append(self, records: list[dict]) -> None:
+        try:
+            self.ledger.append(records)
+        except OSError as exc:  # full disk, read-only remount: stop rather than classify without recording
+            raise EdgecxrError(f"cannot write results.jsonl ({exc.strerror or exc}); stopping so that no result "
+                               "is lost", path=self.options.out, fix="free space or restore write access to the "
+                               "results folder; files not yet recorded are processed on the next start") from exc
 
     def _feed_sinks(self, done: list[tuple[Entry, dict, Prepared]]) -> None:
         for sink in self.sinks:
@@ -206,37 +248,25 @@ class Watcher:
             self.log(f"result sink {name} failed: {type(exc).__name__}: {exc}")
 
     def _classify(self, chunk: list[Entry], prepared: list[Prepared]):
-        records, moves, batch, batch_items = [], [], [], []
+        records, moves, batch = [], [], []
         for entry, item in zip(chunk, prepared):
-            try:
-                st = entry.path.stat()
-            except OSError:
-                continue  # gone (moved away by someone else): nothing to record
-            if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
-                continue  # still being written: it will settle again and come back
-            if item.sha256 and self.ledger.has_version(entry.rel, item.sha256):
-                self.ledger.remember_stat(entry.rel, entry.size, entry.mtime_ns, item.sha256)
-                continue  # same content as a version already recorded
-            if item.error is not None and item.error.code == MISSING_DEPENDENCY:
-                if entry.rel not in self.deferred:
-                    self.log(f"cannot read {entry.rel} yet: {item.error}")
-                self.deferred[entry.rel] = (entry.size, entry.mtime_ns)
-                self.counters.last_error = f"{entry.rel}: {item.error.cause}"
+            if not self._still_current(entry, item):
                 continue
-            if item.error is not None:
-                record = self._record(entry, item, status="error")
-                record["error"] = {"code": item.error.code, "message": str(item.error)}
-                records.append(record)
-                moves.append((entry, record, item))
-                self.counters.refused += 1
-                self.counters.last_error = f"{entry.rel}: {item.error.code}"
-            else:
-                batch.append(item.tensor)
-                batch_items.append((entry, item))
+            if item.error is None:
+                batch.append((entry, item))
+                continue
+            record = self._record(entry, item, status="error")
+            record["error"] = {"code": item.error.code, "message": str(item.error)}
+            records.append(record)
+            moves.append((entry, record, item))
+            self.counters.refused += 1
+            self.counters.last_error = f"{entry.rel}: {item.error.code}"
+            if item.error.code == INTERNAL_ERROR:
+                self.log(f"refused {entry.rel} on an unexpected error (internal_error):\n{item.traceback}")
         if batch:
             # prepare() sets the tensor whenever it sets no error
-            probs, infer_ms = self.classifier.probabilities(np.stack(batch))  # type: ignore[arg-type]
-            for (entry, item), p in zip(batch_items, probs):
+            probs, infer_ms = self._infer(np.stack([item.tensor for _, item in batch]))  # type: ignore[misc]
+            for (entry, item), p in zip(batch, probs):
                 record = self._record(entry, item, status="ok")
                 record.update(self.classifier.result_fields(p))
                 record["probabilities"] = {n: round(float(v), 6) for n, v in zip(self.classifier.class_names, p)}
@@ -248,14 +278,42 @@ class Watcher:
                 self.counters.processed += 1
         return records, moves
 
+    def _still_current(self, entry: Entry, item: Prepared) -> bool:
+        """False for a file gone, still being written, already recorded, or unreadable on this box yet."""
+        try:
+            st = entry.path.stat()
+        except OSError:
+            return False  # gone (moved away by someone else): nothing to record
+        if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
+            return False  # still being written: it will settle again and come back
+        if item.sha256 and self.ledger.has_version(entry.rel, item.sha256):
+            self.ledger.remember_stat(entry.rel, entry.identity, item.sha256)
+            return False  # same content as a version already recorded
+        if item.error is not None and item.error.code == MISSING_DEPENDENCY:
+            if entry.rel not in self.deferred:
+                self.log(f"cannot read {entry.rel} yet: {item.error}")
+            self.deferred[entry.rel] = entry.identity
+            self.counters.last_error = f"{entry.rel}: {item.error.cause}"
+            return False
+        return True
+
+    def _infer(self, batch: np.ndarray):
+        try:
+            return self.classifier.probabilities(batch)
+        except Exception as exc:  # the engine itself failed: every later file would fail the same way
+            raise EdgecxrError(f"the inference engine {self.classifier.artifact.name} failed "
+                               f"({type(exc).__name__}: {exc})", path=self.classifier.artifact.path,
+                               fix="check the bundle and the device (edgecxr info, edgecxr parity-check); "
+                                   "unrecorded files are processed on the next start") from exc
+
     def _record(self, entry: Entry, item: Prepared, *, status: str) -> dict:
         c = self.classifier
         record = {
             "schema": RESULT_SCHEMA, "path": entry.rel, "size": item.size, "sha256": item.sha256,
-            "mtime_ns": entry.mtime_ns, "status": status,
+            "mtime_ns": entry.mtime_ns, "inode": entry.inode, "ctime_ns": entry.ctime_ns, "status": status,
             "bundle": c.bundle.name, "bundle_checksum": c.bundle.checksum,
             "backend": c.artifact.backend, "precision": c.artifact.precision, "artifact": c.artifact.name,
-            "modified_at": _iso(entry.mtime_ns / 1e9), "completed_at": utc_now(),
+            "modified_at": iso(entry.mtime_ns / 1e9), "completed_at": utc_now(),
         }
         if item.meta:
             record["dicom"] = item.meta
@@ -268,16 +326,23 @@ class Watcher:
             return
         try:
             move(entry.path, root, entry.rel, record["sha256"])
-            self.counters.moved += 1
         except OSError as exc:
             self.counters.last_error = f"{entry.rel}: move failed: {exc}"
-            self.log(f"could not move {entry.rel} to {root}: {exc} (it stays in the inbox, already recorded)")
+            if entry.rel not in self.failed_moves:  # retried on every rescan; said once
+                self.failed_moves.add(entry.rel)
+                self.log(f"could not move {entry.rel} to {root}: {exc} (it stays in the inbox, already "
+                         "recorded; retried on each rescan)")
+            return
+        self.counters.moved += 1
+        if entry.rel in self.failed_moves:
+            self.failed_moves.discard(entry.rel)
+            self.log(f"moved {entry.rel} to {root} after an earlier failure")
 
     def _move_done(self, entry: Entry) -> None:
         """A recorded file still in the inbox (e.g. a crash between line and move): move it now."""
         if self.options.archive is None and self.options.quarantine is None:
             return
-        _, _, sha, status = self.ledger.stats[entry.rel]
+        _, sha, status = self.ledger.stats[entry.rel]
         self._move(entry, {"status": status, "sha256": sha})
 
     def _heartbeat(self, force: bool = False) -> None:
@@ -286,18 +351,15 @@ class Watcher:
             self._next_status = time.monotonic() + self.options.status_seconds
 
     def write_status(self, state: str) -> None:
-        c, cl = self.counters, self.classifier
-        atomic_write_json(self.options.out / STATUS, {
-            "schema": "edgecxr.status/1", "state": state, "pid": os.getpid(), "edgecxr": __version__,
-            "updated": utc_now(), "started": _iso(self.started), "uptime_s": round(time.time() - self.started, 1),
-            "inbox": str(self.options.inbox), "processed": c.processed, "refused": c.refused,
-            "backlog": c.backlog, "waiting": c.waiting, "moved": c.moved, "last_error": c.last_error,
-            "bundle": cl.bundle.name, "backend": cl.artifact.backend, "precision": cl.artifact.precision,
-            "reason": cl.choice.reason, "decision": cl.rule.describe(),
-        })
+        try:
+            atomic_write_json(self.options.out / STATUS, status_payload(
+                state, self.counters, self.classifier, self.options.inbox, self.started, self.options.status_seconds))
+        except OSError as exc:
+            raise EdgecxrError(f"cannot write {STATUS} ({exc.strerror or exc})", path=self.options.out,
+                               fix="free space or restore write access to the results folder") from exc
 
-
-def _iso(seconds: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=0).isoformat()
+    def _final_status(self) -> None:
+        try:
+            self.write_status("stopped")
+        except EdgecxrError as exc:  # already stopping: do not hide the error that stopped it
+            self.log(f"could not write the final status: {exc}")
