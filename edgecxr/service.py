@@ -100,15 +100,38 @@ def render_env(config: ServiceConfig) -> str:
     )
 
 
-def plan(config: ServiceConfig, root: Path = Path("/"), listener: ListenerConfig | None = None,
-         ) -> list[tuple[str, object]]:
-    """The install as a list of (description, action) pairs; with `listener`, the DICOM listener's unit too."""
+# Where the unit's own sandbox hides a path from the service: ProtectHome=yes and PrivateTmp=yes.
+HIDDEN_BY_SANDBOX = {"/root": "ProtectHome=yes", "/home": "ProtectHome=yes", "/run/user": "ProtectHome=yes",
+                     "/tmp": "PrivateTmp=yes", "/var/tmp": "PrivateTmp=yes"}
+
+
+def sandbox_warnings(config: ServiceConfig) -> list[str]:
+    """Paths the service could not see at all under the unit's sandboxing: it would fail at start."""
+    warnings = []
+    named = {"executable": config.executable, "--bundle": config.bundle, "--inbox": config.inbox,
+             "--out": config.out, "--archive": config.archive, "--quarantine": config.quarantine}
+    for option, path in named.items():
+        if path is None:
+            continue
+        for prefix, setting in HIDDEN_BY_SANDBOX.items():
+            if str(path) == prefix or str(path).startswith(prefix + "/"):
+                warnings.append(f"{option} {path} is under {prefix}, which the unit's {setting} hides from the "
+                                "service: move it (e.g. a venv under /opt, data under /srv or /var/lib)")
+    return warnings
+
+
+def plan(config: ServiceConfig, root: Path = Path("/"), listener: ListenerConfig | None = None, *,
+         dry_run: bool = False) -> list[tuple[str, object]]:
+    """The install as a list of (description, action) pairs; with `listener`, the DICOM listener's unit too.
+
+    A dry run may describe an inbox that is not mounted yet; a real install may not.
+    """
     unit_path = root / "etc/systemd/system" / UNIT_NAME
     env_path = root / "etc/edgecxr/watch.env"
     steps: list[tuple[str, object]] = []
-    if listener is None and not config.inbox.is_dir():
+    if listener is None and not config.inbox.is_dir() and not dry_run:
         raise EdgecxrError("the inbox folder does not exist", path=config.inbox,
-                           fix="mount or create the scanner's output folder first")
+                           fix="mount or create the scanner's output folder first (--dry-run shows the plan anyway)")
     if root == Path("/") and shutil.which("useradd") and not _user_exists(config.user):
         steps.append((f"create system user {config.user}",
                       ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", config.user]))

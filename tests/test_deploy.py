@@ -75,8 +75,35 @@ def test_install_dry_run_and_into_a_root(tmp_path):
     env = tmp_path / "root" / "etc/edgecxr/watch.env"
     assert unit.is_file() and env.is_file() and (tmp_path / "out").is_dir()
     assert f"EDGECXR_INBOX={inbox}" in env.read_text()
-    missing = runner.invoke(app, ["service", "install", "--inbox", str(tmp_path / "nope"), "--dry-run"])
+    missing = runner.invoke(app, ["service", "install", "--inbox", str(tmp_path / "nope"), "--root",
+                                  str(tmp_path / "root2")])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    planned = runner.invoke(app, ["service", "install", "--inbox", str(tmp_path / "nope"), "--dry-run"])
+    assert planned.exit_code == 0 and "does not exist yet" in planned.stderr  # README's example: a plan, a warning
+
+
+def test_install_writes_absolute_paths_and_warns_about_what_the_sandbox_hides(tmp_path, monkeypatch):
+    (tmp_path / "inbox").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["service", "install", "--inbox", "inbox", "--out", "results", "--archive",
+                                      "done", "--bundle", "bundles/paper", "--executable", "venv/bin/edgecxr",
+                                      "--dry-run"])
+    assert result.exit_code == 0, result.output
+    for relative in ("results", "done", "bundles/paper", "venv/bin/edgecxr"):
+        assert str(tmp_path / relative) in result.stdout
+    assert "--bundle bundles/paper" not in result.stdout and "--archive done" not in result.stdout
+    hidden_by = "PrivateTmp=yes" if str(tmp_path).startswith(("/tmp/", "/var/tmp/")) else "ProtectHome=yes"
+    if str(tmp_path).startswith(("/tmp/", "/var/tmp/", "/home/", "/root/")):
+        assert f"warning: executable {tmp_path / 'venv/bin/edgecxr'}" in result.stderr
+        assert hidden_by in result.stderr
+    from edgecxr.service import ServiceConfig, sandbox_warnings
+
+    config = ServiceConfig(inbox=Path("/srv/in"), out=Path("/var/lib/edgecxr"), executable=Path("/home/u/v/edgecxr"),
+                           bundle=Path("/tmp/b"))
+    warnings = sandbox_warnings(config)
+    assert len(warnings) == 2 and "ProtectHome=yes" in warnings[0] and "PrivateTmp=yes" in warnings[1]
+    clean = ServiceConfig(inbox=Path("/srv/in"), out=Path("/var/lib/edgecxr"), executable=Path("/opt/v/edgecxr"))
+    assert sandbox_warnings(clean) == []
 
 
 # -- container recipes (they are built on the targets; here they are linted) -----------------------

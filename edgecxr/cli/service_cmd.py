@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -34,16 +35,16 @@ def install(
     root: Annotated[Path, typer.Option(hidden=True, help="Install below this folder instead of / (packaging, tests).")] = Path("/"),
 ):
     """Write the unit and its environment file, create the user and folders, enable the service."""
-    from edgecxr.cli.console import comma_list
+    from edgecxr.cli.console import comma_list, err
     from edgecxr.cli.console import out as console
     from edgecxr.errors import EdgecxrError
-    from edgecxr.service import ServiceConfig, apply, plan
+    from edgecxr.service import ServiceConfig, apply, plan, sandbox_warnings
     from edgecxr.service_dicom import ListenerConfig
 
-    exe = executable or Path(shutil.which("edgecxr") or Path(sys.argv[0]).resolve())
+    exe = _absolute(executable or Path(shutil.which("edgecxr") or Path(sys.argv[0]).resolve()))
     listener = None
     if dicom_listen:
-        listener = ListenerConfig(inbox=inbox.resolve(), executable=exe, user=user, port=dicom_port,
+        listener = ListenerConfig(inbox=_absolute(inbox), executable=exe, user=user, port=dicom_port,
                                   allow_ip=tuple(comma_list(dicom_allow_ip)), options=dicom_options)
         if "--recursive" not in options.split():
             options = f"{options} --recursive".strip()  # the listener files instances by study
@@ -53,10 +54,16 @@ def install(
     from edgecxr.dicomnet.destination import parse_destination, resolved
 
     pacs = tuple(str(resolved(parse_destination(d))) for d in send_sr or [])
-    config = ServiceConfig(inbox=inbox.resolve(), out=out, executable=exe, archive=archive, quarantine=quarantine,
-                           bundle=bundle, user=user, device=device, extra_options=options, send_sr=pacs,
-                           qualify=qualify, qualify_data=qualify_data)
-    steps = plan(config, root, listener)
+    config = ServiceConfig(inbox=_absolute(inbox), out=_absolute(out), executable=exe,
+                           archive=_absolute(archive), quarantine=_absolute(quarantine), bundle=_absolute(bundle),
+                           user=user, device=device, extra_options=options, send_sr=pacs,
+                           qualify=qualify, qualify_data=_absolute(qualify_data) if qualify_data else qualify_data)
+    steps = plan(config, root, listener, dry_run=dry_run)
+    if listener is None and not config.inbox.is_dir():
+        err.print(f"warning: the inbox {config.inbox} does not exist yet: create or mount it before installing",
+                  markup=False, highlight=False)
+    for warning in sandbox_warnings(config):
+        err.print(f"warning: {warning}", markup=False, highlight=False)
     for description, _ in steps:
         if description:
             console.print(("would " if dry_run else "") + description, highlight=False)
@@ -72,3 +79,8 @@ def install(
         raise EdgecxrError(f"permission denied ({exc})", fix="run it with sudo, or use --dry-run to see the steps") from exc
     units = "edgecxr-watch edgecxr-dicom-listen" if dicom_listen else "edgecxr-watch"
     console.print(f"done: systemctl status {units}; journalctl -u edgecxr-watch -f")
+
+
+def _absolute(path: Path | None) -> Path | None:
+    """The unit runs from /: a relative path would mean something else there."""
+    return None if path is None else Path(os.path.abspath(path))

@@ -11,9 +11,23 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from edgecxr.errors import EdgecxrError
+
+
+def check_folders(inbox: Path, writable: dict[str, Path | None], log: Callable[[str], None]) -> InboxCheck:
+    """The inbox readable, every output folder (by its option name) writable and not the inbox."""
+    check = InboxCheck(inbox)
+    for option, folder in writable.items():
+        if folder is not None and folder.resolve() == inbox.resolve():
+            raise EdgecxrError(f"{option} cannot be the inbox itself", path=folder, fix=f"give {option} its own folder")
+    log(f"inbox {inbox} ({check.file_system})")
+    for option, folder in writable.items():
+        if folder is not None:
+            log(f"{option} {folder} ({check_writable(folder, option)})")
+    return check
 
 
 def check_writable(folder: Path, option: str) -> str:

@@ -94,6 +94,20 @@ class Ledger:
             os.fsync(handle.fileno())
         atomic_write_text(self.path, b"".join(good).decode("utf-8", "surrogateescape"))
 
+    def start_notes(self) -> list[str]:
+        """What the start repaired, for the log: said once, when it happened."""
+        notes = []
+        if self.repaired_bytes:
+            notes.append(f"repaired results.jsonl: cut a torn last line of {self.repaired_bytes} bytes "
+                         "(its input will be processed again)")
+        if self.damaged_lines:
+            lines = self.damaged_lines
+            shown = ", ".join(map(str, lines[:10])) + (", ..." if len(lines) > 10 else "")
+            notes.append(f"results.jsonl had {len(lines)} damaged line(s) (line {shown}): the whole file is kept "
+                         f"as {self.damaged_copy}, the damaged lines are dropped from results.jsonl, and their "
+                         "inputs, if still in the inbox, are classified again")
+        return notes
+
     def _index(self, record: dict) -> None:
         rel, sha = record["path"], record.get("sha256", "")
         status = record.get("status", "error")

@@ -22,7 +22,11 @@ class ResultsLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise EdgecxrError(f"cannot create the lock file {LOCK} ({exc.strerror or exc})", path=self.path.parent,
+                               fix="restore write access to the results folder (--out)") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from edgecxr.data.fingerprint import sha256_file
@@ -52,3 +53,34 @@ def move(src: Path, root: Path, rel: str, sha256: str) -> Path:
     fsync_dir(src.parent)
     return target
 
+
+
+class Mover:
+    """Archive or quarantine an input after its line is durable; a failure is said once and retried.
+
+    A failed move (a folder turned read-only, a full disk) leaves the input in the inbox, already
+    recorded: it is retried on every rescan, and logged only the first time and on success.
+    """
+
+    def __init__(self, archive: Path | None, quarantine: Path | None, counters, log: Callable[[str], None]):
+        self.archive, self.quarantine = archive, quarantine
+        self.counters, self.log = counters, log
+        self.failed: set[str] = set()
+
+    def move(self, src: Path, rel: str, status: str, sha256: str) -> None:
+        root = self.archive if status == "ok" else self.quarantine
+        if root is None:
+            return
+        try:
+            move(src, root, rel, sha256)
+        except OSError as exc:
+            self.counters.last_error = f"{rel}: move failed: {exc}"
+            if rel not in self.failed:
+                self.failed.add(rel)
+                self.log(f"could not move {rel} to {root}: {exc} (it stays in the inbox, already recorded; "
+                         "retried on each rescan)")
+            return
+        self.counters.moved += 1
+        if rel in self.failed:
+            self.failed.discard(rel)
+            self.log(f"moved {rel} to {root} after an earlier failure")

@@ -24,18 +24,18 @@ import numpy as np
 
 from edgecxr.errors import EdgecxrError
 from edgecxr.fsutil import atomic_write_json
-from edgecxr.provenance import utc_now
-from edgecxr.runtime.checks import InboxCheck, check_writable
+from edgecxr.runtime.checks import check_folders
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.heartbeat import HEARTBEAT_SECONDS, STATUS
-from edgecxr.runtime.ledger import RESULT_SCHEMA, Ledger
+from edgecxr.runtime.ledger import Ledger
 from edgecxr.runtime.lock import ResultsLock
-from edgecxr.runtime.moves import move
+from edgecxr.runtime.moves import Mover
 from edgecxr.runtime.observer import start_observer
 from edgecxr.runtime.prepare import INTERNAL_ERROR, MISSING_DEPENDENCY, InputLimits, Prepared, prepare
+from edgecxr.runtime.records import classified_record, refusal_record
 from edgecxr.runtime.scanner import Entry, Settler, scan
 from edgecxr.runtime.sinks import ResultSink
-from edgecxr.runtime.status import Counters, iso, status_payload
+from edgecxr.runtime.status import Counters, status_payload
 
 
 @dataclass
@@ -68,22 +68,16 @@ class Watcher:
         self.wake = threading.Event()
         # files this box cannot read yet (a missing decoder): no line, so they are read after the fix
         self.deferred: dict[str, tuple] = {}
-        self.failed_moves: set[str] = set()  # logged once each; retried on every rescan
         self._check_folders()
 
     # -- setup ------------------------------------------------------------------------
     def _check_folders(self) -> None:
         """Everything the watcher needs is proved before the first file (exit 2 naming it otherwise)."""
         o = self.options
-        self.inbox_check = InboxCheck(o.inbox)
-        for name, folder in (("--out", o.out), ("--archive", o.archive), ("--quarantine", o.quarantine)):
-            if folder is not None and folder.resolve() == o.inbox.resolve():
-                raise EdgecxrError(f"{name} cannot be the inbox itself", path=folder, fix=f"give {name} its own folder")
-        self.log(f"inbox {o.inbox} ({self.inbox_check.file_system})")
-        for name, folder in (("--out", o.out), ("--archive", o.archive), ("--quarantine", o.quarantine)):
-            if folder is not None:
-                self.log(f"{name} {folder} ({check_writable(folder, name)})")
+        self.inbox_check = check_folders(o.inbox, {"--out": o.out, "--archive": o.archive,
+                                                   "--quarantine": o.quarantine}, self.log)
         self.excluded = [p for p in (o.out, o.archive, o.quarantine) if p is not None]
+        self.mover = Mover(o.archive, o.quarantine, self.counters, self.log)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> Counters:
@@ -100,16 +94,13 @@ class Watcher:
         return self.counters
 
     def _open_ledger(self) -> None:
-        self.ledger = Ledger(self.options.out)
-        if self.ledger.repaired_bytes:
-            self.log(f"repaired results.jsonl: cut a torn last line of {self.ledger.repaired_bytes} bytes "
-                     "(its input will be processed again)")
-        if self.ledger.damaged_lines:
-            lines = self.ledger.damaged_lines
-            self.log(f"results.jsonl had {len(lines)} damaged line(s) (line {', '.join(map(str, lines[:10]))}"
-                     f"{', ...' if len(lines) > 10 else ''}): the whole file is kept as {self.ledger.damaged_copy}, "
-                     "the damaged lines are dropped from results.jsonl, and their inputs, if still in the inbox, "
-                     "are classified again")
+        try:
+            self.ledger = Ledger(self.options.out)
+        except OSError as exc:
+            raise EdgecxrError(f"cannot open results.jsonl ({exc.strerror or exc})", path=self.options.out,
+                               fix="restore write access to the results folder (--out)") from exc
+        for note in self.ledger.start_notes():
+            self.log(note)
         self.counters.damaged_ledger_lines = len(self.ledger.damaged_lines)
         self.counters.processed = self.ledger.counts.get("ok", 0)
         self.counters.refused = self.ledger.counts.get("error", 0)
@@ -220,7 +211,7 @@ class Watcher:
                     self.on_result(record)
             self._feed_sinks(moves)
             for entry, record, _ in moves:
-                self._move(entry, record)
+                self.mover.move(entry.path, entry.rel, record["status"], record["sha256"])
             self._heartbeat()  # a long backlog still refreshes status.json every few seconds
             if stop.is_set():
                 break
@@ -255,8 +246,7 @@ class Watcher:
             if item.error is None:
                 batch.append((entry, item))
                 continue
-            record = self._record(entry, item, status="error")
-            record["error"] = {"code": item.error.code, "message": str(item.error)}
+            record = refusal_record(self.classifier, entry, item)
             records.append(record)
             moves.append((entry, record, item))
             self.counters.refused += 1
@@ -267,12 +257,7 @@ class Watcher:
             # prepare() sets the tensor whenever it sets no error
             probs, infer_ms = self._infer(np.stack([item.tensor for _, item in batch]))  # type: ignore[misc]
             for (entry, item), p in zip(batch, probs):
-                record = self._record(entry, item, status="ok")
-                record.update(self.classifier.result_fields(p))
-                record["probabilities"] = {n: round(float(v), 6) for n, v in zip(self.classifier.class_names, p)}
-                record["timings_ms"] = {"decode": round(item.decode_ms, 2), "preprocess": round(item.preprocess_ms, 2),
-                                        "inference": round(infer_ms / len(batch), 2),
-                                        "batch_inference": round(infer_ms, 2), "batch_size": len(batch)}
+                record = classified_record(self.classifier, entry, item, p, infer_ms, len(batch))
                 records.append(record)
                 moves.append((entry, record, item))
                 self.counters.processed += 1
@@ -306,44 +291,11 @@ class Watcher:
                                fix="check the bundle and the device (edgecxr info, edgecxr parity-check); "
                                    "unrecorded files are processed on the next start") from exc
 
-    def _record(self, entry: Entry, item: Prepared, *, status: str) -> dict:
-        c = self.classifier
-        record = {
-            "schema": RESULT_SCHEMA, "path": entry.rel, "size": item.size, "sha256": item.sha256,
-            "mtime_ns": entry.mtime_ns, "inode": entry.inode, "ctime_ns": entry.ctime_ns, "status": status,
-            "bundle": c.bundle.name, "bundle_checksum": c.bundle.checksum,
-            "backend": c.artifact.backend, "precision": c.artifact.precision, "artifact": c.artifact.name,
-            "modified_at": iso(entry.mtime_ns / 1e9), "completed_at": utc_now(),
-        }
-        if item.meta:
-            record["dicom"] = item.meta
-        return record
-
     # -- after the line is durable ---------------------------------------------------------
-    def _move(self, entry: Entry, record: dict) -> None:
-        root = self.options.archive if record["status"] == "ok" else self.options.quarantine
-        if root is None:
-            return
-        try:
-            move(entry.path, root, entry.rel, record["sha256"])
-        except OSError as exc:
-            self.counters.last_error = f"{entry.rel}: move failed: {exc}"
-            if entry.rel not in self.failed_moves:  # retried on every rescan; said once
-                self.failed_moves.add(entry.rel)
-                self.log(f"could not move {entry.rel} to {root}: {exc} (it stays in the inbox, already "
-                         "recorded; retried on each rescan)")
-            return
-        self.counters.moved += 1
-        if entry.rel in self.failed_moves:
-            self.failed_moves.discard(entry.rel)
-            self.log(f"moved {entry.rel} to {root} after an earlier failure")
-
     def _move_done(self, entry: Entry) -> None:
         """A recorded file still in the inbox (e.g. a crash between line and move): move it now."""
-        if self.options.archive is None and self.options.quarantine is None:
-            return
         _, sha, status = self.ledger.stats[entry.rel]
-        self._move(entry, {"status": status, "sha256": sha})
+        self.mover.move(entry.path, entry.rel, status, sha)
 
     def _heartbeat(self, force: bool = False) -> None:
         if force or time.monotonic() >= self._next_status:

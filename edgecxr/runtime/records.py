@@ -1,0 +1,45 @@
+"""The lines of `results.jsonl`: one per input file version, classified or refused.
+
+A line names the file (relative path, size, sha256, mtime, inode, ctime: what the ledger needs
+to know the same file again), the engine that judged it, and either the label with its
+probabilities and timings or the refusal's code and message. DICOM identifiers travel;
+patient data never does.
+"""
+
+from __future__ import annotations
+
+from edgecxr.provenance import utc_now
+from edgecxr.runtime.ledger import RESULT_SCHEMA
+from edgecxr.runtime.prepare import Prepared
+from edgecxr.runtime.scanner import Entry
+from edgecxr.runtime.status import iso
+
+
+def base_record(classifier, entry: Entry, item: Prepared, *, status: str) -> dict:
+    artifact = classifier.artifact
+    record = {
+        "schema": RESULT_SCHEMA, "path": entry.rel, "size": item.size, "sha256": item.sha256,
+        "mtime_ns": entry.mtime_ns, "inode": entry.inode, "ctime_ns": entry.ctime_ns, "status": status,
+        "bundle": classifier.bundle.name, "bundle_checksum": classifier.bundle.checksum,
+        "backend": artifact.backend, "precision": artifact.precision, "artifact": artifact.name,
+        "modified_at": iso(entry.mtime_ns / 1e9), "completed_at": utc_now(),
+    }
+    if item.meta:
+        record["dicom"] = item.meta
+    return record
+
+
+def refusal_record(classifier, entry: Entry, item: Prepared) -> dict:
+    record = base_record(classifier, entry, item, status="error")
+    record["error"] = {"code": item.error.code, "message": str(item.error)}
+    return record
+
+
+def classified_record(classifier, entry: Entry, item: Prepared, probs, infer_ms: float, batch_size: int) -> dict:
+    record = base_record(classifier, entry, item, status="ok")
+    record.update(classifier.result_fields(probs))  # label (or UNCERTAIN), p_positive, the decision rule
+    record["probabilities"] = {n: round(float(v), 6) for n, v in zip(classifier.class_names, probs)}
+    record["timings_ms"] = {"decode": round(item.decode_ms, 2), "preprocess": round(item.preprocess_ms, 2),
+                            "inference": round(infer_ms / batch_size, 2), "batch_inference": round(infer_ms, 2),
+                            "batch_size": batch_size}
+    return record
