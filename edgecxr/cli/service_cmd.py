@@ -22,7 +22,7 @@ def install(
     bundle: Annotated[Path | None, typer.Option(help="Model bundle (default: the bundled reference model).")] = None,
     user: Annotated[str, typer.Option(help="Dedicated system user the service runs as.")] = "edgecxr",
     device: Annotated[str, typer.Option(help="cpu, nvidia (Jetson or NVIDIA GPU) or intel-gpu: which devices the sandbox lets through.")] = "cpu",
-    options: Annotated[str, typer.Option(help="More `edgecxr watch` options, e.g. '--backend openvino --recursive'.")] = "",
+    options: Annotated[str, typer.Option(help="More `edgecxr watch` options, e.g. '--backend openvino --poll'.")] = "",
     executable: Annotated[Path | None, typer.Option(help="The edgecxr executable (default: this one).")] = None,
     dicom_listen: Annotated[bool, typer.Option("--dicom-listen", help="Also install edgecxr-dicom-listen.service: a DICOM Storage SCP writing into --inbox (the watch unit then reads it --recursive).")] = False,
     dicom_port: Annotated[int, typer.Option(help="With --dicom-listen: the port; the unit may bind no other (below 1024 it gets CAP_NET_BIND_SERVICE).")] = 11112,
