@@ -30,8 +30,11 @@ def base_record(classifier, entry: Entry, item: Prepared, *, status: str) -> dic
 
 
 def refusal_record(classifier, entry: Entry, item: Prepared) -> dict:
+    error = item.error
+    if error is None:
+        raise ValueError(f"{entry.rel} has no refusal to record")  # a caller's bug, not an input's
     record = base_record(classifier, entry, item, status="error")
-    record["error"] = {"code": item.error.code, "message": str(item.error)}
+    record["error"] = {"code": error.code, "message": str(error)}
     return record
 
 
