@@ -97,7 +97,7 @@ def test_classify_jpeg_dicom_and_a_refusal(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     result = edgecxr("classify", JPEGS[0], DICOMS[0], bad, "--json")
-    assert result.returncode == 1  # one file refused
+    assert result.returncode == 2  # one file refused: an input error, exit 2 as every other
     objects, text = [], result.stdout
     decoder = json.JSONDecoder()
     while text.strip():
