@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 
 from edgecxr import __version__
 from edgecxr.provenance import utc_now
-
 from edgecxr.runtime.heartbeat import HEARTBEAT_SECONDS
 
 STATUS_SCHEMA = "edgecxr.status/1"
