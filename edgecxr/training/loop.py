@@ -22,6 +22,17 @@ from edgecxr.training.config import TrainConfig
 from edgecxr.training.dataset import EpochSampler, FolderDataset
 
 
+def optimizer_step(acc, model, optimizer, scheduler, loss, max_grad_norm: float | None) -> None:
+    """One training step, shared by fine-tuning and pretraining: backward through accelerate
+    (so gradients sync across processes), optional clipping, then optimizer and schedule."""
+    acc.backward(loss)
+    if max_grad_norm:
+        acc.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def default_workers() -> int:
     """One loader process per two cores, at most four: enough to keep a small box's cores busy."""
     return max(1, min(4, (os.cpu_count() or 2) // 2))
@@ -71,12 +82,7 @@ class Loop:
             wait += time.perf_counter() - tick
             logits = model(pixel_values=x).logits
             loss = self.criterion(logits.float(), y)
-            acc.backward(loss)
-            if self.config.max_grad_norm:
-                acc.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            optimizer_step(acc, model, self.optimizer, self.scheduler, loss, self.config.max_grad_norm)
             n = y.shape[0]
             loss_sum += loss.item() * n
             correct += (logits.argmax(-1) == y).sum().item()

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from edgecxr.data.folders import Sample
 from edgecxr.preprocess import PreprocessSpec
 from edgecxr.training.dataset import EpochSampler, FolderDataset
-from edgecxr.training.loop import _param_groups, default_workers, save_model, save_state
+from edgecxr.training.loop import _param_groups, default_workers, optimizer_step, save_model, save_state
 from edgecxr.training.presets import PRESETS
 from edgecxr.training.simmim import random_mask
 
@@ -67,12 +67,7 @@ class PretrainLoop:
         start = time.perf_counter()
         for x, mask in self.loader:
             loss = model(pixel_values=x, bool_masked_pos=mask).loss
-            acc.backward(loss)
-            if self.config.max_grad_norm:
-                acc.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            optimizer_step(acc, model, self.optimizer, self.scheduler, loss, self.config.max_grad_norm)
             loss_sum += loss.item() * x.shape[0]
             seen += x.shape[0]
             advance()
