@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.tools import wait_for
+
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--window-size=1280,900")
@@ -32,13 +34,10 @@ def open_chromium(profile: Path, chromium: str = "/usr/bin/chromium", driver: st
 
 def wait_until(predicate, seconds: float, what: str):
     """Poll `predicate` until it returns something truthy, at most `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+    value = wait_for(predicate, seconds, poll=0.1)
+    if not value:
+        raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+    return value
 
 
 def start_watch(inbox: Path, out: Path, *extra: str) -> tuple[subprocess.Popen, str]:

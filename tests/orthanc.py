@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.tools import require_tool
+from tests.tools import require_tool, wait_for
 
 AET = "ORTHANC"
 
@@ -90,10 +90,7 @@ class Orthanc:
         raise KeyError(sop_instance_uid)
 
     def wait_for(self, predicate, timeout: float = 60.0, what: str = "condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.2)
-        raise TimeoutError(f"Orthanc: {what} not reached within {timeout} s")
+        value = wait_for(predicate, timeout, poll=0.2)
+        if not value:
+            raise TimeoutError(f"Orthanc: {what} not reached within {timeout} s")
+        return value

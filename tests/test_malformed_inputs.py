@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import numpy as np
@@ -25,6 +24,7 @@ from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.prepare import INTERNAL_ERROR, InputLimits, prepare
 from tests.malformed import build_corpus, dicom_corpus, raster_corpus
+from tests.tools import wait_for
 
 pytest.importorskip("pydicom")
 
@@ -34,13 +34,6 @@ def spec():
     return load_bundle(resolve_bundle(None)).spec
 
 
-def wait_for(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_every_malformed_input_gets_its_reason_at_the_boundary(tmp_path, spec, mini_test_images):

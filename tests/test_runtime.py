@@ -26,6 +26,7 @@ from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions
 from tests.dicom_write import write_dx_dicom
+from tests.tools import wait_for
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
@@ -199,13 +200,6 @@ def _start_watcher(bundle_dir, inbox, out, **kw):
     return watcher, stop, thread
 
 
-def _wait_for(predicate, seconds=30.0):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_slow_chunked_writes_and_renames_are_read_once_complete(bundle_dir, tmp_path, mini_test_images):
@@ -227,13 +221,13 @@ def test_slow_chunked_writes_and_renames_are_read_once_complete(bundle_dir, tmp_
         part = inbox / "renamed.jpeg.part"
         part.write_bytes(mini_test_images[4].read_bytes()[:100])
         shutil.copyfile(mini_test_images[5], inbox / "control-1.jpeg")
-        assert _wait_for(lambda: "control-1.jpeg" in lines_per_file(out))
+        assert wait_for(lambda: "control-1.jpeg" in lines_per_file(out))
         assert "renamed.jpeg.part" not in lines_per_file(out)
         part.write_bytes(mini_test_images[4].read_bytes())
         part.rename(inbox / "renamed.jpeg")
-        assert _wait_for(lambda: "renamed.jpeg" in lines_per_file(out))
+        assert wait_for(lambda: "renamed.jpeg" in lines_per_file(out))
         shutil.copyfile(mini_test_images[6], inbox / "control-2.jpeg")  # later scans add no second line
-        assert _wait_for(lambda: "control-2.jpeg" in lines_per_file(out))
+        assert wait_for(lambda: "control-2.jpeg" in lines_per_file(out))
     finally:
         stop.set()
         watcher.wake.set()
@@ -263,7 +257,7 @@ def test_sigkill_mid_burst_then_restart_gives_every_file_exactly_one_line(bundle
     inbox, out = tmp_path / "in", tmp_path / "o"
     names = fill_inbox(inbox, mini_test_images, copies=10)  # 200 files: far more than one poll interval's work
     proc = _spawn_watch(bundle_dir, inbox, out)
-    assert _wait_for(lambda: (out / "results.jsonl").exists() and len(read_results(out)) >= 6, 60)
+    assert wait_for(lambda: (out / "results.jsonl").exists() and len(read_results(out)) >= 6, 60)
     proc.kill()  # SIGKILL, mid-burst
     proc.wait(10)
     first = len(read_results(out))
@@ -283,7 +277,7 @@ def test_sigterm_finishes_the_batch_and_exits_zero(bundle_dir, tmp_path, mini_te
     inbox, out = tmp_path / "in", tmp_path / "o"
     names = fill_inbox(inbox, mini_test_images, copies=4)
     proc = _spawn_watch(bundle_dir, inbox, out)
-    assert _wait_for(lambda: (out / "results.jsonl").exists() and len(read_results(out)) >= 4, 60)
+    assert wait_for(lambda: (out / "results.jsonl").exists() and len(read_results(out)) >= 4, 60)
     sent = time.time()
     proc.send_signal(signal.SIGTERM)
     proc.wait(15)

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions
+from tests.tools import wait_for
 
 pytest.importorskip("onnxruntime")
 runner = CliRunner()
@@ -39,13 +39,6 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def wait_for(predicate, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def once(inbox: Path, out: Path, *extra):

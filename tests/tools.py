@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 
@@ -34,3 +35,16 @@ def require_module(name: str):
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def wait_for(predicate, seconds: float = 30.0, poll: float = 0.05):
+    """Poll `predicate` until it returns something truthy, at most `seconds`; return that value,
+    or the predicate's last answer (falsy) when the deadline passes. Tests wait on a condition
+    with a deadline this way instead of sleeping."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    return predicate()
