@@ -74,3 +74,12 @@ def int8_features() -> dict[str, bool] | None:
         regs = cpuid(leaf, subleaf) if leaf <= top[0] else None
         features[name] = bool(regs and regs[reg] >> bit & 1)
     return features
+
+
+def brand() -> str | None:
+    """The processor brand string (leaves 0x80000002-4): under qemu, the CPU model it emulates."""
+    top = cpuid(0x80000000)
+    if top is None or top[0] < 0x80000004:
+        return None
+    raw = b"".join(int(r).to_bytes(4, "little") for leaf in range(0x80000002, 0x80000005) for r in cpuid(leaf) or ())
+    return raw.split(b"\0", 1)[0].decode("ascii", "replace").strip() or None
