@@ -44,6 +44,7 @@ def train(
 
     require("torch", "training")
     require("transformers", "training")
+    _start_requested_processes()
     from edgecxr.training.config import resolve
     from edgecxr.training.trainer import train as run_training
 
@@ -56,6 +57,8 @@ def train(
     with RichReporter() as reporter:
         record = run_training(settings, resume=resume, reporter=reporter,
                               stop_after_epoch=stop_after_epoch)
+    if not _is_main_process():
+        return
     if record["status"] != "finished":
         console.print(f"stopped after epoch {stop_after_epoch}; continue with --resume")
         return
@@ -95,6 +98,7 @@ def pretrain(
 
     require("torch", "pretraining")
     require("transformers", "pretraining")
+    _start_requested_processes()
     from edgecxr.training.pretrain import PretrainConfig
     from edgecxr.training.pretrain import pretrain as run_pretraining
 
@@ -105,11 +109,29 @@ def pretrain(
     with RichReporter() as reporter:
         record = run_pretraining(settings, resume=resume, reporter=reporter,
                                  stop_after_epoch=stop_after_epoch)
+    if not _is_main_process():
+        return
     if record["status"] != "finished":
         console.print(f"stopped after epoch {stop_after_epoch}; continue with --resume")
         return
     console.print(f"final masked L1 loss {record['result']['final_loss']:.4f}  ->  {out / 'model'}; "
                   f"fine-tune with: edgecxr train DATA --arch {arch} --init {out / 'model'} --out RUN")
+
+
+def _start_requested_processes() -> None:
+    """`accelerate launch --cpu --num_processes N` starts one process: start the N here."""
+    from edgecxr.training.distributed import cpu_launch_request, relaunch
+
+    request = cpu_launch_request()
+    if request is not None:
+        raise typer.Exit(relaunch(request))
+
+
+def _is_main_process() -> bool:
+    """Only the main process of a multi-process run prints the result."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def evaluate(

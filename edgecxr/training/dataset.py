@@ -65,3 +65,27 @@ class EpochSampler(Sampler):
     def __iter__(self):
         order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.n)
         return iter([(self.epoch, int(i)) for i in order])
+
+
+class ShardedEpochBatches(Sampler):
+    """One process's batches of an `EpochSampler` epoch when several processes train.
+
+    Every optimizer step deals `batch_size x processes` keys of the epoch's permutation
+    round-robin, so the processes' keys never overlap and each image is used once per
+    epoch (accelerate's own sharding pads the last batch with repeated images instead).
+    A remainder smaller than the process count joins the last step, so every process
+    takes the same number of steps, each with at least one image: DDP needs both.
+    """
+
+    def __init__(self, epochs: EpochSampler, batch_size: int, rank: int, world: int):
+        self.epochs, self.batch_size, self.rank, self.world = epochs, batch_size, rank, world
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.epochs.n, self.batch_size * self.world)
+        return max(1, full + (rest >= self.world))
+
+    def __iter__(self):
+        keys, chunk, steps = list(self.epochs), self.batch_size * self.world, len(self)
+        for step in range(steps):
+            end = (step + 1) * chunk if step < steps - 1 else len(keys)
+            yield keys[step * chunk:end][self.rank::self.world]

@@ -17,9 +17,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from edgecxr.data.folders import DataSet
+from edgecxr.errors import EdgecxrError
 from edgecxr.preprocess import PreprocessSpec
 from edgecxr.training.config import TrainConfig
-from edgecxr.training.dataset import EpochSampler, FolderDataset
+from edgecxr.training.dataset import EpochSampler, FolderDataset, ShardedEpochBatches
+from edgecxr.training.distributed import sum_over_processes
 
 
 def optimizer_step(acc, model, optimizer, scheduler, loss, max_grad_norm: float | None) -> None:
@@ -31,6 +33,32 @@ def optimizer_step(acc, model, optimizer, scheduler, loss, max_grad_norm: float 
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def epoch_loader(dataset, sampler: EpochSampler, batch_size: int, workers: int,
+                 accelerator) -> DataLoader:
+    """Batches of the epoch order; with several processes, this process's disjoint shard."""
+    if accelerator.num_processes == 1:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                          drop_last=False, persistent_workers=workers > 0)
+    if sampler.n < accelerator.num_processes:
+        raise EdgecxrError(f"{sampler.n} training images cannot be shared among "
+                           f"{accelerator.num_processes} processes", fix="start fewer processes")
+    batches = ShardedEpochBatches(sampler, batch_size, accelerator.process_index,
+                                  accelerator.num_processes)
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                      persistent_workers=workers > 0)
+
+
+def prepare(accelerator, seed: int, model, optimizer, loader, scheduler) -> tuple:
+    """accelerate wraps model, optimizer and scheduler. With several processes the loader is
+    already sharded, so accelerate must not shard it again (its padding would repeat images),
+    and each process reseeds so that dropout draws differ between them."""
+    if accelerator.num_processes == 1:
+        return accelerator.prepare(model, optimizer, loader, scheduler)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    torch.manual_seed(seed + accelerator.process_index)
+    return model, optimizer, loader, scheduler
 
 
 def default_workers() -> int:
@@ -46,15 +74,15 @@ class Loop:
         self.spec = spec
         self.reporter = reporter
         workers = default_workers() if config.workers < 0 else config.workers
+        world, rank = accelerator.num_processes, accelerator.process_index
         self.sampler = EpochSampler(len(data.train.samples), config.seed)
         train_set = FolderDataset(data.train.samples, spec, config.augment, config.seed)
-        val_set = FolderDataset(data.val.samples, spec)
-        train_loader = DataLoader(train_set, batch_size=config.batch_size, sampler=self.sampler,
-                                  num_workers=workers, drop_last=False,
-                                  persistent_workers=workers > 0)
-        val_loader = DataLoader(val_set, batch_size=config.eval_batch_size, num_workers=workers,
-                                persistent_workers=workers > 0)
-        steps = len(train_loader)
+        val_set = FolderDataset(data.val.samples[rank::world], spec)  # disjoint shards, no padding
+        train_loader = epoch_loader(train_set, self.sampler, config.batch_size, workers, accelerator)
+        self.val_loader = DataLoader(val_set, batch_size=config.eval_batch_size, num_workers=workers,
+                                     persistent_workers=workers > 0)
+        # A prepared scheduler steps once per process for every optimizer step.
+        steps = len(train_loader) * world
         optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
         from transformers import get_cosine_schedule_with_warmup
 
@@ -65,8 +93,8 @@ class Loop:
             weight=None if weights is None else weights.to(accelerator.device),
             label_smoothing=config.label_smoothing)
         self.plain_criterion = torch.nn.CrossEntropyLoss(reduction="sum")
-        (self.model, self.optimizer, self.train_loader, self.val_loader,
-         self.scheduler) = accelerator.prepare(model, optimizer, train_loader, val_loader, scheduler)
+        (self.model, self.optimizer, self.train_loader, self.scheduler) = prepare(
+            accelerator, config.seed, model, optimizer, train_loader, scheduler)
 
     # -- one epoch ----------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> dict:
@@ -79,6 +107,7 @@ class Loop:
         wait = 0.0
         start = tick = time.perf_counter()
         for x, y in self.train_loader:
+            x, y = x.to(acc.device), y.to(acc.device)
             wait += time.perf_counter() - tick
             logits = model(pixel_values=x).logits
             loss = self.criterion(logits.float(), y)
@@ -91,27 +120,33 @@ class Loop:
             self.reporter.step(loss_sum / seen, correct / seen, seen / elapsed)
             tick = time.perf_counter()
         seconds = time.perf_counter() - start
-        val_loss, val_acc = self.validate()
+        loss_sum, correct, seen = sum_over_processes(acc, loss_sum, correct, seen)
+        val_loss, val_acc, val_seen = self.validate()
         return {
             "epoch": epoch, "train_loss": round(loss_sum / max(seen, 1), 6),
             "train_acc": round(correct / max(seen, 1), 6), "val_loss": round(val_loss, 6),
             "val_acc": round(val_acc, 6), "lr": self.scheduler.get_last_lr()[0],
             "seconds": round(seconds, 2), "images_per_s": round(seen / seconds, 2),
             "data_wait_share": round(wait / seconds, 4),
+            "train_images": int(seen), "val_images": int(val_seen),
         }
 
-    def validate(self) -> tuple[float, float]:
-        model, acc = self.model, self.accelerator
+    def validate(self) -> tuple[float, float, float]:
+        """Loss and accuracy over the whole validation split: each process scores its own
+        disjoint shard and the sums are added, so no image is counted twice."""
+        acc = self.accelerator
+        model = acc.unwrap_model(self.model)  # no DDP hooks: shards may differ in length
         model.eval()
         loss_sum = correct = seen = 0.0
         with torch.inference_mode():
             for x, y in self.val_loader:
+                x, y = x.to(acc.device), y.to(acc.device)
                 logits = model(pixel_values=x).logits.float()
-                logits, y = acc.gather_for_metrics((logits, y))
                 loss_sum += self.plain_criterion(logits, y).item()
                 correct += (logits.argmax(-1) == y).sum().item()
                 seen += y.shape[0]
-        return loss_sum / max(seen, 1), correct / max(seen, 1)
+        loss_sum, correct, seen = sum_over_processes(acc, loss_sum, correct, seen)
+        return loss_sum / max(seen, 1), correct / max(seen, 1), seen
 
     # -- persistence --------------------------------------------------------------------
     def save_model(self, folder: Path) -> None:

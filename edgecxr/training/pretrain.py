@@ -91,18 +91,23 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, reporter: Reporter
     """Run (or resume) SimMIM; returns the record also written to pretrain.json."""
     import torch
 
+    from edgecxr.training.distributed import main_reporter, require_same_everywhere
     from edgecxr.training.simmim import build_masked_model
-    from edgecxr.training.trainer import _accelerator, check_out_folder
+    from edgecxr.training.trainer import _accelerator, check_out_folder, check_process_count, write_record
 
     config.check()
-    reporter = reporter or Reporter()
     out = Path(config.out)
+    accelerator = _accelerator(config)  # first: which process this is decides who writes
+    reporter = main_reporter(accelerator, reporter or Reporter())
     recorded = check_out_folder(out, config, resume, "pretrain.json")
+    accelerator.wait_for_everyone()  # every process has checked the folder before any writes
+    check_process_count(recorded, accelerator, out)
     split = Split("pretrain", Path(config.images), ["any"], list_images(Path(config.images)))
     bad = hash_and_check(split.samples, skip_bad=config.skip_bad,
                          on_progress=reporter.task("checking images", len(split.samples)))
     split = drop_bad(split, bad)
     fingerprint = split.fingerprint()
+    require_same_everywhere(accelerator, "images (fingerprints)", fingerprint, config.images)
     if recorded and recorded["data"]["fingerprint"] != fingerprint:
         raise EdgecxrError("the images changed since this run started", path=config.images,
                            fix="resume on the original images, or start a new --out")
@@ -110,7 +115,6 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, reporter: Reporter
     model = build_masked_model(config.arch)
     size = PRESETS[config.arch]["model"]["image_size"]
     spec = PreprocessSpec(height=size, width=size)
-    accelerator = _accelerator(config)
     from edgecxr.training.pretrain_loop import PretrainLoop
 
     loop = PretrainLoop(config, accelerator, model, spec, split.samples, reporter)
@@ -122,31 +126,35 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, reporter: Reporter
                   "parameters": sum(p.numel() for p in model.parameters())},
         "data": {"root": portable_path(config.images), "images": len(split.samples),
                  "fingerprint": fingerprint, "skipped_bad": bad},
-        "device": str(accelerator.device), "versions": library_versions(),
+        "device": str(accelerator.device), "num_processes": accelerator.num_processes,
+        "versions": library_versions(),
     }
     history: list[dict] = []
     if resume and (out / "checkpoint").is_dir():
         history = loop.load(out / "checkpoint")
         reporter.log(f"resuming after epoch {len(history)} of {config.epochs}")
-    atomic_write_json(out / "pretrain.json", record)
+    write_record(accelerator, out / "pretrain.json", record)
     while len(history) < config.epochs:
         history.append(loop.run_epoch(len(history) + 1))
         loop.save_model(out / "model")
         loop.save(out / "checkpoint", history)
-        _write_history(out / "history.csv", history)
+        if accelerator.is_main_process:
+            _write_history(out / "history.csv", history)
         row = history[-1]
         reporter.log(f"epoch {row['epoch']:>3}: masked L1 loss {row['loss']:.4f}, "
                      f"{row['images_per_s']:.1f} img/s, {row['seconds']:.0f} s")
         if stop_after_epoch is not None and len(history) >= stop_after_epoch < config.epochs:
             record.update(status="interrupted", updated=utc_now())
-            atomic_write_json(out / "pretrain.json", record)
+            write_record(accelerator, out / "pretrain.json", record)
             return record
     _figures(out, loop, split.samples)
-    shutil.rmtree(out / "checkpoint.tmp", ignore_errors=True)
     record["result"] = {"epochs_run": len(history), "final_loss": history[-1]["loss"],
                         "train_seconds": round(sum(r["seconds"] for r in history), 1)}
     record.update(status="finished", updated=utc_now())
-    atomic_write_json(out / "pretrain.json", record)
+    if accelerator.is_main_process:
+        shutil.rmtree(out / "checkpoint.tmp", ignore_errors=True)
+        atomic_write_json(out / "pretrain.json", record)
+    accelerator.wait_for_everyone()
     return record
 
 

@@ -12,12 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from edgecxr.data.folders import Sample
 from edgecxr.preprocess import PreprocessSpec
 from edgecxr.training.dataset import EpochSampler, FolderDataset
-from edgecxr.training.loop import _param_groups, default_workers, optimizer_step, save_model, save_state
+from edgecxr.training.distributed import sum_over_processes
+from edgecxr.training.loop import (
+    _param_groups,
+    default_workers,
+    epoch_loader,
+    optimizer_step,
+    prepare,
+    save_model,
+    save_state,
+)
 from edgecxr.training.presets import PRESETS
 from edgecxr.training.simmim import random_mask
 
@@ -50,13 +58,13 @@ class PretrainLoop:
         workers = default_workers() if config.workers < 0 else config.workers
         self.sampler = EpochSampler(len(samples), config.seed)
         data = MaskedDataset(samples, spec, AUGMENT, config.seed, self.geometry)
-        loader = DataLoader(data, batch_size=config.batch_size, sampler=self.sampler,
-                            num_workers=workers, persistent_workers=workers > 0)
-        steps = len(loader) * config.epochs
+        loader = epoch_loader(data, self.sampler, config.batch_size, workers, accelerator)
+        # A prepared scheduler steps once per process for every optimizer step.
+        steps = len(loader) * accelerator.num_processes * config.epochs
         optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
         scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
-        self.model, self.optimizer, self.loader, self.scheduler = accelerator.prepare(
-            model, optimizer, loader, scheduler)
+        self.model, self.optimizer, self.loader, self.scheduler = prepare(
+            accelerator, config.seed, model, optimizer, loader, scheduler)
 
     def run_epoch(self, epoch: int) -> dict:
         acc, model = self.accelerator, self.model
@@ -66,12 +74,14 @@ class PretrainLoop:
         loss_sum = seen = 0.0
         start = time.perf_counter()
         for x, mask in self.loader:
+            x, mask = x.to(acc.device), mask.to(acc.device)
             loss = model(pixel_values=x, bool_masked_pos=mask).loss
             optimizer_step(acc, model, self.optimizer, self.scheduler, loss, self.config.max_grad_norm)
             loss_sum += loss.item() * x.shape[0]
             seen += x.shape[0]
             advance()
         seconds = time.perf_counter() - start
+        loss_sum, seen = sum_over_processes(acc, loss_sum, seen)
         return {"epoch": epoch, "loss": round(loss_sum / max(seen, 1), 6),
                 "lr": self.scheduler.get_last_lr()[0], "seconds": round(seconds, 2),
                 "images_per_s": round(seen / seconds, 2)}

@@ -20,6 +20,7 @@ from edgecxr.fsutil import atomic_write_json
 from edgecxr.provenance import library_versions, utc_now
 from edgecxr.reporter import Reporter
 from edgecxr.training.config import TrainConfig
+from edgecxr.training.distributed import main_reporter, require_same_everywhere
 from edgecxr.training.presets import PRESETS
 
 RUN_SCHEMA = "edgecxr.run/1"
@@ -42,9 +43,12 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     """Run (or resume) training; returns the run record also written to run.json."""
     import torch
 
-    reporter = reporter or Reporter()
     out = Path(config.out)
+    accelerator = _accelerator(config)  # first: which process this is decides who writes
+    reporter = main_reporter(accelerator, reporter or Reporter())
     recorded = check_out_folder(out, config, resume)
+    accelerator.wait_for_everyone()  # every process has checked the folder before any writes
+    check_process_count(recorded, accelerator, out)
     started = time.monotonic()
 
     data = load_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed,
@@ -55,13 +59,13 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     fingerprints = {"train": data.train.fingerprint(), "val": data.val.fingerprint()}
     if data.test is not None:
         fingerprints["test"] = data.test.fingerprint()
+    require_same_everywhere(accelerator, "data (split fingerprints)", fingerprints, config.data)
     if recorded and recorded["data"]["fingerprints"] != fingerprints:
         changed = [k for k in fingerprints if recorded["data"]["fingerprints"].get(k) != fingerprints[k]]
         raise EdgecxrError(f"the data changed since this run started ({', '.join(changed)} differ)",
                            path=config.data, fix="resume on the original data, or start a new run "
                                                  "with another --out")
 
-    accelerator = _accelerator(config)
     spec = source.spec
     n_params = sum(p.numel() for p in model.parameters())
     reporter.log(f"model: {source.kind} {source.name}, {n_params / 1e6:.2f} M parameters, "
@@ -81,7 +85,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     if resume and (out / "checkpoint").is_dir():
         state = loop.load(out / "checkpoint")
         reporter.log(f"resuming after epoch {state.epoch} of {config.epochs}")
-    atomic_write_json(out / "run.json", record)
+    write_record(accelerator, out / "run.json", record)
 
     while state.epoch < config.epochs:
         epoch = state.epoch + 1
@@ -96,7 +100,8 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
             loop.save_model(out / "model")
         else:
             state.patience_left -= 1
-        _write_history(out / "history.csv", state.history)
+        if accelerator.is_main_process:
+            _write_history(out / "history.csv", state.history)
         loop.save(out / "checkpoint", state)
         reporter.epoch_end({**row, "best": improved})
         if config.early_stopping and state.patience_left <= 0 and epoch < config.epochs:
@@ -104,7 +109,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
             break
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < config.epochs:
             record.update(status="interrupted", updated=utc_now())
-            atomic_write_json(out / "run.json", record)
+            write_record(accelerator, out / "run.json", record)
             return record
 
     record["result"] = {
@@ -114,7 +119,9 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
         "train_seconds": round(sum(row["seconds"] for row in state.history), 1),  # all sessions' epochs
         "wall_seconds_last_session": round(time.monotonic() - started, 1),
     }
-    _finish(out, record, data, config, reporter)
+    if accelerator.is_main_process:
+        _finish(out, record, data, config, reporter)
+    accelerator.wait_for_everyone()
     return record
 
 
@@ -143,6 +150,21 @@ def check_out_folder(out: Path, config, resume: bool, record_name: str = "run.js
                            fix="pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def check_process_count(recorded: dict | None, accelerator, out: Path) -> None:
+    started_with = (recorded or {}).get("num_processes", accelerator.num_processes)
+    if started_with != accelerator.num_processes:
+        raise EdgecxrError(f"the run was started with {started_with} training process(es), this "
+                           f"is {accelerator.num_processes}", path=out,
+                           fix=f"resume with {started_with} process(es): the batches and the "
+                               "effective batch size depend on the count")
+
+
+def write_record(accelerator, path: Path, record: dict) -> None:
+    """The run record, written by the main process only."""
+    if accelerator.is_main_process:
+        atomic_write_json(path, record)
 
 
 def _verify_data(data: DataSet, config: TrainConfig, reporter: Reporter) -> DataSet:
