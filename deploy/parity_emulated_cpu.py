@@ -114,6 +114,9 @@ def main() -> None:
           f"decision rule {rule.describe()}")
     prepared = em.prepare(bundle, data, args.limit, args.seed, args.pick, print)
     print(f"{len(prepared.inputs)} of {prepared.total} images ({prepared.how}) from {data}")
+    if prepared.left_out_margin is not None:
+        print(f"every image left out has FP32 |P({rule.positive_class}) - threshold| >= {prepared.left_out_margin:.3f}:"
+              " an engine flips one only by moving its P that far")
     with tempfile.TemporaryDirectory(prefix="edgecxr-emulated-") as name:
         tmp = Path(name)
         todo = tasks(args, bundle, prepared, tmp)
@@ -127,7 +130,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"bundle": bundle.name, "checksum": bundle.checksum, "host": host,
                                          "images": {"scored": len(prepared.inputs), "of": prepared.total,
-                                                    "how": prepared.how, "data": str(data)},
+                                                    "how": prepared.how, "data": str(data),
+                                                    "left_out_margin": prepared.left_out_margin},
                                          "rule": rule.describe(), "engines": rows}, indent=2) + "\n")
 
 

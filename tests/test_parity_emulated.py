@@ -10,6 +10,7 @@ import pytest
 from edgecxr.bundle import load_bundle
 from edgecxr.decision import DecisionRule
 from edgecxr.errors import EdgecxrError
+from edgecxr.metrics import softmax
 from edgecxr.parity import emulated as em
 from edgecxr.parity.emulated_worker import visible_dot_products
 from edgecxr.runtime.default_bundle import PACKAGED as REFERENCE_BUNDLE
@@ -71,3 +72,11 @@ def test_subsets_are_stratified_or_nearest_the_threshold():
     assert np.all(np.abs(p[nearest] - 0.5) <= 0.02) and len(nearest) == 4
     assert len(em.pick(labels, None, 7, "stratified", None)) == 100
     assert visible_dot_products(None) == ["(CPUID could not be read)"]
+
+
+def test_boundary_pick_keeps_the_images_nearest_the_threshold(mini):
+    bundle = load_bundle(REFERENCE_BUNDLE)
+    prepared = em.prepare(bundle, mini / "test", 4, 1216, "boundary", quiet)
+    p = softmax(prepared.reference)[:, DecisionRule.from_manifest(bundle.manifest).positive_index]
+    assert len(prepared.inputs) == 4 and prepared.total == 20 and prepared.how.startswith("boundary")
+    assert prepared.left_out_margin is not None and np.abs(p - 0.5).max() <= prepared.left_out_margin

@@ -47,6 +47,7 @@ class Prepared:
     reference: np.ndarray
     total: int  # images in the test folder, before --limit
     how: str  # which images: "all", or the subset rule
+    left_out_margin: float | None = None  # boundary pick: the smallest FP32 |P(positive) - threshold| left out
 
 
 @dataclass
@@ -106,13 +107,17 @@ def prepare(bundle: Bundle, data: Path, limit: int | None, seed: int, how: str,
     inputs = load_model_inputs([split.samples[i].path for i in chosen], bundle.spec)
     progress(f"FP32 reference ({reference[0].name}) natively on {len(chosen)} images")
     logits = native_logits(reference[0], inputs)
+    margin = None
     if how == "boundary":
         p = softmax(logits)[:, rule.positive_index]
-        keep = pick(labels, limit, seed, how, p, rule.threshold if rule.threshold is not None else 0.5)
+        cut = rule.threshold if rule.threshold is not None else 0.5
+        keep = pick(labels, limit, seed, how, p, cut)
+        left_out = np.setdiff1d(np.arange(len(p)), keep)
+        margin = float(np.abs(p[left_out] - cut).min()) if len(left_out) else None
         chosen, inputs, logits = chosen[keep], inputs[keep], logits[keep]
     label = "all" if len(chosen) == len(labels) else (
         f"{how} subset, seed {seed}" if how == "stratified" else "boundary subset: nearest the decision threshold")
-    return Prepared([split.samples[i].rel for i in chosen], labels[chosen], inputs, logits, len(labels), label)
+    return Prepared([split.samples[i].rel for i in chosen], labels[chosen], inputs, logits, len(labels), label, margin)
 
 
 def native_logits(artifact: Artifact, inputs: np.ndarray, batch: int = 16) -> np.ndarray:
