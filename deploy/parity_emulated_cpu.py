@@ -23,6 +23,7 @@ import numpy as np
 
 from edgecxr.bundle import load_bundle
 from edgecxr.decision import DecisionRule
+from edgecxr.errors import EdgecxrError
 from edgecxr.parity import emulated as em
 from edgecxr.parity.check import resolve_inputs
 from edgecxr.runtime.default_bundle import resolve_bundle
@@ -73,7 +74,12 @@ def run(task, tmp: Path, args) -> dict:
     where, engine, inputs, images = task
     out = tmp / f"{engine.name}.{abs(hash(where.label))}.npz"
     started = time.perf_counter()
-    logits, meta = em.run_worker(where, [engine], inputs, out, batch=args.batch, threads=args.threads)
+    try:
+        logits, meta = em.run_worker(where, [engine], inputs, out, batch=args.batch, threads=args.threads)
+    except EdgecxrError as exc:  # one failed worker must not cost the others' hours
+        print(f"{engine.name} on {where.label}: {exc}", flush=True)
+        return {"where": where.label, "engine": engine, "error": str(exc)}
+    print(f"{engine.name} on {where.label}: done, {(time.perf_counter() - started) / 60:.1f} min", flush=True)
     return {"where": where.label, "engine": engine, "logits": logits[engine.name], "meta": meta,
             "wall_s": time.perf_counter() - started, "images": images}
 
@@ -84,6 +90,10 @@ def report(done: list[dict], prepared, rule, native: dict) -> list[dict]:
           f"{'acc FP32':>8} {'max|dP|':>7} {'vs native':>9} {'s/img':>6}")
     for d in done:
         a = d["engine"]
+        if "error" in d:
+            print(f"{a.name:28} {d['where']:34} not measured: {d['error']}")
+            rows.append({"engine": a.name, "where": d["where"], "error": d["error"]})
+            continue
         s = em.summarize(prepared, d["logits"], rule, native.get(a.name))
         cpu = d["meta"]["cpu"]
         seen = ",".join(f for f, on in (cpu["features"] or {}).items() if on)
