@@ -132,3 +132,7 @@ def test_accelerate_cpu_launch_is_read_from_its_command_line():
     assert cpu_launch_request({"ACCELERATE_USE_CPU": "True"}, argv) is None  # one process asked
     with pytest.raises(EdgecxrError, match="could not read how many"):
         cpu_launch_request(env, ["python", "somewhere-else"])
+    plain = {"MASTER_ADDR": "127.0.0.1"}  # no --cpu: the same on a machine without GPUs only
+    assert cpu_launch_request(plain, argv, gpus=0)[4:6] == ["--nproc_per_node", "2"]
+    assert cpu_launch_request(plain, argv, gpus=1) is None
+    assert cpu_launch_request(plain, ["bash"], gpus=0) is None  # MASTER_ADDR set elsewhere

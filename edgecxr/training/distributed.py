@@ -46,23 +46,29 @@ def require_same_everywhere(accelerator, what: str, value, path) -> None:
                            path=path, fix="give every machine an identical copy of the data folder")
 
 
-def cpu_launch_request(environ=os.environ, parent_argv: list[str] | None = None) -> list[str] | None:
-    """torchrun arguments when `accelerate launch --cpu --num_processes N` (N > 1) started us.
+def cpu_launch_request(environ=os.environ, parent_argv: list[str] | None = None,
+                       gpus: int | None = None) -> list[str] | None:
+    """torchrun arguments when `accelerate launch --num_processes N` (N > 1) started only us.
 
-    accelerate's --cpu launcher starts ONE process whatever --num_processes says (it expects
-    mpirun to start the others) and only leaves MASTER_ADDR behind; training would silently
-    run on one process. None when this is not that case.
+    accelerate's launcher for the CPU (`--cpu`, or no flag on a machine without GPUs) starts
+    ONE process whatever --num_processes says (it expects mpirun to start the others) and
+    only leaves MASTER_ADDR behind, so training would silently run in one process. None
+    when this is not that case.
     """
     if any(name in environ for name in _STARTED_VARS) or "MASTER_ADDR" not in environ:
         return None
-    if environ.get("ACCELERATE_USE_CPU", "").lower() not in ("true", "1", "yes"):
-        return None
+    forced_cpu = environ.get("ACCELERATE_USE_CPU", "").lower() in ("true", "1", "yes")
     args = _accelerate_launch_args(parent_argv if parent_argv is not None else _parent_argv())
-    fix = ("start the processes with torchrun: torchrun --nproc-per-node N -m edgecxr.cli "
-           "train ... (or accelerate launch --multi_gpu --num_processes N ..., which runs torchrun)")
+    if args is None and not forced_cpu:
+        return None  # MASTER_ADDR from elsewhere: not accelerate's one-process launcher
+    if not forced_cpu and (gpus if gpus is not None else _gpu_count()):
+        return None  # accelerate's GPU launchers start every process themselves
     if args is None or not args.num_processes or (args.num_processes < 2 and (args.num_machines or 1) < 2):
         raise EdgecxrError("accelerate launch --cpu asked for several processes but started one, "
-                           "and edgecxr could not read how many from its command line", fix=fix)
+                           "and edgecxr could not read how many from its command line",
+                           fix="start the processes with torchrun: torchrun --nproc-per-node N "
+                               "-m edgecxr.cli train ... (or accelerate launch --multi_gpu "
+                               "--num_processes N ..., which runs torchrun)")
     machines = args.num_machines or 1
     if args.num_processes % machines:
         raise EdgecxrError(f"--num_processes {args.num_processes} is not a multiple of "
@@ -81,9 +87,15 @@ def relaunch(torchrun_args: list[str]) -> int:
 
     try:
         run.main(torchrun_args)
-    except ChildFailedError:
-        return 1  # the failing process has printed its own error
+    except ChildFailedError as failed:  # the failing process has printed its own error
+        return max(1, *(failure.exitcode for failure in failed.failures.values()))
     return 0
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _parent_argv() -> list[str]:
