@@ -30,6 +30,8 @@ def train(
     class_weights: Annotated[str | None, typer.Option(help="auto (inverse class frequency) or none.")] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing (0).")] = None,
     early_stopping: Annotated[int | None, typer.Option(help="Stop after this many epochs without a better val accuracy; 0 = off.")] = None,
+    layer_decay: Annotated[float | None, typer.Option(help="Layer-wise lr decay for fine-tuning a pretrained encoder: each block down from the head gets this factor more (1.0 = off).")] = None,
+    ema_decay: Annotated[float | None, typer.Option(help="Validate and save an exponential moving average of the weights with this decay per step (0 = off).")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16 (fp16 on GPU only).")] = None,
     workers: Annotated[int | None, typer.Option(help="Data-loader processes (default: one per two cores, at most 4).")] = None,
@@ -52,7 +54,7 @@ def train(
         str(data), str(out), config_file=config, base=base, arch=arch, init=init, epochs=epochs, lr=lr,
         batch_size=batch_size, weight_decay=weight_decay, seed=seed, val_fraction=val_fraction,
         class_weights=class_weights, label_smoothing=label_smoothing,
-        early_stopping=early_stopping, device=device, precision=precision, workers=workers,
+        early_stopping=early_stopping, layer_decay=layer_decay, ema_decay=ema_decay, device=device, precision=precision, workers=workers,
         skip_bad=skip_bad or None)
     with RichReporter() as reporter:
         record = run_training(settings, resume=resume, reporter=reporter,

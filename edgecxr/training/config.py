@@ -51,6 +51,8 @@ class TrainConfig:
     val_fraction: float = 0.1
     class_weights: str = "auto"
     early_stopping: int = 0  # patience in epochs, 0 = off
+    layer_decay: float = 1.0  # lr × decay^(layers above); 1.0 = the same lr everywhere
+    ema_decay: float = 0.0  # validate and save an exponential moving average of the weights; 0 = off
     device: str = "auto"
     precision: str = "auto"
     workers: int = -1  # -1 = choose for this machine
@@ -138,6 +140,8 @@ def validate(config: TrainConfig) -> None:
         (config.precision in ("auto", "fp32", "bf16", "fp16"),
          "--precision must be auto, fp32, bf16 or fp16"),
         (0 <= config.label_smoothing < 1, "label smoothing must be in [0, 1)"),
+        (0 < config.layer_decay <= 1, "--layer-decay must be in (0, 1]"),
+        (config.ema_decay == 0 or 0 < config.ema_decay < 1, "--ema-decay must be 0 (off) or in (0, 1)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -1,4 +1,5 @@
-"""The epoch loop: AdamW, warmup + cosine decay, accelerate for devices and precision.
+"""The epoch loop: AdamW (optionally layer-wise lr decay and a weight average), warmup +
+cosine decay, accelerate for devices and precision.
 
 Everything that decides the result of an epoch (data order, augmentation draws, dropout
 RNG, optimizer and scheduler state) is either derived from (seed, epoch) or saved in the
@@ -22,6 +23,8 @@ from edgecxr.preprocess import PreprocessSpec
 from edgecxr.training.config import TrainConfig
 from edgecxr.training.dataset import EpochSampler, FolderDataset, ShardedEpochBatches
 from edgecxr.training.distributed import sum_over_processes
+from edgecxr.training.ema import WeightAverage
+from edgecxr.training.optim_groups import param_groups
 
 
 def optimizer_step(acc, model, optimizer, scheduler, loss, max_grad_norm: float | None) -> None:
@@ -83,7 +86,9 @@ class Loop:
                                      persistent_workers=workers > 0)
         # A prepared scheduler steps once per process for every optimizer step.
         steps = len(train_loader) * world
-        optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+        groups = param_groups(model, config.weight_decay, config.lr, config.layer_decay,
+                              list(getattr(model.config, "depths", []) or []))
+        optimizer = torch.optim.AdamW(groups, lr=config.lr)
         from transformers import get_cosine_schedule_with_warmup
 
         scheduler = get_cosine_schedule_with_warmup(
@@ -95,6 +100,10 @@ class Loop:
         self.plain_criterion = torch.nn.CrossEntropyLoss(reduction="sum")
         (self.model, self.optimizer, self.train_loader, self.scheduler) = prepare(
             accelerator, config.seed, model, optimizer, train_loader, scheduler)
+        self.average = None
+        if config.ema_decay:
+            self.average = WeightAverage(accelerator.unwrap_model(self.model), config.ema_decay)
+            accelerator.register_for_checkpointing(self.average)
 
     # -- one epoch ----------------------------------------------------------------------
     def run_epoch(self, epoch: int) -> dict:
@@ -112,6 +121,8 @@ class Loop:
             logits = model(pixel_values=x).logits
             loss = self.criterion(logits.float(), y)
             optimizer_step(acc, model, self.optimizer, self.scheduler, loss, self.config.max_grad_norm)
+            if self.average is not None:
+                self.average.update(acc.unwrap_model(model))
             n = y.shape[0]
             loss_sum += loss.item() * n
             correct += (logits.argmax(-1) == y).sum().item()
@@ -131,11 +142,18 @@ class Loop:
             "train_images": int(seen), "val_images": int(val_seen),
         }
 
+    def evaluated_model(self):
+        """The weights validated and saved: the running average when there is one, else the
+        live model without its DDP wrapper."""
+        if self.average is not None:
+            return self.average.module
+        return self.accelerator.unwrap_model(self.model)
+
     def validate(self) -> tuple[float, float, float]:
         """Loss and accuracy over the whole validation split: each process scores its own
         disjoint shard and the sums are added, so no image is counted twice."""
         acc = self.accelerator
-        model = acc.unwrap_model(self.model)  # no DDP hooks: shards may differ in length
+        model = self.evaluated_model()  # no DDP hooks: shards may differ in length
         model.eval()
         loss_sum = correct = seen = 0.0
         with torch.inference_mode():
@@ -150,7 +168,7 @@ class Loop:
 
     # -- persistence --------------------------------------------------------------------
     def save_model(self, folder: Path) -> None:
-        save_model(self.accelerator, self.model, self.spec, folder)
+        save_model(self.accelerator, self.evaluated_model(), self.spec, folder)
 
     def save(self, folder: Path, state) -> None:
         save_state(self.accelerator, folder, "trainer_state.json", state.__dict__)
@@ -187,20 +205,6 @@ def save_state(accelerator, folder: Path, name: str, extra) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
     accelerator.wait_for_everyone()
-
-
-def _param_groups(model, weight_decay: float):
-    """No weight decay on biases, norms and Swin-V2's logit scales and position tables."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if param.ndim <= 1 or "norm" in name or "logit_scale" in name or "position" in name:
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
 
 
 def _class_weights(data: DataSet, mode: str):

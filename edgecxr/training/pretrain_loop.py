@@ -18,7 +18,6 @@ from edgecxr.preprocess import PreprocessSpec
 from edgecxr.training.dataset import EpochSampler, FolderDataset
 from edgecxr.training.distributed import sum_over_processes
 from edgecxr.training.loop import (
-    _param_groups,
     default_workers,
     epoch_loader,
     optimizer_step,
@@ -26,6 +25,7 @@ from edgecxr.training.loop import (
     save_model,
     save_state,
 )
+from edgecxr.training.optim_groups import param_groups
 from edgecxr.training.presets import PRESETS
 from edgecxr.training.simmim import random_mask
 
@@ -61,7 +61,7 @@ class PretrainLoop:
         loader = epoch_loader(data, self.sampler, config.batch_size, workers, accelerator)
         # A prepared scheduler steps once per process for every optimizer step.
         steps = len(loader) * accelerator.num_processes * config.epochs
-        optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+        optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, config.lr), lr=config.lr)
         scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
         self.model, self.optimizer, self.loader, self.scheduler = prepare(
             accelerator, config.seed, model, optimizer, loader, scheduler)
