@@ -1,8 +1,8 @@
 """`edgecxr service install --dicom-listen`: the second unit, running the DICOM listener beside the watcher.
 
 The listener's unit may bind only its port and talk only to the allowed networks; it writes
-only the inbox. The watch unit keeps its own sandbox (no network) and reads the inbox with
---recursive, since the listener files instances by study.
+only the inbox. The watch unit keeps its own sandbox (no network) and reads the inbox's
+subfolders (watch's default), since the listener files instances by study.
 """
 
 from __future__ import annotations

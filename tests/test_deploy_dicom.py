@@ -82,10 +82,11 @@ def test_install_with_dicom_listen_writes_both_units(tmp_path):
     assert done.exit_code == 0, done.output
     units = root / "etc/systemd/system"
     assert (units / "edgecxr-watch.service").is_file() and (units / "edgecxr-dicom-listen.service").is_file()
-    assert "EDGECXR_WATCH_OPTIONS=--recursive" in (root / "etc/edgecxr/watch.env").read_text()
+    assert "--no-recursive" not in (root / "etc/edgecxr/watch.env").read_text()  # subfolders are read
     assert "PrivateNetwork=yes" in (units / "edgecxr-watch.service").read_text()  # the watcher stays offline
     assert inbox.is_dir() and "--allow-ae CR01" in (root / "etc/edgecxr/dicom-listen.env").read_text()
     for bad, named in ((["--dicom-allow-ip", "10.0.0.300"], "--dicom-allow-ip"),
-                       (["--dicom-options", "--port 5"], "--port"), (["--dicom-port", "70000"], "--dicom-port")):
+                       (["--dicom-options", "--port 5"], "--port"), (["--dicom-port", "70000"], "--dicom-port"),
+                       (["--options", "--no-recursive"], "--no-recursive")):
         refused = runner.invoke(app, [*base, "--dry-run", *bad])
         assert refused.exit_code == 2 and named in refused.stderr, refused.output

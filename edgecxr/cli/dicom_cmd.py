@@ -11,7 +11,7 @@ from edgecxr.cli.options import LogFormatOpt
 
 
 def dicom_listen(
-    inbox: Annotated[Path, typer.Option(help="Folder to write received instances to, as INBOX/<StudyInstanceUID>/<SOPInstanceUID>.dcm; watch it with `edgecxr watch INBOX --recursive`.")],
+    inbox: Annotated[Path, typer.Option(help="Folder to write received instances to, as INBOX/<StudyInstanceUID>/<SOPInstanceUID>.dcm; watch it with `edgecxr watch INBOX` (subfolders are read by default).")],
     port: Annotated[int, typer.Option(help="TCP port (0: any free port, printed at start).")] = 11112,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface; :: for IPv6).")] = "0.0.0.0",
     ae_title: Annotated[str, typer.Option(help="This node's AE title; associations called to another title are refused.")] = "EDGECXR",

@@ -24,7 +24,7 @@ def install(
     device: Annotated[str, typer.Option(help="cpu, nvidia (Jetson or NVIDIA GPU) or intel-gpu: which devices the sandbox lets through.")] = "cpu",
     options: Annotated[str, typer.Option(help="More `edgecxr watch` options, e.g. '--backend openvino --poll'.")] = "",
     executable: Annotated[Path | None, typer.Option(help="The edgecxr executable (default: this one).")] = None,
-    dicom_listen: Annotated[bool, typer.Option("--dicom-listen", help="Also install edgecxr-dicom-listen.service: a DICOM Storage SCP writing into --inbox (the watch unit then reads it --recursive).")] = False,
+    dicom_listen: Annotated[bool, typer.Option("--dicom-listen", help="Also install edgecxr-dicom-listen.service: a DICOM Storage SCP writing into --inbox (the watch unit reads its study subfolders, as it does by default).")] = False,
     dicom_port: Annotated[int, typer.Option(help="With --dicom-listen: the port; the unit may bind no other (below 1024 it gets CAP_NET_BIND_SERVICE).")] = 11112,
     dicom_allow_ip: Annotated[str, typer.Option(help="With --dicom-listen: addresses or CIDR networks allowed to connect, comma-separated; also the unit's IP firewall (default: any).")] = "",
     dicom_options: Annotated[str, typer.Option(help="With --dicom-listen: more `edgecxr dicom-listen` options, e.g. '--allow-ae CR01 --tls-cert ... --tls-key ...'.")] = "",
@@ -46,8 +46,10 @@ def install(
     if dicom_listen:
         listener = ListenerConfig(inbox=_absolute(inbox), executable=exe, user=user, port=dicom_port,
                                   allow_ip=tuple(comma_list(dicom_allow_ip)), options=dicom_options)
-        if "--recursive" not in options.split():
-            options = f"{options} --recursive".strip()  # the listener files instances by study
+        if "--no-recursive" in options.split():  # the listener files instances by study
+            raise EdgecxrError("--no-recursive in --options would hide every instance the listener "
+                               "writes (it files them as INBOX/<StudyInstanceUID>/...)",
+                               fix="drop --no-recursive: watch reads subfolders by default")
     if "--send-sr" in options.split():
         raise EdgecxrError("--send-sr inside --options would be blocked by the unit's network sandbox",
                            fix="give each PACS with `edgecxr service install --send-sr AET@HOST:PORT`")
