@@ -24,6 +24,7 @@ import numpy as np
 from edgecxr.bundle import load_bundle
 from edgecxr.decision import DecisionRule
 from edgecxr.errors import EdgecxrError
+from edgecxr.metrics import softmax
 from edgecxr.parity import emulated as em
 from edgecxr.parity.check import resolve_inputs
 from edgecxr.runtime.default_bundle import resolve_bundle
@@ -47,6 +48,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
     parser.add_argument("--jobs", type=int, default=1, help="workers at once (one per engine and CPU)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="per worker: start no batch after this long and report the images scored")
     parser.add_argument("--json", type=Path, default=None)
     return parser.parse_args()
 
@@ -75,13 +78,24 @@ def run(task, tmp: Path, args) -> dict:
     out = tmp / f"{engine.name}.{abs(hash(where.label))}.npz"
     started = time.perf_counter()
     try:
-        logits, meta = em.run_worker(where, [engine], inputs, out, batch=args.batch, threads=args.threads)
+        logits, meta = em.run_worker(where, [engine], inputs, out, batch=args.batch, threads=args.threads,
+                                     minutes=args.minutes)
     except EdgecxrError as exc:  # one failed worker must not cost the others' hours
         print(f"{engine.name} on {where.label}: {exc}", flush=True)
         return {"where": where.label, "engine": engine, "error": str(exc)}
     print(f"{engine.name} on {where.label}: done, {(time.perf_counter() - started) / 60:.1f} min", flush=True)
     return {"where": where.label, "engine": engine, "logits": logits[engine.name], "meta": meta,
-            "wall_s": time.perf_counter() - started, "images": images}
+            "wall_s": time.perf_counter() - started, "images": len(logits[engine.name]), "planned": images}
+
+
+def unscored(prepared, rule, d) -> str:
+    """For a boundary pick stopped early: how far from the threshold the images not scored are."""
+    if prepared.left_out_margin is None:
+        return ""
+    p = softmax(prepared.reference)[:, rule.positive_index]
+    cut = rule.threshold if rule.threshold is not None else 0.5
+    margin = min(float(np.abs(p[d["images"]:] - cut).min()), prepared.left_out_margin)
+    return f" (nearest the threshold first: every image not scored has FP32 |P - threshold| >= {margin:.3f})"
 
 
 def report(done: list[dict], prepared, rule, native: dict) -> list[dict]:
@@ -103,11 +117,14 @@ def report(done: list[dict], prepared, rule, native: dict) -> list[dict]:
               f"{100 * s['accuracy']:>6.2f}% {100 * s['accuracy_fp32']:>7.2f}% {s['max_abs_p_diff']:>7.4f} "
               f"{vs_text} {d['wall_s'] / d['images']:>6.1f}")
         print(f"{'':28}   CPUID {cpu['brand']!r}: {seen or 'none'}")
+        if d["images"] < d["planned"]:
+            print(f"{'':28}   stopped by --minutes after {d['images']} of {d['planned']} images"
+                  f"{unscored(prepared, rule, d)}")
         for f in s["flips"]:
             print(f"{'':28}   flip {f['path']}: FP32 {f['fp32']} {f['p_fp32']:.3f} -> "
                   f"{f['engine']} {f['p_engine']:.3f}")
         rows.append({"engine": a.name, "sha256": a.record["files"][0]["sha256"], "where": d["where"], "cpu": cpu,
-                     "wall_s": d["wall_s"], **s,
+                     "wall_s": d["wall_s"], "planned": d["planned"], **s,
                      "hardware": d["meta"]["engines"][a.name]["hardware"]})
     print("vs native: class changes and max |Δlogit| against the same engine run natively on this host")
     return rows

@@ -75,13 +75,14 @@ def isa_capped(isa: str) -> Where:
 def pick(labels: np.ndarray, limit: int | None, seed: int, how: str, p_positive: np.ndarray | None,
          cut: float = 0.5) -> np.ndarray:
     """Indices of the images to score: all, a seeded class-stratified sample, or the `limit`
-    whose FP32 P(positive) lies nearest the decision threshold (where flips happen)."""
+    whose FP32 P(positive) lies nearest the decision threshold (where flips happen), nearest
+    first, so that a run stopped by its time budget has scored the most telling ones."""
     if limit is None or limit >= len(labels):
         return np.arange(len(labels))
     if how == "boundary":
         if p_positive is None:
             raise ValueError("the boundary pick needs the FP32 probabilities of every image")
-        return np.sort(np.argsort(np.abs(p_positive - cut), kind="stable")[:limit])
+        return np.argsort(np.abs(p_positive - cut), kind="stable")[:limit]  # nearest first
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     counts = {c: max(1, round(limit * int((labels == c).sum()) / len(labels))) for c in classes}
@@ -127,13 +128,15 @@ def native_logits(artifact: Artifact, inputs: np.ndarray, batch: int = 16) -> np
 
 def run_worker(where: Where, engines: list[Artifact], inputs: Path, out: Path, *, batch: int = 8,
                threads: int | None = 1, progress: Callable[[str], None] = print,
-               timeout: float | None = None) -> tuple[dict, dict]:
-    """Score `inputs` with `engines` in a worker on `where`; returns (logits by engine, meta)."""
+               timeout: float | None = None, minutes: float | None = None) -> tuple[dict, dict]:
+    """Score `inputs` with `engines` in a worker on `where`; returns (logits by engine, meta).
+    With `minutes`, each engine scores only the first inputs it reaches in that time."""
     package_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, **where.env,
            "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
     cmd = [*where.prefix, sys.executable, "-m", "edgecxr.parity.emulated_worker", str(inputs), str(out),
            "--batch", str(batch), *(["--threads", str(threads)] if threads else []),
+           *(["--minutes", str(minutes)] if minutes else []),
            *(["--require-no-vnni"] if where.require_no_vnni else []),
            *[f"--engine={a.name}={a.backend}:{a.path}" for a in engines]]
     errors: list[str] = []

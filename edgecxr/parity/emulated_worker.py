@@ -31,15 +31,21 @@ def visible_dot_products(features: dict | None) -> list[str]:
     return [name for name in DOT_PRODUCT_FEATURES if features.get(name)]
 
 
-def score(name: str, backend: str, path: str, inputs: np.ndarray, batch: int, threads: int | None) -> dict:
-    """Logits of one engine over all inputs, `batch` at a time, with a progress line per batch."""
+def score(name: str, backend: str, path: str, inputs: np.ndarray, batch: int, threads: int | None,
+          minutes: float | None = None) -> dict:
+    """Logits of one engine over the inputs, `batch` at a time, with a progress line per batch;
+    with `minutes`, no new batch starts after that long: the first inputs are scored, in order."""
     from edgecxr.backends import RunnerOptions, open_runner
 
     started = time.perf_counter()
     with open_runner(backend, path, RunnerOptions(threads=threads)) as runner:
         loaded = time.perf_counter()
-        chunks = []
+        chunks: list[np.ndarray] = []
         for start in range(0, len(inputs), batch):
+            if chunks and minutes is not None and time.perf_counter() - loaded > 60 * minutes:
+                print(f"progress {name} stopped after {minutes:g} min with {start}/{len(inputs)} images",
+                      file=sys.stderr, flush=True)
+                break
             chunks.append(runner.infer(inputs[start:start + batch]))
             done = start + len(chunks[-1])
             rate = (time.perf_counter() - loaded) / done
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="refuse (exit 3) unless CPUID hides VNNI and AMX")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--minutes", type=float, default=None, help="per engine: start no batch after this long")
     args = parser.parse_args(argv)
 
     from edgecxr.cpuid import brand, int8_features
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}  # savez keyword arrays
     meta: dict = {"cpu": cpu, "engines": {}}
     for name, backend, path in args.engine:
-        scored = score(name, backend, path, inputs, args.batch, args.threads)
+        scored = score(name, backend, path, inputs, args.batch, args.threads, args.minutes)
         results[name] = scored.pop("logits")
         meta["engines"][name] = {**scored, "hardware": hardware_class(backend)}
     np.savez(args.out, **results, meta=np.array(json.dumps(meta)))
