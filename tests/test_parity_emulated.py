@@ -80,3 +80,13 @@ def test_boundary_pick_keeps_the_images_nearest_the_threshold(mini):
     p = softmax(prepared.reference)[:, DecisionRule.from_manifest(bundle.manifest).positive_index]
     assert len(prepared.inputs) == 4 and prepared.total == 20 and prepared.how.startswith("boundary")
     assert prepared.left_out_margin is not None and np.abs(p - 0.5).max() <= prepared.left_out_margin
+
+
+def test_a_time_budget_stops_before_the_next_batch_and_keeps_what_was_scored(two_images, tmp_path):
+    bundle, prepared, inputs = two_images
+    seen: list[str] = []
+    logits, _meta = em.run_worker(em.Where("this CPU"), bundle.find(role="reference"), inputs, tmp_path / "o.npz",
+                                  batch=1, progress=seen.append, minutes=1e-9)
+    assert logits["onnxruntime-fp32"].shape == (1, 2) and "stopped after" in seen[-1]
+    rule = DecisionRule.from_manifest(bundle.manifest)
+    assert em.summarize(prepared, logits["onnxruntime-fp32"], rule)["images"] == 1
