@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -26,12 +28,59 @@ def test_burst_gives_each_image_its_own_answer_in_order(ir_and_inputs):
         one_by_one = np.concatenate([plain.infer(x[i:i + 1]) for i in range(len(x))])
     with open_runner("openvino", ir, RunnerOptions()) as runner:
         burst = runner.infer(x)
-        assert runner._queue is not None  # the burst went through the async queue
+        assert runner._streams is not None  # the burst went through the THROUGHPUT compilation
         again = runner.infer(x[::-1])
         single = runner.infer(x[3:4])
     np.testing.assert_allclose(burst, one_by_one, atol=1e-4)
     np.testing.assert_allclose(again, one_by_one[::-1], atol=1e-4)
     np.testing.assert_allclose(single, one_by_one[3:4], atol=1e-4)
+
+
+def test_bursts_queued_behind_each_other_each_get_their_own_answers(ir_and_inputs):
+    """The watcher submits the next batch before collecting the one in flight."""
+    ir, x = ir_and_inputs
+    with open_runner("openvino", ir, RunnerOptions(async_bursts=False)) as plain:
+        expected = plain.infer(x)  # one synchronous request on the dynamic-batch graph
+        assert plain.model.input(0).get_partial_shape().is_dynamic
+    with open_runner("openvino", ir, RunnerOptions()) as runner:
+        # both compilations take the batch-1 graph; the runner still takes any batch
+        assert str(runner.model.input(0).get_partial_shape()) == "[1,3,64,64]"
+        assert runner.input_shape == (None, 3, 64, 64)
+        first, second, third = runner.submit(x[:4]), runner.submit(x[4:]), runner.submit(x[2:3])
+        got = [third.result(), second.result(), first.result(), first.result()]  # any order, once each
+        assert len(runner._idle) == len(x)  # every request came back; none was lost or reused early
+    assert [len(g) for g in got] == [1, 7, 4, 4]
+    np.testing.assert_allclose(np.concatenate([got[2], got[1]]), expected, atol=1e-4)
+    np.testing.assert_allclose(got[0], expected[2:3], atol=1e-4)
+
+
+def test_watch_pipelines_chunks_and_records_every_file_once(bundle_dir, mini_test_images, tmp_path):
+    from edgecxr.metrics import softmax
+    from edgecxr.runtime.classifier import Classifier
+    from edgecxr.runtime.ledger import read_results
+    from edgecxr.runtime.selection import choose
+    from edgecxr.runtime.watcher import Watcher, WatchOptions
+
+    inbox, bad = tmp_path / "inbox", "bad.jpeg"
+    inbox.mkdir()
+    for path in mini_test_images[:11]:
+        (inbox / path.name).write_bytes(path.read_bytes())
+    (inbox / bad).write_bytes(b"not an image")  # a refusal in the middle of a chunk
+    bundle = load_bundle(bundle_dir)
+    classifier = Classifier(bundle, choose(bundle, "openvino", "fp32"), RunnerOptions())
+    options = WatchOptions(inbox=inbox, out=tmp_path / "out", settle_seconds=0, batch_size=3, once=True)
+    Watcher(classifier, options, log=lambda m: None).run(threading.Event())
+    records = {r["path"]: r for r in read_results(tmp_path / "out")}
+    assert sorted(records) == sorted([bad, *(p.name for p in mini_test_images[:11])])
+    assert len(read_results(tmp_path / "out")) == 12 and records[bad]["status"] == "error"
+    assert classifier.runner._streams is not None  # chunks of 3 went through the async requests
+    x = load_model_inputs(mini_test_images[:11], bundle.spec)
+    with open_runner("openvino", bundle.find(backend="openvino", precision="fp32")[0].path,
+                     RunnerOptions(async_bursts=False)) as plain:
+        expected = softmax(plain.infer(x))[:, 1]
+    got = [records[p.name]["probabilities"]["PNEUMONIA"] for p in mini_test_images[:11]]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    classifier.close()
 
 
 def test_model_cache_is_written_and_reused(ir_and_inputs, tmp_path):
@@ -84,4 +133,8 @@ def test_the_burst_benchmark_drives_benchmark_app_with_valid_flags(ir_and_inputs
     from edgecxr.bench.openvino_burst import benchmark_app_fps
 
     ir, x = ir_and_inputs
-    assert benchmark_app_fps(ir, [1, *x.shape[1:]], 1, 1) > 0  # a rate was parsed; its size is no test
+    fps, settings = benchmark_app_fps(ir, [1, *x.shape[1:]], 1, 1)
+    assert fps > 0  # a rate was parsed; its size is no test
+    # like for like with the runner: f32 input on the batch-1 graph, f32 (not bf16) inference, 1 thread
+    assert settings["input"] == "f32 [1,3,64,64]"
+    assert "float32" in settings["INFERENCE_PRECISION_HINT"] and settings["INFERENCE_NUM_THREADS"] == "1"

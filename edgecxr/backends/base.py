@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,30 @@ class RunnerOptions:
     inference_precision: str = "f32"
 
 
+class Pending:
+    """A batch's logits that may still be computing (an engine's asynchronous requests), and
+    when they were finished (perf_counter), which can be well before a busy caller collects them."""
+
+    def __init__(self, collect: Callable[[], np.ndarray]):
+        self._collect: Callable[[], np.ndarray] | None = collect
+        self._logits: np.ndarray | None = None
+        self.finished: float | None = None  # an engine that knows sets it while collecting
+
+    @classmethod
+    def done(cls, logits: np.ndarray) -> Pending:
+        pending = cls(lambda: logits)
+        pending.finished = time.perf_counter()
+        return pending
+
+    def result(self) -> np.ndarray:
+        """Wait for the logits (once; later calls give the same array)."""
+        if self._collect is not None:
+            self._logits, self._collect = self._collect(), None
+            if self.finished is None:
+                self.finished = time.perf_counter()
+        return self._logits  # type: ignore[return-value]
+
+
 class Runner:
     """One loaded engine. Input: float32 NCHW, already preprocessed; output: logits.
 
@@ -47,6 +72,13 @@ class Runner:
         if len(batch) <= step:
             return self._infer(batch)
         return np.concatenate([self._infer(batch[i:i + step]) for i in range(0, len(batch), step)])
+
+    def submit(self, batch: np.ndarray) -> Pending:
+        """Start a batch and return its pending logits. An engine that runs batches in the
+        background (OpenVINO's asynchronous requests) returns at once, so a caller can queue
+        the next batch before collecting this one and the engine never waits between them;
+        the others compute the batch here."""
+        return Pending.done(self.infer(batch))
 
     def check_input(self, batch: np.ndarray) -> np.ndarray:
         """The batch as contiguous float32, or an error naming the shape the engine expects."""

@@ -1,7 +1,11 @@
 """OpenVINO burst throughput, batch-1 latency and restart compile time (printed ratios, not tests).
 
-- burst: images/s of the runner on batches of 8 (parallel infer requests on a THROUGHPUT
-  compilation) vs OpenVINO's own `benchmark_app -hint throughput` on the same IR;
+- burst: images/s of the runner on batches of 8 handed over as the watcher does (the next
+  batch submitted before the previous one is collected; one async request per image on a
+  THROUGHPUT compilation) vs OpenVINO's own `benchmark_app -hint throughput` on the same IR,
+  both with f32 input and f32 inference precision, and the settings each side ran with;
+- graph: CPU time per image of the static batch-1 graph the runner compiles vs the IR's
+  dynamic-batch graph (CPU time, unlike images/s, hardly moves with a neighbour's load);
 - latency: the runner's batch-1 p50 (LATENCY compilation) vs PyTorch eager's;
 - restart: time to open the runner with a warm CACHE_DIR vs without a cache.
 
@@ -30,7 +34,16 @@ def _options(threads, async_bursts=True, cache_dir=None):
     return RunnerOptions(threads=threads, async_bursts=async_bursts, cache_dir=cache_dir)
 
 
+def compiled_settings(compiled) -> dict:
+    """What a compiled model runs with, under benchmark_app's names, to set beside its report."""
+    keys = ("NUM_STREAMS", "OPTIMAL_NUMBER_OF_INFER_REQUESTS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT")
+    found = {k: str(compiled.get_property(k)) for k in keys}
+    found["input"] = f"{compiled.input(0).get_element_type().to_string()} {compiled.input(0).get_partial_shape()}"
+    return found
+
+
 def _burst_child(conn, ir: str, inputs_path: str, batch: int, seconds: float, threads, async_bursts: bool):
+    """Batches handed over as the watcher does: batch k+1 submitted before batch k is collected."""
     try:
         from edgecxr.backends import open_runner
 
@@ -39,11 +52,43 @@ def _burst_child(conn, ir: str, inputs_path: str, batch: int, seconds: float, th
         chunks = [inputs[i:i + batch] for i in range(0, len(inputs) - batch + 1, batch)]
         runner.infer(chunks[0])  # compiles the burst path, warms up
         done, start = 0, time.perf_counter()
+        pending = runner.submit(chunks[0])
         while time.perf_counter() - start < seconds:
-            runner.infer(chunks[done % len(chunks)])
-            done += 1
-        conn.send({"images_per_s": done * batch / (time.perf_counter() - start)})
+            following = runner.submit(chunks[(done + 1) % len(chunks)])
+            pending.result()
+            pending, done = following, done + 1
+        pending.result()
+        rate = (done + 1) * batch / (time.perf_counter() - start)
+        compiled = getattr(runner, "_streams" if async_bursts else "compiled", None)
+        conn.send({"images_per_s": rate, "settings": compiled_settings(compiled) if compiled else {}})
     except Exception as exc:  # the row shows the error, the other measurements still run
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def _graph_child(conn, ir: str, inputs_path: str, seconds: float, threads, static: bool):
+    """Single-image requests on a THROUGHPUT compilation of the static batch-1 or the dynamic graph."""
+    try:
+        import openvino as ov
+
+        from edgecxr.backends.openvino.runner import batch_of_one, compile_config
+
+        inputs = np.load(inputs_path)
+        core = ov.Core()
+        model = core.read_model(ir)
+        compiled = core.compile_model(batch_of_one(model) if static else model, "CPU",
+                                      compile_config(_options(threads), "CPU", "THROUGHPUT"))
+        queue = ov.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        for i in range(4):
+            queue.start_async({0: inputs[i % len(inputs)][None]})
+        queue.wait_all()
+        done, start, cpu = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - start < seconds:
+            queue.start_async({0: inputs[done % len(inputs)][None]})
+            done += 1
+        queue.wait_all()
+        conn.send({"cpu_ms_per_image": 1000 * (time.process_time() - cpu) / done,
+                   "images_per_s": done / (time.perf_counter() - start)})
+    except Exception as exc:
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
 
 
@@ -84,8 +129,10 @@ def _value(result: dict, key: str):
     return result[key]
 
 
-def benchmark_app_fps(ir: Path, shape, seconds: float, threads: int | None) -> float:
-    """OpenVINO's own tool on the same IR, batch 1, THROUGHPUT hint, f32 and threads like the runner."""
+def benchmark_app_fps(ir: Path, shape, seconds: float, threads: int | None) -> tuple[float, dict]:
+    """OpenVINO's own tool on the same IR, batch 1, THROUGHPUT hint, threads like the runner,
+    f32 input (its default, u8, is not what the runner gets) and f32 inference precision (its
+    default on an AMX CPU is bf16); returns FPS and the settings it reported."""
     import json
     import tempfile
 
@@ -96,7 +143,7 @@ def benchmark_app_fps(ir: Path, shape, seconds: float, threads: int | None) -> f
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({"CPU": config}, f)
     cmd = [tool, "-m", str(ir), "-d", "CPU", "-hint", "throughput", "-t", str(max(1, round(seconds))),
-           "-shape", "[" + ",".join(str(d) for d in shape) + "]", "-load_config", f.name]
+           "-shape", "[" + ",".join(str(d) for d in shape) + "]", "-ip", "f32", "-load_config", f.name]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 300)
     finally:
@@ -105,23 +152,45 @@ def benchmark_app_fps(ir: Path, shape, seconds: float, threads: int | None) -> f
     if out.returncode != 0 or not found:
         raise EdgecxrError(f"benchmark_app failed (exit {out.returncode}): {out.stdout[-400:]}{out.stderr[-400:]}",
                            fix="check that the openvino wheel installed benchmark_app")
-    return float(found.group(1))
+    settings = dict(re.findall(r"\[ INFO \]\s+(NUM_STREAMS|OPTIMAL_NUMBER_OF_INFER_REQUESTS|INFERENCE_NUM_THREADS"
+                               r"|INFERENCE_PRECISION_HINT): (.+)", out.stdout))
+    model_inputs = re.findall(r"Model inputs:\s*\n.*?: (\S+) / \S+ / (\S+)", out.stdout)
+    if model_inputs:  # the last listing: after -shape and -ip were applied
+        settings["input"] = " ".join(model_inputs[-1])
+    return float(found.group(1)), settings
 
 
 def burst_vs_benchmark_app(ir: Path, inputs_path: Path, shape, *, rounds: int, seconds: float, batch: int,
                            threads: int | None) -> dict:
     app, async_, sync = [], [], []
+    settings: dict = {}
     for _ in range(rounds):
-        app.append(benchmark_app_fps(ir, shape, seconds, threads))
-        async_.append(_value(in_child(_burst_child, str(ir), str(inputs_path), batch, seconds, threads, True),
-                             "images_per_s"))
+        fps, settings["benchmark_app"] = benchmark_app_fps(ir, shape, seconds, threads)
+        app.append(fps)
+        row = in_child(_burst_child, str(ir), str(inputs_path), batch, seconds, threads, True)
+        async_.append(_value(row, "images_per_s"))
+        settings["runner"] = row["settings"]
         sync.append(_value(in_child(_burst_child, str(ir), str(inputs_path), batch, seconds, threads, False),
                            "images_per_s"))
     med = {k: float(np.median(v)) for k, v in (("benchmark_app", app), ("async", async_), ("sync", sync))}
     return {"rounds": {"benchmark_app_fps": app, "async_images_per_s": async_, "sync_images_per_s": sync},
-            "median": med, "ratio": med["async"] / med["benchmark_app"],
+            "settings": settings, "median": med, "ratio": med["async"] / med["benchmark_app"],
             "ratio_per_round_median": float(np.median(np.array(async_) / np.array(app))),
             "sync_ratio": med["sync"] / med["benchmark_app"]}
+
+
+def static_vs_dynamic(ir: Path, inputs_path: Path, *, rounds: int, seconds: float, threads: int | None) -> dict:
+    static: list[dict] = []
+    dynamic: list[dict] = []
+    for _ in range(rounds):
+        for rows, is_static in ((static, True), (dynamic, False)):
+            row = in_child(_graph_child, str(ir), str(inputs_path), seconds, threads, is_static)
+            _value(row, "cpu_ms_per_image")
+            rows.append(row)
+    cpu = {name: float(np.median([r["cpu_ms_per_image"] for r in rows])) for name, rows in
+           (("static", static), ("dynamic", dynamic))}
+    return {"cpu_ms_per_image": cpu, "ratio": cpu["static"] / cpu["dynamic"],
+            "rounds": {"static": static, "dynamic": dynamic}}
 
 
 def latency_vs_pytorch(ir: Path, inputs_path: Path, checkpoint: Path | None, *, rounds: int, runs: int,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.bundle import Bundle
 from edgecxr.decision import DecisionRule
+from edgecxr.metrics import softmax
 from edgecxr.runtime.selection import Choice
 
 
@@ -22,15 +24,29 @@ class Classifier:
         self.runner = open_runner(self.artifact.backend, self.artifact.path, options or RunnerOptions())
         self.class_names = bundle.class_names
         self.rule = DecisionRule.from_manifest(bundle.manifest, bundle.folder / "bundle.json")
+        self._last_done = 0.0
 
     @property
     def engine_label(self) -> str:
         return f"{self.artifact.backend}/{self.artifact.precision}"
 
     def probabilities(self, batch: np.ndarray) -> tuple[np.ndarray, float]:
-        t0 = time.perf_counter()
-        probs = self.runner.probabilities(batch, batch_size=max(1, len(batch)))
-        return probs, 1000 * (time.perf_counter() - t0)
+        return self.submit(batch)()
+
+    def submit(self, batch: np.ndarray) -> Callable[[], tuple[np.ndarray, float]]:
+        """Start a batch; the function returned waits for its probabilities and its engine time
+        in ms: from its start, or from the end of the batch it queued behind (the watcher keeps
+        one batch in flight while it records the previous one), to when the engine finished it,
+        so queued time is not counted twice nor the caller's own work counted at all."""
+        started = time.perf_counter()
+        pending = self.runner.submit(batch)
+
+        def collect() -> tuple[np.ndarray, float]:
+            probs = softmax(pending.result())
+            done = pending.finished or time.perf_counter()
+            elapsed, self._last_done = 1000 * (done - max(started, self._last_done)), max(done, self._last_done)
+            return probs, max(elapsed, 0.0)
+        return collect
 
     def result_fields(self, probs: np.ndarray) -> dict:
         """label (a class or UNCERTAIN), positive_class, p_positive and the rule, for one image."""

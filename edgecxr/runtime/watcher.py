@@ -2,9 +2,10 @@
 
 The loop: find files (file-system events wake it, a periodic full rescan catches what
 events miss on NFS/SMB or while an observer was down), wait until each has settled,
-decode the next chunk in threads while the engine infers on the current one, append the
-results durably, then archive or quarantine the inputs. SIGTERM/SIGINT stop it after the
-chunk in flight.
+decode the next chunk in threads while the engine infers on the current one, hand it to
+the engine before recording the current one (the engine never waits on the ledger), append the
+results durably, then archive or quarantine the inputs. SIGTERM/SIGINT stop it once the
+chunks already handed to the engine (at most two) are recorded.
 
 No input file can stop it: `prepare` turns anything a file does to a decoder into a refusal
 line. Only two things stop it, as an `EdgecxrError` (exit 2): the engine failing, and the
@@ -53,6 +54,16 @@ class WatchOptions:
     limits: InputLimits = field(default_factory=InputLimits)
     status_seconds: float = HEARTBEAT_SECONDS
     decode_threads: int = 2
+
+
+@dataclass
+class Flight:
+    """One chunk between the engine and the ledger: its refusals and classified lines so far,
+    the images the engine has, and the function that waits for their probabilities."""
+
+    done: list[tuple[Entry, dict, Prepared]] = field(default_factory=list)
+    batch: list[tuple[Entry, Prepared]] = field(default_factory=list)
+    collect: Callable[[], tuple[np.ndarray, float]] | None = None
 
 
 class Watcher:
@@ -195,26 +206,66 @@ class Watcher:
 
     # -- one burst --------------------------------------------------------------------------
     def _process(self, entries: list[Entry], pool: ThreadPoolExecutor, stop: threading.Event) -> None:
+        """Chunks flow through the engine one behind the other: chunk k is decoded while k-1
+        infers, and handed to the engine before k-1's results are recorded and its files
+        moved, so the engine's streams have work while the watcher writes."""
         o = self.options
         spec = self.classifier.bundle.spec
         chunks = [entries[i:i + o.batch_size] for i in range(0, len(entries), o.batch_size)]
         submitted = [pool.submit(prepare, e.path, spec, o.limits) for e in chunks[0]]
+        in_flight: Flight | None = None
         for k, chunk in enumerate(chunks):
             prepared = [f.result() for f in submitted]
-            if k + 1 < len(chunks) and not stop.is_set():  # decode the next chunk while this one infers
+            if k + 1 < len(chunks) and not stop.is_set():  # decode the next chunk while the engine works
                 submitted = [pool.submit(prepare, e.path, spec, o.limits) for e in chunks[k + 1]]
-            records, moves = self._classify(chunk, prepared)
-            self._append(records)  # durable: from here on these inputs are done
-            self.counters.backlog = sum(len(c) for c in chunks[k + 1:])
-            if self.on_result is not None:
-                for record in records:
-                    self.on_result(record)
-            self._feed_sinks(moves)
-            for entry, record, _ in moves:
-                self.mover.move(entry.path, entry.rel, record["status"], record["sha256"])
-            self._heartbeat()  # a long backlog still refreshes status.json every few seconds
+            started = self._start(chunk, prepared)
+            if in_flight is not None:
+                self._finish(in_flight, backlog=sum(len(c) for c in chunks[k:]))
+            in_flight = started
             if stop.is_set():
                 break
+        if in_flight is not None:
+            self._finish(in_flight, backlog=sum(len(c) for c in chunks[k + 1:]))
+
+    def _start(self, chunk: list[Entry], prepared: list[Prepared]) -> Flight:
+        """Refusals for this chunk, and its readable images handed to the engine."""
+        flight = Flight()
+        for entry, item in zip(chunk, prepared):
+            if not self._still_current(entry, item):
+                continue
+            if item.error is None:
+                flight.batch.append((entry, item))
+                continue
+            record = refusal_record(self.classifier, entry, item)
+            flight.done.append((entry, record, item))
+            self.counters.refused += 1
+            self.counters.last_error = f"{entry.rel}: {item.error.code}"
+            if item.error.code == INTERNAL_ERROR:
+                self.log(f"refused {entry.rel} on an unexpected error (internal_error):\n{item.traceback}")
+        if flight.batch:
+            # prepare() sets the tensor whenever it sets no error
+            tensors = np.stack([item.tensor for _, item in flight.batch])  # type: ignore[misc]
+            flight.collect = self._engine(self.classifier.submit, tensors)
+        return flight
+
+    def _finish(self, flight: Flight, backlog: int) -> None:
+        """Wait for the chunk's results, make its lines durable, then feed the sinks and move the files."""
+        if flight.collect is not None:
+            probs, infer_ms = self._engine(flight.collect)
+            for (entry, item), p in zip(flight.batch, probs):
+                record = classified_record(self.classifier, entry, item, p, infer_ms, len(flight.batch))
+                flight.done.append((entry, record, item))
+                self.counters.processed += 1
+        records = [record for _, record, _ in flight.done]
+        self._append(records)  # durable: from here on these inputs are done
+        self.counters.backlog = backlog
+        if self.on_result is not None:
+            for record in records:
+                self.on_result(record)
+        self._feed_sinks(flight.done)
+        for entry, record, _ in flight.done:
+            self.mover.move(entry.path, entry.rel, record["status"], record["sha256"])
+        self._heartbeat()  # a long backlog still refreshes status.json every few seconds
 
     def _append(self, records: list[dict]) -> None:
         try:
@@ -238,31 +289,6 @@ class Watcher:
             self.counters.last_error = f"{name}: {exc}"
             self.log(f"result sink {name} failed: {type(exc).__name__}: {exc}")
 
-    def _classify(self, chunk: list[Entry], prepared: list[Prepared]):
-        records, moves, batch = [], [], []
-        for entry, item in zip(chunk, prepared):
-            if not self._still_current(entry, item):
-                continue
-            if item.error is None:
-                batch.append((entry, item))
-                continue
-            record = refusal_record(self.classifier, entry, item)
-            records.append(record)
-            moves.append((entry, record, item))
-            self.counters.refused += 1
-            self.counters.last_error = f"{entry.rel}: {item.error.code}"
-            if item.error.code == INTERNAL_ERROR:
-                self.log(f"refused {entry.rel} on an unexpected error (internal_error):\n{item.traceback}")
-        if batch:
-            # prepare() sets the tensor whenever it sets no error
-            probs, infer_ms = self._infer(np.stack([item.tensor for _, item in batch]))  # type: ignore[misc]
-            for (entry, item), p in zip(batch, probs):
-                record = classified_record(self.classifier, entry, item, p, infer_ms, len(batch))
-                records.append(record)
-                moves.append((entry, record, item))
-                self.counters.processed += 1
-        return records, moves
-
     def _still_current(self, entry: Entry, item: Prepared) -> bool:
         """False for a file gone, still being written, already recorded, or unreadable on this box yet."""
         try:
@@ -282,9 +308,9 @@ class Watcher:
             return False
         return True
 
-    def _infer(self, batch: np.ndarray):
+    def _engine(self, call: Callable, *args):
         try:
-            return self.classifier.probabilities(batch)
+            return call(*args)
         except Exception as exc:  # the engine itself failed: every later file would fail the same way
             raise EdgecxrError(f"the inference engine {self.classifier.artifact.name} failed "
                                f"({type(exc).__name__}: {exc})", path=self.classifier.artifact.path,

@@ -1,21 +1,28 @@
 """OpenVINO runner: an IR (`.xml` + `.bin`) or an ONNX file, compiled for one device.
 
 Single images (a scanner's usual pace) run on a model compiled with the LATENCY hint: one
-stream using every core. A burst — a batch of several images — runs as parallel
-asynchronous infer requests on a second compilation with the THROUGHPUT hint (one stream
-per few cores), the way OpenVINO's benchmark_app reaches its throughput; that compilation
-is made at the first burst. With `cache_dir`, compiled blobs are kept (OpenVINO's
-CACHE_DIR) so a restarted service compiles in a fraction of the time.
+stream using every core. A burst — a batch of several images — runs as one asynchronous
+infer request per image on a second compilation with the THROUGHPUT hint (one stream per
+few cores), the way OpenVINO's benchmark_app reaches its throughput; that compilation is
+made at the first burst. `submit` starts a burst and returns at once, so the watcher queues
+the next micro-batch behind it and the streams never drain between batches.
+
+Since every request then carries one image, both compilations take the model reshaped to a
+static batch of 1, as benchmark_app's `-shape [1,...]` does: the dynamic-batch graph costs
+measurably more CPU per image (docs/bench.md). With `async_bursts=False` the dynamic graph
+is kept, and one synchronous request takes the whole batch. With `cache_dir`, compiled
+blobs are kept (OpenVINO's CACHE_DIR) so a restarted service compiles in a fraction of the time.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
-from edgecxr.backends.base import Runner, RunnerOptions
+from edgecxr.backends.base import Pending, Runner, RunnerOptions
 from edgecxr.errors import EdgecxrError
 from edgecxr.optional import require
 
@@ -31,11 +38,23 @@ def compile_config(options: RunnerOptions, device: str, hint: str) -> dict:
     return config
 
 
+def batch_of_one(model):
+    """A copy of MODEL with its dynamic batch axis fixed to 1, or MODEL itself when its input
+    is not [dynamic batch, static dims...] (nothing to fix, or a shape we should not guess)."""
+    shape = model.input(0).get_partial_shape()
+    if len(model.inputs) != 1 or shape.rank.is_dynamic or not shape[0].is_dynamic \
+            or any(d.is_dynamic for d in list(shape)[1:]):
+        return model
+    one = model.clone()
+    one.reshape([1, *(d.get_length() for d in list(shape)[1:])])
+    return one
+
+
 class OpenVinoRunner(Runner):
     backend = "openvino"
 
     def __init__(self, path: str | Path, options: RunnerOptions):
-        ov = self.ov = require("openvino", "the OpenVINO backend")
+        ov = require("openvino", "the OpenVINO backend")
         core = self.core = ov.Core()
         device = options.device.upper()
         if device != "AUTO" and not any(d.startswith(device) for d in core.available_devices):
@@ -45,51 +64,73 @@ class OpenVinoRunner(Runner):
         if options.cache_dir:
             _use_cache(core, Path(options.cache_dir))
         self.options, self.device, self.path = options, device, path
-        self.model = core.read_model(str(path))
-        self.hint = options.performance_hint.upper()
-        self.compiled = core.compile_model(self.model, device, compile_config(options, device, self.hint))
-        self.request = self.compiled.create_infer_request()
-        inp = self.compiled.input(0)
+        model = core.read_model(str(path))
+        inp = model.input(0)
         self.input_name = inp.get_any_name()
-        shape = inp.get_partial_shape()
-        self.input_shape = tuple(None if d.is_dynamic else d.get_length() for d in shape)
-        self._queue = None
-        self._results: list = []
+        self.input_shape = tuple(None if d.is_dynamic else d.get_length() for d in inp.get_partial_shape())
+        # with bursts, every request carries one image: both compilations take the batch-1 graph
+        self.model = batch_of_one(model) if options.async_bursts else model
+        self.hint = options.performance_hint.upper()
+        self.compiled = self._compile(self.hint)
+        self.request = self.compiled.create_infer_request()
+        self._streams = self.compiled if self.hint == "THROUGHPUT" else None
+        self._idle: list = []  # finished burst requests, reused
+        self._done_at: dict[int, float] = {}  # when each request in flight finished (its callback)
+
+    def _compile(self, hint: str):
+        return self.core.compile_model(self.model, self.device, compile_config(self.options, self.device, hint))
+
+    def _bursts(self, batch: np.ndarray) -> bool:
+        return self.options.async_bursts and len(batch) > 1
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) > 1 and self.options.async_bursts:
-            return self._burst(batch)
+        if self._bursts(batch):
+            return self._start(batch).result()
         result = self.request.infer({0: batch})
         return np.asarray(result[self.compiled.output(0)]).copy()
 
-    def _burst_queue(self):
-        if self._queue is None:
-            compiled = self.compiled
-            if self.hint != "THROUGHPUT":
-                config = compile_config(self.options, self.device, "THROUGHPUT")
-                compiled = self.core.compile_model(self.model, self.device, config)
-            jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-            self._queue = self.ov.AsyncInferQueue(compiled, max(1, jobs))
-            self._queue.set_callback(self._done)
-        return self._queue
+    def submit(self, batch: np.ndarray) -> Pending:
+        batch = self.check_input(batch)
+        return self._start(batch) if self._bursts(batch) else Pending.done(self._infer(batch))
 
-    def _done(self, request, index: int) -> None:
-        self._results[index] = request.get_output_tensor(0).data.copy()
+    def _start(self, batch: np.ndarray) -> Pending:
+        """One request per image, all started now; the streams take them in order."""
+        if self._streams is None:
+            self._streams = self._compile("THROUGHPUT")
+        requests = [self._idle.pop() if self._idle else self._new_request() for _ in batch]
+        for request, image in zip(requests, batch):
+            self._done_at.pop(id(request), None)
+            request.start_async({0: image[None]})
+        pending = Pending(lambda: self._collect(requests, pending))
+        return pending
 
-    def _burst(self, batch: np.ndarray) -> np.ndarray:
-        """One image per infer request, as many in flight as the streams can take."""
-        queue = self._burst_queue()
-        self._results = [None] * len(batch)
-        for i in range(len(batch)):
-            queue.start_async({0: batch[i:i + 1]}, i)
-        queue.wait_all()
-        if any(r is None for r in self._results):
-            raise EdgecxrError("OpenVINO returned no result for part of a batch", path=self.path,
-                               fix="run with --performance-hint LATENCY and report the OpenVINO version")
-        return np.concatenate(self._results)
+    def _new_request(self):
+        request = self._streams.create_infer_request()
+        request.set_callback(self._finished, id(request))
+        return request
+
+    def _finished(self, key: int) -> None:
+        self._done_at[key] = time.perf_counter()
+
+    def _collect(self, requests: list, pending: Pending) -> np.ndarray:
+        """Every request is waited for, even after one failed, before any is reused."""
+        errors = []
+        for request in requests:
+            try:
+                request.wait()
+            except Exception as exc:  # re-raised below, once no request is still running
+                errors.append(exc)
+        pending.finished = max(self._done_at.pop(id(r), time.perf_counter()) for r in requests)
+        try:
+            if errors:
+                raise errors[0]
+            return np.concatenate([request.get_output_tensor(0).data.copy() for request in requests])
+        finally:
+            self._idle.extend(requests)
 
     def close(self) -> None:
-        self._queue = None
+        self._idle = []
+        self._streams = None
         self.request = None
         self.compiled = None
 
