@@ -1,4 +1,5 @@
-"""The OpenVINO runner's burst path (async requests on THROUGHPUT streams) and its model cache."""
+"""The OpenVINO runner's burst path (async requests on THROUGHPUT streams) and its model cache,
+on the shipped reference engine (no export needed)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.bundle import load_bundle
 from edgecxr.errors import EdgecxrError
 from edgecxr.preprocess import load_model_inputs
+from edgecxr.runtime.default_bundle import PACKAGED
 
 pytest.importorskip("openvino")
 
 
 @pytest.fixture(scope="module")
-def ir_and_inputs(bundle_dir, mini_test_images):
-    bundle = load_bundle(bundle_dir)
+def ir_and_inputs(mini_test_images):
+    bundle = load_bundle(PACKAGED)
     return bundle.find(backend="openvino", precision="fp32")[0].path, load_model_inputs(mini_test_images[:11],
                                                                                        bundle.spec)
 
@@ -44,8 +46,8 @@ def test_bursts_queued_behind_each_other_each_get_their_own_answers(ir_and_input
         assert plain.model.input(0).get_partial_shape().is_dynamic
     with open_runner("openvino", ir, RunnerOptions()) as runner:
         # both compilations take the batch-1 graph; the runner still takes any batch
-        assert str(runner.model.input(0).get_partial_shape()) == "[1,3,64,64]"
-        assert runner.input_shape == (None, 3, 64, 64)
+        assert str(runner.model.input(0).get_partial_shape()) == "[1,3,128,128]"
+        assert runner.input_shape == (None, 3, 128, 128)
         first, second, third = runner.submit(x[:4]), runner.submit(x[4:]), runner.submit(x[2:3])
         got = [third.result(), second.result(), first.result(), first.result()]  # any order, once each
         assert len(runner._idle) == len(x)  # every request came back; none was lost or reused early
@@ -54,7 +56,7 @@ def test_bursts_queued_behind_each_other_each_get_their_own_answers(ir_and_input
     np.testing.assert_allclose(got[0], expected[2:3], atol=1e-4)
 
 
-def test_watch_pipelines_chunks_and_records_every_file_once(bundle_dir, mini_test_images, tmp_path):
+def test_watch_pipelines_chunks_and_records_every_file_once(mini_test_images, tmp_path):
     from edgecxr.metrics import softmax
     from edgecxr.runtime.classifier import Classifier
     from edgecxr.runtime.ledger import read_results
@@ -66,7 +68,7 @@ def test_watch_pipelines_chunks_and_records_every_file_once(bundle_dir, mini_tes
     for path in mini_test_images[:11]:
         (inbox / path.name).write_bytes(path.read_bytes())
     (inbox / bad).write_bytes(b"not an image")  # a refusal in the middle of a chunk
-    bundle = load_bundle(bundle_dir)
+    bundle = load_bundle(PACKAGED)
     classifier = Classifier(bundle, choose(bundle, "openvino", "fp32"), RunnerOptions())
     options = WatchOptions(inbox=inbox, out=tmp_path / "out", settle_seconds=0, batch_size=3, once=True)
     Watcher(classifier, options, log=lambda m: None).run(threading.Event())
@@ -106,11 +108,11 @@ def test_unwritable_cache_only_costs_compile_time(ir_and_inputs, tmp_path):
 def test_wrong_input_is_refused_before_openvino(ir_and_inputs):
     ir, x = ir_and_inputs
     with open_runner("openvino", ir, RunnerOptions()) as runner, \
-            pytest.raises(EdgecxrError, match=r"takes pixel_values of shape \('N', 3, 64, 64\)"):
+            pytest.raises(EdgecxrError, match=r"takes pixel_values of shape \('N', 3, 128, 128\)"):
         runner.infer(x[:, :, :32])
 
 
-def test_watch_keeps_compiled_models_beside_its_results(bundle_dir, mini_test_images, tmp_path):
+def test_watch_keeps_compiled_models_beside_its_results(mini_test_images, tmp_path):
     from typer.testing import CliRunner
 
     from edgecxr.cli.app import app
@@ -119,7 +121,7 @@ def test_watch_keeps_compiled_models_beside_its_results(bundle_dir, mini_test_im
     inbox.mkdir()
     for path in mini_test_images[:3]:
         (inbox / path.name).write_bytes(path.read_bytes())
-    common = ["watch", str(inbox), "--bundle", str(bundle_dir), "--backend", "openvino", "--precision", "fp32",
+    common = ["watch", str(inbox), "--bundle", str(PACKAGED), "--backend", "openvino", "--precision", "fp32",
               "--once", "--settle-seconds", "0"]
     result = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
@@ -136,5 +138,5 @@ def test_the_burst_benchmark_drives_benchmark_app_with_valid_flags(ir_and_inputs
     fps, settings = benchmark_app_fps(ir, [1, *x.shape[1:]], 1, 1)
     assert fps > 0  # a rate was parsed; its size is no test
     # like for like with the runner: f32 input on the batch-1 graph, f32 (not bf16) inference, 1 thread
-    assert settings["input"] == "f32 [1,3,64,64]"
+    assert settings["input"] == "f32 [1,3,128,128]"
     assert "float32" in settings["INFERENCE_PRECISION_HINT"] and settings["INFERENCE_NUM_THREADS"] == "1"
