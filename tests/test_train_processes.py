@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -28,7 +29,7 @@ FAST = ["--arch", "swinv2-nano-64", "--batch-size", "4", "--workers", "0", "--va
 TIMING = ("seconds", "images_per_s", "data_wait_share")
 
 
-def launch(how: str, data, out, *extra):
+def launch(how: str, data, out, *extra, timeout: float = 300):
     """`accelerate launch --num_processes 2 --cpu|--multi_gpu -m edgecxr.cli train ...`."""
     command = [sys.executable, "-m", "accelerate.commands.launch", how, "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
@@ -36,10 +37,26 @@ def launch(how: str, data, out, *extra):
                "-m", "edgecxr.cli", "train", str(data), "--out", str(out), *FAST, *extra]
     if how == "--multi_gpu":
         command += ["--device", "cpu"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        raise
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return stdout
+
+
+def _stop(process) -> None:
+    """SIGTERM to the launcher's group: torchrun then stops the training processes it started
+    (each in a session of its own); SIGKILL if that takes over a minute."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +71,7 @@ def runs(mini, tmp_path_factory):
                                        "--resume"])
     launch("--multi_gpu", mini, root / "broken", "--resume")
     return {"one": root / "one", "two": root / "two", "broken": root / "broken",
-            "stdout": straight.stdout, "refused": refused}
+            "stdout": straight, "refused": refused}
 
 
 def _json(path):
