@@ -3,9 +3,11 @@ engine selection (watch, classify, bench) reads them. Torch-free; imports no eng
 
 The same INT8 graph can answer differently on different CPUs (AVX2 without VNNI saturates
 16-bit sums that VNNI does not), so a verdict only holds for the hardware class it was
-measured on: the machine, the INT8-relevant ISA features the process sees (CPUID), any
-ISA cap set in the environment, and the backend's version. The CPU model is recorded for
-people but not matched: two CPUs with the same features run the same kernels.
+measured on: the machine, the INT8-relevant ISA features the backend's kernels will use (what
+CPUID reports, less what an ISA cap the backend honours forbids: ONEDNN_MAX_CPU_ISA=AVX2
+makes OpenVINO on a VNNI CPU an AVX2-class engine, while ONNX Runtime ignores it), that cap,
+and the backend's version. The CPU model is recorded for people but not matched: two CPUs
+with the same features run the same kernels.
 
 Records live in a box-local folder (a shipped bundle is read-only on a device):
 $EDGECXR_QUALIFICATION_DIR, else $XDG_STATE_HOME/edgecxr/qualification (default
@@ -28,8 +30,6 @@ from edgecxr.provenance import utc_now
 SCHEMA = "edgecxr.qualification/1"
 ENV = "EDGECXR_QUALIFICATION_DIR"
 SHIPPED = "qualification.json"
-# environment variables that cap the instruction set the backends' kernels may use
-ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MLAS_MAX_ISA")
 
 
 def default_dir() -> Path:
@@ -41,13 +41,13 @@ def default_dir() -> Path:
 
 def hardware_class(backend: str) -> dict:
     """What a verdict for an engine of this backend depends on, here and now."""
-    from edgecxr.sysinfo import backends, cpu_info
+    from edgecxr.sysinfo import backend_features, backends, cpu_info, isa_caps
 
     cpu = cpu_info()
     found = {
         "machine": cpu["machine"],
-        "isa": sorted(f for f, on in cpu["features"].items() if on),
-        "isa_caps": {k: os.environ[k] for k in ISA_CAPS if os.environ.get(k)},
+        "isa": sorted(f for f, on in backend_features(backend, cpu["features"]).items() if on),
+        "isa_caps": isa_caps(backend),
         "backend": backend, "backend_version": backends().get(backend),
     }
     if backend == "tensorrt":

@@ -58,7 +58,58 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
 
 def int8_accelerated(features: dict) -> bool:
     """INT8 beats FP32 on CPUs with INT8 dot-product instructions (VNNI, AMX, Arm dotprod)."""
-    return any(features.get(f) for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
+    return any(features.get(f) for f in INT8_DOT_PRODUCTS)
+
+
+INT8_DOT_PRODUCTS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+
+# The environment variables that cap the kernels' instruction set, per backend. OpenVINO's CPU
+# plugin (oneDNN) honours ONEDNN_MAX_CPU_ISA (DNNL_ is oneDNN's older prefix); ONNX Runtime's
+# MLAS kernels read no such variable, so a cap changes nothing there (tests/test_qualification.py runs both).
+ISA_CAP_VARIABLES = {"openvino": ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")}
+
+# oneDNN's cpu_isa values and the features of INT8_FLAGS each still allows; values not listed
+# (ALL, DEFAULT, the AMX-FP16 levels, misspellings, which oneDNN ignores) mask nothing
+_AVX512 = {"avx2", "avx512f"}
+ONEDNN_ISA_ALLOWS = {
+    "SSE41": set(), "AVX": set(), "AVX2": {"avx2"},
+    "AVX2_VNNI": {"avx2", "avx_vnni"}, "AVX2_VNNI_2": {"avx2", "avx_vnni"},
+    "AVX512_CORE": _AVX512, "AVX512_CORE_VNNI": _AVX512 | {"avx512_vnni"},
+    "AVX512_CORE_BF16": _AVX512 | {"avx512_vnni"},
+    "AVX512_CORE_AMX": _AVX512 | {"avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"},
+}
+
+
+def isa_caps(backend: str, environ=None) -> dict[str, str]:
+    """The ISA caps set in the environment that this backend's kernels honour."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    return {k: environ[k] for k in ISA_CAP_VARIABLES.get(backend, ()) if environ.get(k)}
+
+
+def backend_features(backend: str, features: dict, environ=None) -> dict:
+    """The CPU features this backend's kernels will use: the CPU's, less what an ISA cap forbids."""
+    allowed: set[str] | None = None
+    for value in isa_caps(backend, environ).values():
+        known = ONEDNN_ISA_ALLOWS.get(value.strip().upper())
+        if known is not None:
+            allowed = known if allowed is None else allowed & known
+    if allowed is None:
+        return dict(features)
+    return {f: bool(on) and f in allowed for f, on in features.items()}
+
+
+def int8_reason(backend: str, features: dict, environ=None) -> str:
+    """Why INT8 can or cannot win for this backend here, in words, naming a cap when one applies."""
+    used = backend_features(backend, features, environ)
+    caps = ", ".join(f"{k}={v}" for k, v in isa_caps(backend, environ).items())
+    dots = [f for f in INT8_DOT_PRODUCTS if used.get(f)]
+    if dots:
+        return f"{backend} uses INT8 dot-product instructions here ({', '.join(dots)}{'; ' + caps if caps else ''})"
+    if caps and int8_accelerated(features):
+        return f"{caps} limits {backend} to kernels without VNNI/AMX, although this CPU has them"
+    return f"this CPU has no VNNI/AMX for {backend}"
 
 
 def backends() -> dict:

@@ -4,6 +4,7 @@ records per-engine verdicts with this box's hardware class; watch/classify/bench
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from edgecxr.qualification import SHIPPED, hardware_class, record_path, same_cla
 from edgecxr.reporting import build_report
 from edgecxr.runtime.default_bundle import PACKAGED as REFERENCE_BUNDLE
 from edgecxr.runtime.selection import choose
-from edgecxr.sysinfo import cpu_info, int8_accelerated
+from edgecxr.sysinfo import ISA_CAP_VARIABLES, cpu_info, int8_accelerated
 from tests.tools import require_tool
 
 pytest.importorskip("onnxruntime")
@@ -111,9 +112,10 @@ def test_without_a_record_auto_falls_back_to_fp32_and_int8_needs_the_flag(bare_b
 def test_another_hardware_class_does_not_count(qualified, bare_bundle, tmp_path, monkeypatch):
     folder, _, _ = qualified
     bundle = load_bundle(bare_bundle)
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # an ISA cap is part of the class
-    capped = choose(bundle, qualification_dir=folder)
-    assert capped.artifact.precision == "fp32" and "ONEDNN_MAX_CPU_ISA=AVX2" in capped.reason
+    uncapped = choose(bundle, "onnxruntime", qualification_dir=folder)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # OpenVINO's cap; ONNX Runtime's MLAS ignores it
+    capped = choose(bundle, "onnxruntime", qualification_dir=folder)
+    assert (capped.artifact.name, capped.reason) == (uncapped.artifact.name, uncapped.reason)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     # the same record carried to a CPU with other INT8 features (as from an AVX2-only box)
     path = record_path(bundle, folder)
@@ -126,6 +128,45 @@ def test_another_hardware_class_does_not_count(qualified, bare_bundle, tmp_path,
     (other / path.name).write_text(json.dumps(record))
     moved = choose(bundle, qualification_dir=other)
     assert moved.artifact.precision == "fp32" and "never checked" in moved.reason
+
+
+def _edgecxr(*args, cap: str | None = None) -> subprocess.CompletedProcess:
+    """The real CLI in a child process, so OpenVINO's oneDNN reads ONEDNN_MAX_CPU_ISA when it loads."""
+    env = {k: v for k, v in os.environ.items() if k not in ISA_CAP_VARIABLES["openvino"]}
+    env |= {"ONEDNN_MAX_CPU_ISA": cap} if cap else {}
+    return subprocess.run([sys.executable, "-m", "edgecxr.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+def test_an_isa_cap_makes_openvino_another_hardware_class(subset_reference, mini, bare_bundle, tmp_path):
+    """ONEDNN_MAX_CPU_ISA=AVX2 really changes OpenVINO's INT8 kernels (and not ONNX Runtime's): the
+    record says AVX2, qualifies only the capped class, and the engine choice names the cap."""
+    pytest.importorskip("openvino")
+    folder, probs = tmp_path / "q", {}
+    for cap in (None, "AVX2"):
+        out = tmp_path / f"parity-{cap}"
+        done = _edgecxr("parity-check", bare_bundle, "--data", mini / "test", "--reference", subset_reference,
+                        "--precisions", "int8", "--out", out, "--qualification-dir", folder / str(cap), cap=cap)
+        assert done.returncode in (0, 1), done.stderr
+        engines = json.loads((out / "parity.json").read_text())["engines"]
+        probs[cap] = {e["artifact"]: [r["probabilities"] for r in e["rows"]] for e in engines}
+    native = cpu_info()["features"]
+    assert probs[None]["onnxruntime-int8"] == probs["AVX2"]["onnxruntime-int8"]
+    if int8_accelerated(native):  # VNNI kernels here, AVX2 ones under the cap: other sums, other answers
+        assert probs[None]["openvino-int8"] != probs["AVX2"]["openvino-int8"]
+    bundle = load_bundle(bare_bundle)
+    record = json.loads(record_path(bundle, folder / "AVX2").read_text())
+    hw = record["engines"]["openvino-int8"][0]["hardware"]
+    assert hw["isa_caps"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"} and set(hw["isa"]) <= {"avx2"}
+    assert record["engines"]["onnxruntime-int8"][0]["hardware"] == hardware_class("onnxruntime")
+    here = choose(bundle, "openvino", "auto", qualification_dir=folder / "AVX2")  # no cap in this process
+    assert here.artifact.precision == "fp32" and "never checked" in here.reason
+    capped = _edgecxr("classify", mini / "test" / "NORMAL" / "IM-0001-0001.jpeg", "--bundle", bare_bundle,
+                      "--backend", "openvino", "--qualification-dir", folder / "AVX2", cap="AVX2")
+    assert capped.returncode == 0, capped.stderr
+    assert "openvino-fp32" in capped.stdout and "dot-product instructions here" not in capped.stdout
+    if int8_accelerated(native) and record["engines"]["openvino-int8"][0]["verdict"] == "PASS":
+        assert "ONEDNN_MAX_CPU_ISA=AVX2 limits openvino" in " ".join(capped.stdout.split())
 
 
 def test_failed_engine_is_refused_unless_allowed_and_warned_on_start(subset_reference, mini, tmp_path):

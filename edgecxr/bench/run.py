@@ -18,7 +18,7 @@ from edgecxr.optional import available
 from edgecxr.preprocess import load_model_inputs
 from edgecxr.provenance import library_versions, utc_now
 from edgecxr.runtime.selection import choose, runnable_artifacts
-from edgecxr.sysinfo import cpu_info
+from edgecxr.sysinfo import backend_features, cpu_info, int8_accelerated, int8_reason
 
 BENCH_SCHEMA = "edgecxr.bench/1"
 
@@ -108,7 +108,8 @@ def recommend(rows: list[dict], cpu: dict, choice) -> str:
                  "engine choice trusts only INT8 qualified on this hardware class by parity-check")
     same = {r["precision"]: r for r in ok if r["backend"] == best["backend"] and "symmetric" not in r["engine"]}
     if "int8" in same and "fp32" in same and same["int8"]["latency_ms"]["p50"] > same["fp32"]["latency_ms"]["p50"]:
-        why = ("this CPU has no VNNI/AMX, so INT8 has no dot-product instructions to win with"
-               if not cpu["int8_acceleration"] else "INT8 kernels do not pay off for this model size on this CPU")
+        used = backend_features(best["backend"], cpu["features"])
+        why = (f"{int8_reason(best['backend'], cpu['features'])}, so INT8 has no dot-product instructions to win "
+               "with" if not int8_accelerated(used) else "INT8 kernels do not pay off for this model size on this CPU")
         text += f"; INT8 is slower than FP32 on {best['backend']} here: {why}"
     return text

@@ -2,7 +2,8 @@
 
 `auto` backend: a TensorRT engine that matches this GPU, else OpenVINO, else ONNX Runtime.
 `auto` precision: INT8 only where parity-check qualified it on this hardware class
-(edgecxr.qualification) and the CPU has INT8 dot products (VNNI, AMX, Arm dotprod); FP32
+(edgecxr.qualification) and the backend's kernels may use the CPU's INT8 dot products (VNNI,
+AMX, Arm dotprod; an ISA cap such as ONEDNN_MAX_CPU_ISA=AVX2 takes them from OpenVINO); FP32
 elsewhere, with the reason: on AVX2-only CPUs INT8 measured slower than FP32 (OpenVINO
 swinv2-tiny-256: 141 ms vs 116 ms at batch 1) and can disagree with the FP32 model.
 An engine that failed qualification here is never chosen automatically; asking for it (or
@@ -74,12 +75,10 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", cpu_f
         from edgecxr.sysinfo import cpu_info
 
         cpu_features = cpu_info()["features"]
-    from edgecxr.sysinfo import int8_accelerated
-
     usable, skipped = _usable(bundle, BACKENDS if backend == "auto" else (backend,))
     verdicts = {a.name: verdict_here(bundle, a, qualification_dir) for arts in usable.values() for a in arts}
     if precision == "auto":
-        picked = _pick_auto(usable, verdicts, int8_accelerated(cpu_features), skipped)
+        picked = _pick_auto(usable, verdicts, cpu_features, skipped)
     else:
         picked = _pick_asked(bundle, usable, verdicts, precision, allow_unqualified, skipped)
     if picked is not None:
@@ -113,8 +112,11 @@ def _usable(bundle: Bundle, order) -> tuple[dict[str, list[Artifact]], list[str]
     return usable, skipped
 
 
-def _pick_auto(usable, verdicts, int8_fast: bool, skipped: list[str]) -> Choice | None:
-    """The fastest engine not failed here: TensorRT, else INT8 qualified here on a VNNI/AMX CPU, else FP32."""
+def _pick_auto(usable, verdicts, cpu_features: dict, skipped: list[str]) -> Choice | None:
+    """The fastest engine not failed here: TensorRT, else INT8 qualified here where the backend may use
+    VNNI/AMX, else FP32."""
+    from edgecxr.sysinfo import backend_features, int8_accelerated, int8_reason
+
     ok = {n: [a for a in arts if verdicts[a.name].status != "FAIL"] for n, arts in usable.items()}
     if trt := {a.precision: a for a in ok.get("tensorrt", [])}:
         p = next(p for p in ("int8", "fp16", "fp32") if p in trt)
@@ -122,12 +124,11 @@ def _pick_auto(usable, verdicts, int8_fast: bool, skipped: list[str]) -> Choice 
     notes = []
     for name in ok:
         for a in (a for a in usable[name] if a.precision == "int8"):
-            v = verdicts[a.name]
-            if v.status == "PASS" and int8_fast:
-                return Choice(a, f"{name} int8: qualified on this hardware class ({v.detail}) and this CPU has "
-                                 "INT8 dot-product instructions (VNNI/AMX)")
+            v, why_int8 = verdicts[a.name], int8_reason(name, cpu_features)
+            if v.status == "PASS" and int8_accelerated(backend_features(name, cpu_features)):
+                return Choice(a, f"{name} int8: qualified on this hardware class ({v.detail}) and {why_int8}")
             notes.append(f"{a.name} {v.detail}" if v.status != "PASS" else
-                         f"{a.name} is qualified, but this CPU has no VNNI/AMX, where INT8 measured slower than FP32")
+                         f"{a.name} is qualified, but {why_int8}, where INT8 measured slower than FP32")
     why = "; ".join(notes) or "no INT8 artifact"
     if any("never checked" in n for n in notes):
         why += " (qualify it: edgecxr parity-check on this box)"
