@@ -96,3 +96,18 @@ def test_refusals(pretrained, mini, tmp_path):
     assert result.exit_code == 2 and "--init needs --arch" in result.output
     result = run("pretrain", mini / "train", "--out", tmp_path / "y", "--mask-patch-size", 12, *NANO)
     assert result.exit_code == 2 and "mask-patch-size" in result.output
+
+
+def test_committed_simmim_encoder_loads_into_the_micro_preset():
+    """The measured stage-1 encoder kept in train/simmim-runs is what its README says it is."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "train" / "simmim-runs" / "pretrain"
+    record = json.loads((folder / "pretrain.json").read_text())
+    assert record["status"] == "finished" and record["settings"]["epochs"] == 40
+    model, _ = build_from_preset(record["model"]["arch"], ["NORMAL", "PNEUMONIA"])
+    assert load_encoder(model, folder / "model") > 100
+    saved = load_file(str(folder / "model" / "model.safetensors"))
+    for name, value in model.state_dict().items():
+        if name.startswith("swinv2."):
+            assert torch.equal(value, saved[name]), name
