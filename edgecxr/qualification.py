@@ -18,8 +18,10 @@ a record made on this box wins over a shipped one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,21 +82,36 @@ def _read(path: Path) -> dict:
 
 
 def record(bundle: Bundle, engines: list[dict], data: dict, folder: Path | None = None) -> Path:
-    """Merge parity-check's per-engine verdicts into this box's record; one entry per hardware class."""
+    """Merge parity-check's per-engine verdicts into this box's record; one entry per hardware class.
+
+    Read, merge and write happen under an exclusive lock beside the record, so two
+    parity-checks finishing together (e.g. one per backend) both keep their verdicts.
+    """
     path = record_path(bundle, folder)
-    current = _read(path) or {"schema": SCHEMA, "bundle": {"name": bundle.name, "checksum": bundle.checksum},
-                               "engines": {}}
-    for e in engines:
-        hw = hardware_class(e["backend"])
-        entry = {"verdict": e["verdict"], "agreement": e["agreement"], "flips": len(e["flipped"]),
-                 "failures": e["failures"], "images": data["n_images"], "data_fingerprint": data["fingerprint"],
-                 "created": utc_now(), "hardware": hw}
-        kept = [x for x in current["engines"].get(e["artifact"], []) if not same_class(x["hardware"], hw)]
-        current["engines"][e["artifact"]] = [*kept, entry]
-    current["updated"] = utc_now()
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, current)
+    with _exclusive(path):
+        current = _read(path) or {"schema": SCHEMA, "bundle": {"name": bundle.name, "checksum": bundle.checksum},
+                                   "engines": {}}
+        for e in engines:
+            hw = hardware_class(e["backend"])
+            entry = {"verdict": e["verdict"], "agreement": e["agreement"], "flips": len(e["flipped"]),
+                     "failures": e["failures"], "images": data["n_images"], "data_fingerprint": data["fingerprint"],
+                     "created": utc_now(), "hardware": hw}
+            kept = [x for x in current["engines"].get(e["artifact"], []) if not same_class(x["hardware"], hw)]
+            current["engines"][e["artifact"]] = [*kept, entry]
+        current["updated"] = utc_now()
+        atomic_write_json(path, current)
     return path
+
+
+@contextmanager
+def _exclusive(path: Path):
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass

@@ -239,3 +239,33 @@ def test_service_install_qualifies_first(bundle_dir, tmp_path):
     folder = tmp_path / "root" / "etc/edgecxr/qualification"
     record = json.loads(record_path(load_bundle(bundle_dir), folder).read_text())
     assert {"onnxruntime-fp32", "openvino-fp32"} <= set(record["engines"])
+
+
+def test_two_parity_checks_finishing_together_keep_both_verdicts(tmp_path):
+    import fcntl
+    import threading
+
+    from edgecxr.fsutil import atomic_write_json
+    from edgecxr.qualification import record
+
+    bundle = load_bundle(REFERENCE_BUNDLE)
+    data = {"n_images": 4, "fingerprint": "f"}
+
+    def engine(name: str) -> dict:
+        return {"artifact": name, "backend": "onnxruntime", "verdict": "PASS", "agreement": 1.0,
+                "flipped": [], "failures": []}
+
+    path = record(bundle, [engine("onnxruntime-fp32")], data, tmp_path)
+    with open(path.with_name(path.name + ".lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another parity-check, between its read and its write
+        second = threading.Thread(target=record, args=(bundle, [engine("onnxruntime-int8")], data, tmp_path))
+        second.start()
+        second.join(0.3)
+        assert second.is_alive()  # it waits instead of reading a record that is about to change
+        current = json.loads(path.read_text())
+        current["engines"]["openvino-fp32"] = current["engines"]["onnxruntime-fp32"]
+        atomic_write_json(path, current)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    second.join(10)
+    assert not second.is_alive()
+    assert set(json.loads(path.read_text())["engines"]) == {"onnxruntime-fp32", "openvino-fp32", "onnxruntime-int8"}
