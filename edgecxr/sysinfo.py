@@ -30,12 +30,13 @@ OTHER_DISTS = ["torch", "transformers", "accelerate", "onnx", "nncf", "pydicom",
 
 def cpu_info(cpuinfo: str | None = None) -> dict:
     """The CPU's model and INT8 features: from CPUID where it can run (what the backends' kernel
-    dispatchers see, also under an emulator), else from /proc/cpuinfo (or the text given)."""
-    measured = None
+    dispatchers see, also under an emulator, where /proc/cpuinfo still describes the host),
+    else from /proc/cpuinfo (or the text given)."""
+    measured = branded = None
     if cpuinfo is None:
-        from edgecxr.cpuid import int8_features
+        from edgecxr.cpuid import brand, int8_features
 
-        measured = int8_features()
+        measured, branded = int8_features(), brand()
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
@@ -48,6 +49,7 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
             model = value.strip()
         elif key in ("flags", "Features") and not flags:
             flags = set(value.split())
+    model = branded or model
     features = measured or {flag: flag in flags for flag in INT8_FLAGS}
     # Arm (Jetson): dot-product instructions play the role of VNNI
     if "asimddp" in flags:

@@ -214,14 +214,16 @@ def test_looser_tolerances_are_not_recorded(subset_reference, mini, tmp_path):
 
 
 def test_cpuid_sees_what_an_emulated_cpu_offers():
-    """qemu's Haswell has AVX2 and no VNNI: CPUID says so, where /proc/cpuinfo shows the host."""
+    """qemu's Haswell has AVX2 and no VNNI, and is named so: CPUID says it, where /proc/cpuinfo shows the host."""
     qemu = require_tool("qemu-x86_64")
-    code = "import json; from edgecxr.cpuid import int8_features; print(json.dumps(int8_features()))"
+    code = ("import json; from edgecxr.cpuid import int8_features; from edgecxr.sysinfo import cpu_info; "
+            "print(json.dumps([int8_features(), cpu_info()['model']]))")
     out = subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-S", "-c",
                           f"import sys; sys.path.insert(0, {str(REFERENCE_BUNDLE.parents[2])!r}); {code}"],
                          capture_output=True, text=True, timeout=120, check=True)
-    features = json.loads(out.stdout.strip().splitlines()[-1])
+    features, model = json.loads(out.stdout.strip().splitlines()[-1])
     assert features["avx2"] and not features["avx512_vnni"] and not features["avx_vnni"] and not features["amx_int8"]
+    assert "Haswell" in model  # the CPU edgecxr info and qualification records name, not the host
 
 
 def test_service_install_qualifies_first(bundle_dir, tmp_path):
