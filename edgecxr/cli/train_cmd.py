@@ -40,13 +40,9 @@ def train(
     stop_after_epoch: Annotated[int | None, typer.Option(hidden=True, help="Stop after this epoch (time-boxed sessions; --resume continues).")] = None,
 ):
     """Fine-tune (--base, or --arch with --init) or train (--arch) Swin-V2 and write the PyTorch test-set report."""
-    from edgecxr.cli.console import RichReporter
     from edgecxr.cli.console import out as console
-    from edgecxr.optional import require
 
-    require("torch", "training")
-    require("transformers", "training")
-    _start_requested_processes()
+    _prepare("training")
     from edgecxr.training.config import resolve
     from edgecxr.training.trainer import train as run_training
 
@@ -54,15 +50,10 @@ def train(
         str(data), str(out), config_file=config, base=base, arch=arch, init=init, epochs=epochs, lr=lr,
         batch_size=batch_size, weight_decay=weight_decay, seed=seed, val_fraction=val_fraction,
         class_weights=class_weights, label_smoothing=label_smoothing,
-        early_stopping=early_stopping, layer_decay=layer_decay, ema_decay=ema_decay, device=device, precision=precision, workers=workers,
-        skip_bad=skip_bad or None)
-    with RichReporter() as reporter:
-        record = run_training(settings, resume=resume, reporter=reporter,
-                              stop_after_epoch=stop_after_epoch)
-    if not _is_main_process():
-        return
-    if record["status"] != "finished":
-        console.print(f"stopped after epoch {stop_after_epoch}; continue with --resume")
+        early_stopping=early_stopping, layer_decay=layer_decay, ema_decay=ema_decay, device=device,
+        precision=precision, workers=workers, skip_bad=skip_bad or None)
+    record = _run_reported(run_training, settings, resume, stop_after_epoch)
+    if record is None:
         return
     result = record["result"]
     console.print(f"best epoch {result['best_epoch']}: val accuracy "
@@ -94,13 +85,9 @@ def pretrain(
     stop_after_epoch: Annotated[int | None, typer.Option(hidden=True, help="Stop after this epoch (time-boxed sessions; --resume continues).")] = None,
 ):
     """Pretrain a Swin-V2 encoder with SimMIM on unlabelled images (for train --init)."""
-    from edgecxr.cli.console import RichReporter
     from edgecxr.cli.console import out as console
-    from edgecxr.optional import require
 
-    require("torch", "pretraining")
-    require("transformers", "pretraining")
-    _start_requested_processes()
+    _prepare("pretraining")
     from edgecxr.training.pretrain import PretrainConfig
     from edgecxr.training.pretrain import pretrain as run_pretraining
 
@@ -108,16 +95,36 @@ def pretrain(
         images=str(images), out=str(out), arch=arch, epochs=epochs, lr=lr, batch_size=batch_size,
         weight_decay=weight_decay, mask_ratio=mask_ratio, mask_patch_size=mask_patch_size,
         seed=seed, device=device, precision=precision, workers=workers, skip_bad=skip_bad)
-    with RichReporter() as reporter:
-        record = run_pretraining(settings, resume=resume, reporter=reporter,
-                                 stop_after_epoch=stop_after_epoch)
-    if not _is_main_process():
-        return
-    if record["status"] != "finished":
-        console.print(f"stopped after epoch {stop_after_epoch}; continue with --resume")
+    record = _run_reported(run_pretraining, settings, resume, stop_after_epoch)
+    if record is None:
         return
     console.print(f"final masked L1 loss {record['result']['final_loss']:.4f}  ->  {out / 'model'}; "
                   f"fine-tune with: edgecxr train DATA --arch {arch} --init {out / 'model'} --out RUN")
+
+
+def _prepare(task: str) -> None:
+    """Fail early without the training libraries; then start the processes a launch asked for."""
+    from edgecxr.optional import require
+
+    require("torch", task)
+    require("transformers", task)
+    _start_requested_processes()
+
+
+def _run_reported(run, settings, resume: bool, stop_after_epoch: int | None) -> dict | None:
+    """Run with progress bars; the finished record on the main process, else None (another
+    process of the run prints nothing; an interrupted run says how to continue)."""
+    from edgecxr.cli.console import RichReporter
+    from edgecxr.cli.console import out as console
+
+    with RichReporter() as reporter:
+        record = run(settings, resume=resume, reporter=reporter, stop_after_epoch=stop_after_epoch)
+    if not _is_main_process():
+        return None
+    if record["status"] != "finished":
+        console.print(f"stopped after epoch {stop_after_epoch}; continue with --resume")
+        return None
+    return record
 
 
 def _start_requested_processes() -> None:
