@@ -70,6 +70,7 @@ def bundle_dir(trained_run, mini, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("bundles") / "tiny-bundle"
     args = ["export", trained_run, "--out", out, "--int8", "--calib-data", mini / "train", "--calib-size", 10,
+            "--calib-candidates", 1,
             "--targets", "onnxruntime,openvino,tensorrt"]
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output

@@ -27,3 +27,32 @@ def test_run_without_validation_says_its_heldout_images_were_trained_on(mini):
     plan = plan_images(class_names=run["classes"], calib_data=None, run=run, calib_size=8, heldout_size=200,
                        seed=1, need_calibration=True)
     assert len(plan.heldout) == 24 - 8 and "trained on them" in plan.heldout_source
+
+
+def test_candidates_keep_the_first_draw_and_are_chosen_on_validation_images_not_held_out(mini):
+    val = ["NORMAL/" + p.name for p in sorted((mini / "train" / "NORMAL").glob("*.jpeg"))[:4]]
+    val += ["PNEUMONIA/" + p.name for p in sorted((mini / "train" / "PNEUMONIA").glob("*.jpeg"))[:4]]
+    run = _run(mini, val)
+    one = plan_images(class_names=run["classes"], calib_data=None, run=run, calib_size=6, heldout_size=4,
+                      seed=7, need_calibration=True)
+    three = plan_images(class_names=run["classes"], calib_data=None, run=run, calib_size=6, heldout_size=4,
+                        seed=7, need_calibration=True, candidates=3)
+    assert three.seeds == [7, 8, 9] and len(three.candidates) == 3
+    assert [s.rel for s in three.candidates[0]] == [s.rel for s in one.calibration]  # same draw as before
+    assert len({tuple(s.rel for s in c) for c in three.candidates}) > 1  # the seeds draw different samples
+    assert [s.rel for s in three.heldout] == [s.rel for s in one.heldout] and not one.selection
+    selection, heldout = {s.rel for s in three.selection}, {s.rel for s in three.heldout}
+    assert selection == set(val) - heldout and len(selection) == 4
+    assert not selection & {s.rel for s in three.calibration}
+    assert "validation" in three.selection_source
+
+
+def test_candidates_with_no_image_left_to_choose_by_are_refused_with_the_fix(mini):
+    import pytest
+
+    from edgecxr.errors import DataError
+
+    with pytest.raises(DataError, match="no images left to choose between 4 calibration candidates") as caught:
+        plan_images(class_names=["NORMAL", "PNEUMONIA"], calib_data=mini / "train", run=None, calib_size=10,
+                    heldout_size=200, seed=1, need_calibration=True, candidates=4)
+    assert "--calib-candidates 1" in str(caught.value.fix)

@@ -86,8 +86,8 @@ def test_int8_is_smaller_than_fp32(bundle_dir):
 
 def test_calibration_and_heldout_do_not_overlap(bundle_dir):
     calib = json.loads((bundle_dir / "bundle.json").read_text())["calibration"]
-    assert calib["size"] == 10 and calib["source"] == "calib-data"
-    calib_files = {f["path"] for f in calib["files"]}
+    assert calib["size"] == 10 and calib["source"] == "calib-data" and calib["seeds"] == [1216]
+    calib_files = {f["path"] for f in calib["samples"][0]["files"]}
     heldout_files = {f["path"] for f in calib["heldout"]["files"]}
     assert len(calib_files) == 10 and len(heldout_files) == 14
     assert not calib_files & heldout_files
@@ -215,3 +215,4 @@ def test_int8_weights_leave_headroom_for_cpus_without_vnni(bundle_dir):
     records = {a["name"]: a.get("quantization", {}) for a in manifest["artifacts"]}
     assert "reduce_range" in records["onnxruntime-int8"]["weights"]
     assert records["openvino-int8"]["overflow_fix"].startswith("ENABLE")
+

@@ -39,6 +39,7 @@ def export(
     calib_size: Annotated[int, typer.Option(help="Calibration images, a stratified seeded sample.")] = 300,
     heldout_size: Annotated[int, typer.Option(help="Held-out images (not calibration) for the agreement check.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed for the calibration and held-out samples.")] = 1216,
+    calib_candidates: Annotated[int, typer.Option(help="Calibration samples tried per INT8 engine (seeds SEED, SEED+1, ...); each engine keeps the one closest to FP32 on validation images that are not held out.")] = 4,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
     strict: Annotated[bool, typer.Option("--strict", help="Fail when an INT8 engine agrees with FP32 on under 98% of held-out images.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle folder.")] = False,
@@ -61,6 +62,7 @@ def export(
     require("onnx", "export")
     options = ExportOptions(out=out, int8=int8, fp16=fp16, targets=tuple(comma_list(targets)),
                             calib_data=calib_data, calib_size=calib_size, heldout_size=heldout_size, seed=seed,
+                            calib_candidates=calib_candidates,
                             opset=opset, strict=strict, force=force, name=name, operating_point=point,
                             uncertain=band)
     with task_progress() as start:
@@ -140,14 +142,26 @@ def _print_summary(bundle, console, verified: bool = True) -> None:
         console.print(f"ONNX vs PyTorch: max |logit diff| {check['max_abs_logit_diff']:.2e} on {check['images']} images")
     calib = m.get("calibration")
     if calib:
-        console.print(f"calibration: {calib['size']} images from {calib['source']} (seed {calib['seed']}, "
-                      f"fingerprint {calib['fingerprint'][:16]}…); held-out: {calib['heldout']['size']} images"
-                      + (f" ({calib['heldout']['what']})" if calib["heldout"].get("what") else ""))
+        _print_calibration(calib, bundle.artifacts, console)
     src = m.get("source", {})
     console.print(f"source checkpoint sha256 {str(src.get('checkpoint_sha256'))[:16]}…, reference report: "
                   f"{src.get('reference_report') or 'none'}")
     for w in m.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
+
+
+def _print_calibration(calib: dict, artifacts, console) -> None:
+    if "seed" in calib:  # bundles before calibration candidates: one sample
+        what = f"seed {calib['seed']}, fingerprint {calib['fingerprint'][:16]}…"
+    else:
+        chosen = ", ".join(f"{a.name} {a.record['quantization']['calibration_seed']}" for a in artifacts
+                           if "calibration_seed" in a.record.get("quantization", {}))
+        what = f"{len(calib['seeds'])} candidate sample(s), seeds kept: {chosen}"
+        if calib.get("selection"):
+            what += f"; chosen on {calib['selection']['size']} selection images"
+    console.print(f"calibration: {calib['size']} images from {calib['source']} ({what}); held-out: "
+                  f"{calib['heldout']['size']} images"
+                  + (f" ({calib['heldout']['what']})" if calib["heldout"].get("what") else ""), highlight=False)
 
 
 def _pct(share: float | None) -> str:

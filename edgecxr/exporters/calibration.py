@@ -4,12 +4,17 @@ Calibration comes from `--calib-data` or else from the training images named in 
 run's run.json. Held-out images for the agreement check are never calibration images, and
 from a run they are its validation images only, which the model was not trained on; only
 a run without a validation split falls back to unused training images, and says so.
+
+With several calibration candidates (`--calib-candidates`, one seeded sample each) a third
+set, the selection images, decides between them: the rest of the validation split, else
+images no candidate calibrated on. They are never held-out images, so the agreement the
+bundle records for the chosen engine is not the number it was chosen by.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +24,27 @@ from edgecxr.data.folders import Sample, hash_and_check, scan_split
 from edgecxr.data.roots import portable_path, resolve_recorded
 from edgecxr.errors import DataError, EdgecxrError
 
+SELECTION_MAX = 1000  # images that score calibration candidates; more only costs time
+
 
 @dataclass
 class ImagePlan:
-    calibration: list[Sample]
+    candidates: list[list[Sample]]  # one calibration sample per seed in `seeds`
+    seeds: list[int]
     heldout: list[Sample]
     source: str  # "calib-data" or "run"
     root: Path
     heldout_source: str = ""  # what the held-out images are, in words, for the manifest
+    selection: list[Sample] = field(default_factory=list)  # scores the candidates (only when several)
+    selection_source: str = ""
+
+    @property
+    def calibration(self) -> list[Sample]:
+        """Every image some candidate calibrates on (what held-out images must avoid)."""
+        seen: dict[str, Sample] = {}
+        for sample in self.candidates:
+            seen.update((s.rel, s) for s in sample)
+        return list(seen.values())
 
 
 def stratified_sample(samples: Sequence[Sample], n: int, seed: int) -> list[Sample]:
@@ -49,30 +67,16 @@ def stratified_sample(samples: Sequence[Sample], n: int, seed: int) -> list[Samp
 
 
 def plan_images(*, class_names: list[str], calib_data: Path | None, run: dict | None,
-                calib_size: int, heldout_size: int, seed: int, need_calibration: bool) -> ImagePlan:
-    if calib_data is not None:
-        split = scan_split(calib_data, "calibration")
-        if split.classes != class_names:
-            raise DataError(f"calibration classes {split.classes} differ from the model's {class_names}",
-                            path=calib_data, fix="give a folder with one subfolder per model class")
-        preferred, rest, root, source = [], split.samples, split.root, "calib-data"
-    elif run is not None:
-        root = resolve_recorded(run["split"]["train_root"])
-        if not root.is_dir():
-            raise EdgecxrError("the training images named in run.json are not here", path=root,
-                               fix="pass --calib-data DIR with real images of the training distribution")
-        index = {c: i for i, c in enumerate(run["classes"])}
-        def samples(rels):
-            return [Sample(root / rel, rel, index[rel.split("/")[0]]) for rel in rels]
-        preferred, rest, source = samples(run["split"]["val"]), samples(run["split"]["train"]), "run"
-    else:
-        if need_calibration:
-            raise EdgecxrError("INT8 needs calibration images, and this model has no run.json naming its "
-                               "training images", fix="pass --calib-data DIR (real images, one subfolder "
-                               "per class); edgecxr never calibrates on random or toy data")
-        raise EdgecxrError("verifying the ONNX export needs real images", fix="pass --calib-data DIR")
-    calibration = stratified_sample(rest, calib_size, seed) if need_calibration else []
-    used = {s.rel for s in calibration}
+                calib_size: int, heldout_size: int, seed: int, need_calibration: bool,
+                candidates: int = 1) -> ImagePlan:
+    """Calibration candidate k is drawn with seed + k, held-out images with seed + 1 and from
+    images no candidate uses; with one candidate this is the draw of earlier versions."""
+    if candidates < 1:
+        raise EdgecxrError(f"--calib-candidates must be at least 1, not {candidates}")
+    preferred, rest, root, source = _pools(class_names, calib_data, run, need_calibration)
+    seeds = [seed + k for k in range(candidates if need_calibration else 0)]
+    drawn = [stratified_sample(rest, calib_size, s) for s in seeds]
+    used = {s.rel for sample in drawn for s in sample}
     pool = [s for s in preferred if s.rel not in used]
     if pool:
         heldout_source = "the run's validation images (not trained on, not calibration)"
@@ -82,14 +86,56 @@ def plan_images(*, class_names: list[str], calib_data: Path | None, run: dict | 
                           "training images not used for calibration (the run has no validation split: "
                           "the model was trained on them)")
     heldout = stratified_sample(pool, heldout_size, seed + 1)
-    if need_calibration and not calibration:
+    if need_calibration and not any(drawn):
         raise DataError("no calibration images found", path=calib_data or root,
                         fix="give a folder with real images")
     if not heldout:
         raise DataError("no images left for the held-out agreement check after calibration",
                         path=calib_data or root, fix="lower --calib-size or give more images")
-    hash_and_check(calibration + heldout)
-    return ImagePlan(calibration, heldout, source, root, heldout_source)
+    plan = ImagePlan(drawn, seeds, heldout, source, root, heldout_source)
+    if len(seeds) > 1:
+        _add_selection(plan, preferred, rest, calib_data or root)
+    hash_and_check(plan.calibration + plan.heldout + plan.selection)
+    return plan
+
+
+def _pools(class_names, calib_data, run, need_calibration) -> tuple[list[Sample], list[Sample], Path, str]:
+    """(preferred held-out images, calibration images, root, source)."""
+    if calib_data is not None:
+        split = scan_split(calib_data, "calibration")
+        if split.classes != class_names:
+            raise DataError(f"calibration classes {split.classes} differ from the model's {class_names}",
+                            path=calib_data, fix="give a folder with one subfolder per model class")
+        return [], split.samples, split.root, "calib-data"
+    if run is not None:
+        root = resolve_recorded(run["split"]["train_root"])
+        if not root.is_dir():
+            raise EdgecxrError("the training images named in run.json are not here", path=root,
+                               fix="pass --calib-data DIR with real images of the training distribution")
+        index = {c: i for i, c in enumerate(run["classes"])}
+
+        def samples(rels):
+            return [Sample(root / rel, rel, index[rel.split("/")[0]]) for rel in rels]
+        return samples(run["split"]["val"]), samples(run["split"]["train"]), root, "run"
+    if need_calibration:
+        raise EdgecxrError("INT8 needs calibration images, and this model has no run.json naming its "
+                           "training images", fix="pass --calib-data DIR (real images, one subfolder "
+                           "per class); edgecxr never calibrates on random or toy data")
+    raise EdgecxrError("verifying the ONNX export needs real images", fix="pass --calib-data DIR")
+
+
+def _add_selection(plan: ImagePlan, preferred: list[Sample], rest: list[Sample], where: Path) -> None:
+    taken = {s.rel for s in plan.heldout} | {s.rel for s in plan.calibration}
+    pool = [s for s in preferred if s.rel not in taken]
+    plan.selection_source = "the run's validation images not held out (not trained on, not calibration)"
+    if not pool:
+        pool = [s for s in rest if s.rel not in taken]
+        plan.selection_source = "images no calibration candidate uses and not held out"
+    plan.selection = stratified_sample(pool, SELECTION_MAX, plan.seeds[0] + 2)
+    if not plan.selection:
+        raise DataError(f"no images left to choose between {len(plan.seeds)} calibration candidates: every "
+                        "image calibrates a candidate or checks agreement", path=where,
+                        fix="pass --calib-candidates 1, a smaller --calib-size or --heldout-size, or more images")
 
 
 def sample_record(samples: Sequence[Sample], root: Path, seed: int) -> dict:

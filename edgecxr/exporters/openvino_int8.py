@@ -23,6 +23,12 @@ def to_ir(onnx_path: Path, xml_path: Path, *, fp16: bool):
     return model
 
 
+def read_ir(xml_path: Path):
+    """A fresh copy of the IR for each quantization, so no candidate sees another's changes."""
+    ov = require("openvino", "OpenVINO INT8 export")
+    return ov.Core().read_model(str(xml_path))
+
+
 def last_matmul(model) -> list[str]:
     names = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"]
     return names[-1:]

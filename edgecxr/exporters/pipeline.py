@@ -37,6 +37,7 @@ class ExportOptions:
     calib_size: int = 300
     heldout_size: int = 200
     seed: int = 1216
+    calib_candidates: int = 4  # calibration samples tried per INT8 engine (seeds seed, seed+1, ...)
     opset: int = 18
     strict: bool = False
     force: bool = False
@@ -101,15 +102,19 @@ class _Recorder:
     """Records each artifact with its hashes, its agreement with the FP32 reference and its latency."""
 
     def __init__(self, folder: Path, heldout: np.ndarray, options: ExportOptions, reporter, warnings: list[str]):
-        from edgecxr.backends import RunnerOptions, open_runner
+        from edgecxr.backends import RunnerOptions
 
         self.folder, self.heldout, self.options, self.reporter, self.warnings = (
             folder, heldout, options, reporter, warnings)
         self.runner_options = RunnerOptions()
         self.artifacts: list[dict] = []
-        runner = open_runner("onnxruntime", folder / "onnx" / "model.fp32.onnx", self.runner_options)
-        self.reference = runner.probabilities(heldout, batch_size=8)
-        runner.close()
+        self.reference = self.fp32_probabilities(heldout)
+
+    def fp32_probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        from edgecxr.backends import open_runner
+
+        with open_runner("onnxruntime", self.folder / "onnx" / "model.fp32.onnx", self.runner_options) as runner:
+            return runner.probabilities(inputs, batch_size=8)
 
     def add(self, name: str, backend: str, precision: str, files: list[str], role: str, extra: dict | None = None):
         from edgecxr.backends import open_runner
@@ -163,50 +168,20 @@ def _onnx_stage(model, spec, folder: Path, heldout: np.ndarray, options: ExportO
     return info
 
 
-def _ort_int8_stage(folder: Path, calib: np.ndarray, targets, recorder: _Recorder, reporter) -> None:
-    """The CPU graph for ONNX Runtime, the signed symmetric graph for TensorRT."""
-    from edgecxr.exporters import ort_int8
+def _calibration_record(plan) -> dict:
+    from edgecxr.exporters.calibration import sample_record
 
-    prepared = folder / "onnx" / ".prepared.onnx"
-    advance = reporter.task("ONNX Runtime INT8", 3)
-    pre = ort_int8.preprocess_for_quantization(folder / "onnx" / "model.fp32.onnx", prepared)
-    exclude = ort_int8.classifier_nodes(prepared)
-    attention = ort_int8.activation_matmuls(prepared)
-    advance(1)
-    graphs = (("cpu", "onnxruntime-int8", "onnx/model.int8.onnx"),
-              ("symmetric", "onnxruntime-int8-symmetric", "onnx/model.int8-symmetric.onnx"))
-    for mode, name, rel in graphs:
-        if mode == "cpu" and "onnxruntime" not in targets:
-            continue
-        info = ort_int8.quantize(prepared, folder / rel, calib, mode=mode, input_name="pixel_values", exclude=exclude,
-                                     attention=attention)
-        info["pre_process"] = pre
-        recorder.add(name, "onnxruntime", "int8", [rel], info.pop("role"), {"quantization": info})
-        advance(1)
-    prepared.unlink()
-
-
-def _openvino_stage(folder: Path, calib: np.ndarray | None, options: ExportOptions, recorder: _Recorder,
-                    reporter) -> None:
-    from edgecxr.exporters import openvino_int8
-
-    (folder / "openvino").mkdir()
-    precision = "fp16" if options.fp16 else "fp32"
-    advance = reporter.task("OpenVINO IR" + (" + NNCF INT8" if calib is not None else ""), 1 + (calib is not None))
-    ir = openvino_int8.to_ir(folder / "onnx" / "model.fp32.onnx", folder / "openvino" / f"model.{precision}.xml",
-                             fp16=options.fp16)
-    recorder.add(f"openvino-{precision}", "openvino", precision,
-                 [f"openvino/model.{precision}.xml", f"openvino/model.{precision}.bin"], "reference-ir")
-    advance(1)
-    if calib is not None:
-        info = openvino_int8.nncf_int8(ir, folder / "openvino" / "model.int8.xml", calib)
-        recorder.add("openvino-int8", "openvino", "int8", ["openvino/model.int8.xml", "openvino/model.int8.bin"],
-                     "cpu", {"quantization": info})
-        advance(1)
+    record = {"source": plan.source, "size": len(plan.candidates[0]), "seeds": plan.seeds,
+              "samples": [sample_record(c, plan.root, s) for c, s in zip(plan.candidates, plan.seeds, strict=True)],
+              "heldout": {**sample_record(plan.heldout, plan.root, plan.seeds[0] + 1), "what": plan.heldout_source}}
+    if plan.selection:
+        record["selection"] = {**sample_record(plan.selection, plan.root, plan.seeds[0] + 2),
+                               "what": plan.selection_source}
+    return record
 
 
 def _export_into(folder: Path, source_path: Path, options: ExportOptions, targets, reporter) -> ExportResult:
-    from edgecxr.exporters.calibration import plan_images, sample_record
+    from edgecxr.exporters.calibration import plan_images
     from edgecxr.exporters.source import resolve_source
     from edgecxr.training.model import checkpoint_sha256, load_checkpoint
 
@@ -214,7 +189,7 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     model, spec, class_names = load_checkpoint(source.model_dir)
     plan = plan_images(class_names=class_names, calib_data=options.calib_data, run=source.run,
                        calib_size=options.calib_size, heldout_size=options.heldout_size, seed=options.seed,
-                       need_calibration=options.int8)
+                       need_calibration=options.int8, candidates=options.calib_candidates)
     warnings: list[str] = []
     if len(plan.heldout) < 200:
         warnings.append(f"only {len(plan.heldout)} held-out images for the agreement check (200 recommended)")
@@ -224,16 +199,12 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     recorder.add("onnxruntime-fp32", "onnxruntime", "fp32", ["onnx/model.fp32.onnx"], "reference")
     decision = _decision_stage(folder, class_names, options, source.run, plan.heldout, spec, reporter)
 
-    calib, calibration_record = None, None
-    if options.int8:
-        calib = _load_inputs(plan.calibration, spec, reporter, "calibration images")
-        calibration_record = {**sample_record(plan.calibration, plan.root, options.seed), "source": plan.source,
-                              "heldout": {**sample_record(plan.heldout, plan.root, options.seed + 1),
-                                          "what": plan.heldout_source}}
-        if "onnxruntime" in targets or "tensorrt" in targets:
-            _ort_int8_stage(folder, calib, targets, recorder, reporter)
-    if "openvino" in targets:
-        _openvino_stage(folder, calib, options, recorder, reporter)
+    calibration_record = _calibration_record(plan) if options.int8 else None
+    from edgecxr.exporters.engines_stage import engines_stage
+
+    engines_stage(folder, plan, options, targets, recorder,
+                  lambda samples, label: _load_inputs(samples, spec, reporter, label),
+                  positive_class_index(class_names), reporter)
     if "tensorrt" in targets:
         from edgecxr.exporters.tensorrt_if_gpu import build_into_bundle
 
