@@ -216,3 +216,25 @@ def test_int8_weights_leave_headroom_for_cpus_without_vnni(bundle_dir):
     assert "reduce_range" in records["onnxruntime-int8"]["weights"]
     assert records["openvino-int8"]["overflow_fix"].startswith("ENABLE")
 
+
+def test_the_patch_embedding_stays_in_float_in_every_int8_graph(bundle_dir):
+    import onnx
+
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    for artifact in manifest["artifacts"]:
+        if artifact["precision"] != "int8" or artifact["backend"] == "tensorrt":
+            continue
+        assert any(k.startswith("input layer, the patch embedding") for k in
+                   artifact["quantization"]["kept_in_float"]), artifact["name"]
+    for rel in ("onnx/model.int8.onnx", "onnx/model.int8-symmetric.onnx"):
+        graph = onnx.load(str(bundle_dir / rel)).graph
+        dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        conv = next(n for n in graph.node if n.op_type == "Conv")
+        assert not set(conv.input) & dequantized, rel  # neither its input nor its weight is INT8
+        assert any(n.op_type == "MatMul" and set(n.input) & dequantized for n in graph.node), rel
+    import openvino as ov
+
+    model = ov.Core().read_model(str(bundle_dir / "openvino" / "model.int8.xml"))
+    conv = next(op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution")
+    assert all(i.get_source_output().get_node().get_type_name() != "FakeQuantize" for i in conv.inputs())
+    assert any(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops())

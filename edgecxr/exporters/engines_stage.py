@@ -35,6 +35,7 @@ def _ort_engines(folder: Path, targets) -> tuple[list[Int8Engine], Path]:
     pre = ort_int8.preprocess_for_quantization(folder / "onnx" / "model.fp32.onnx", prepared)
     exclude = ort_int8.classifier_nodes(prepared)
     attention = ort_int8.activation_matmuls(prepared)
+    first = ort_int8.input_layer_nodes(prepared)
     graphs = (("cpu", "onnxruntime-int8", "onnx/model.int8.onnx"),
               ("symmetric", "onnxruntime-int8-symmetric", "onnx/model.int8-symmetric.onnx"))
     engines = []
@@ -44,18 +45,20 @@ def _ort_engines(folder: Path, targets) -> tuple[list[Int8Engine], Path]:
 
         def quantize(calib: np.ndarray, paths: list[Path], mode=mode) -> dict:
             info = ort_int8.quantize(prepared, paths[0], calib, mode=mode, input_name="pixel_values",
-                                     exclude=exclude, attention=attention)
+                                     exclude=exclude, attention=attention, input_layer=first)
             info.pop("role")
             return {**info, "pre_process": pre}
         engines.append(Int8Engine(name, "onnxruntime", [rel], ort_int8.MODES[mode][2], quantize))
     return engines, prepared
 
 
-def _openvino_engine(ir_xml: Path) -> Int8Engine:
-    from edgecxr.exporters import openvino_int8
+def _openvino_engine(ir_xml: Path, onnx_path: Path) -> Int8Engine:
+    from edgecxr.exporters import openvino_int8, ort_int8
+
+    first = ort_int8.input_layer_nodes(onnx_path)
 
     def quantize(calib: np.ndarray, paths: list[Path]) -> dict:
-        return openvino_int8.nncf_int8(openvino_int8.read_ir(ir_xml), paths[0], calib)
+        return openvino_int8.nncf_int8(openvino_int8.read_ir(ir_xml), paths[0], calib, input_layer=first)
     return Int8Engine("openvino-int8", "openvino", ["openvino/model.int8.xml", "openvino/model.int8.bin"], "cpu",
                       quantize)
 
@@ -77,7 +80,7 @@ def engines_stage(folder: Path, plan: ImagePlan, options, targets, recorder, loa
         ir = (precision, [f"openvino/model.{precision}.xml", f"openvino/model.{precision}.bin"])
         openvino_int8.to_ir(folder / "onnx" / "model.fp32.onnx", folder / ir[1][0], fp16=options.fp16)
         if options.int8:
-            engines.append(_openvino_engine(folder / ir[1][0]))
+            engines.append(_openvino_engine(folder / ir[1][0], folder / "onnx" / "model.fp32.onnx"))
     chosen = _quantize_candidates(folder, plan, engines, recorder, load, positive, reporter) if engines else {}
     for engine in engines:
         if engine.backend == "onnxruntime":
