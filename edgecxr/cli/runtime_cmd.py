@@ -82,9 +82,11 @@ def watch(
 
     from edgecxr.cli.console import comma_list, err, logger
     from edgecxr.cli.console import out as console
+    from edgecxr.runtime.checks import InboxCheck
     from edgecxr.runtime.prepare import InputLimits
     from edgecxr.runtime.watcher import Watcher, WatchOptions
 
+    InboxCheck(inbox)  # first: OUT (default INBOX/.edgecxr) and the engine's cache in it would create a missing inbox
     out = out or inbox / ".edgecxr"
     say = logger(err, log_format)
     cache = model_cache if model_cache is not None else out / "model-cache"
