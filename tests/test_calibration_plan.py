@@ -11,9 +11,13 @@ def _run(mini, val: list[str]) -> dict:
             "split": {"train_root": str(mini / "train"), "train": [r for r in train if r not in val], "val": val}}
 
 
+def _first(mini, n: int) -> list[str]:
+    """The first n training images of each class, as a run's validation split names them."""
+    return [f"{c}/{p.name}" for c in ("NORMAL", "PNEUMONIA") for p in sorted((mini / "train" / c).glob("*.jpeg"))[:n]]
+
+
 def test_heldout_from_a_run_is_its_validation_split_only(mini):
-    val = ["NORMAL/" + p.name for p in sorted((mini / "train" / "NORMAL").glob("*.jpeg"))[:3]]
-    val += ["PNEUMONIA/" + p.name for p in sorted((mini / "train" / "PNEUMONIA").glob("*.jpeg"))[:3]]
+    val = _first(mini, 3)
     run = _run(mini, val)
     plan = plan_images(class_names=run["classes"], calib_data=None, run=run, calib_size=8, heldout_size=200,
                        seed=1, need_calibration=True)
@@ -30,8 +34,7 @@ def test_run_without_validation_says_its_heldout_images_were_trained_on(mini):
 
 
 def test_candidates_keep_the_first_draw_and_are_chosen_on_validation_images_not_held_out(mini):
-    val = ["NORMAL/" + p.name for p in sorted((mini / "train" / "NORMAL").glob("*.jpeg"))[:4]]
-    val += ["PNEUMONIA/" + p.name for p in sorted((mini / "train" / "PNEUMONIA").glob("*.jpeg"))[:4]]
+    val = _first(mini, 4)
     run = _run(mini, val)
     one = plan_images(class_names=run["classes"], calib_data=None, run=run, calib_size=6, heldout_size=4,
                       seed=7, need_calibration=True)

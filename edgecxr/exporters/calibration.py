@@ -38,6 +38,8 @@ class ImagePlan:
     heldout_source: str = ""  # what the held-out images are, in words, for the manifest
     selection: list[Sample] = field(default_factory=list)  # scores the candidates (only when several)
     selection_source: str = ""
+    heldout_seed: int = 0  # the seeds the two samples were drawn with, for the manifest
+    selection_seed: int = 0
 
     @property
     def calibration(self) -> list[Sample]:
@@ -93,7 +95,8 @@ def plan_images(*, class_names: list[str], calib_data: Path | None, run: dict | 
     if not heldout:
         raise DataError("no images left for the held-out agreement check after calibration",
                         path=calib_data or root, fix="lower --calib-size or give more images")
-    plan = ImagePlan(drawn, seeds, heldout, source, root, heldout_source)
+    plan = ImagePlan(drawn, seeds, heldout, source, root, heldout_source, heldout_seed=seed + 1,
+                     selection_seed=seed + 2)
     if len(seeds) > 1:
         _add_selection(plan, preferred, rest, calib_data or root)
     hash_and_check(plan.calibration + plan.heldout + plan.selection)
@@ -132,7 +135,7 @@ def _add_selection(plan: ImagePlan, preferred: list[Sample], rest: list[Sample],
     if not pool:
         pool = [s for s in rest if s.rel not in taken]
         plan.selection_source = "images no calibration candidate uses and not held out"
-    plan.selection = stratified_sample(pool, SELECTION_MAX, plan.seeds[0] + 2)
+    plan.selection = stratified_sample(pool, SELECTION_MAX, plan.selection_seed)
     if not plan.selection:
         raise DataError(f"no images left to choose between {len(plan.seeds)} calibration candidates: every "
                         "image calibrates a candidate or checks agreement", path=where,

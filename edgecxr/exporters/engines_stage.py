@@ -82,16 +82,15 @@ def engines_stage(folder: Path, plan: ImagePlan, options, targets, recorder, loa
         if options.int8:
             engines.append(_openvino_engine(folder / ir[1][0], folder / "onnx" / "model.fp32.onnx"))
     chosen = _quantize_candidates(folder, plan, engines, recorder, load, positive, reporter) if engines else {}
-    for engine in engines:
-        if engine.backend == "onnxruntime":
+
+    def record_int8(backend: str) -> None:
+        for engine in (e for e in engines if e.backend == backend):
             recorder.add(engine.name, engine.backend, "int8", engine.rels, engine.role,
                          {"quantization": chosen[engine.name]})
+    record_int8("onnxruntime")
     if ir is not None:
         recorder.add(f"openvino-{ir[0]}", "openvino", ir[0], ir[1], "reference-ir")
-    if "openvino-int8" in chosen:
-        engine = engines[-1]
-        recorder.add(engine.name, engine.backend, "int8", engine.rels, engine.role,
-                     {"quantization": chosen[engine.name]})
+    record_int8("openvino")
     if prepared is not None:
         prepared.unlink()
 

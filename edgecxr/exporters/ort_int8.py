@@ -49,41 +49,33 @@ def activation_matmuls(onnx_path: Path) -> list[str]:
 def input_layer_nodes(onnx_path: Path) -> list[str]:
     """The Conv/MatMul/Gemm nearest the graph input (Swin's patch embedding): the first layer
     every image meets, whose INT8 error moved P(positive) more than any other's."""
-    onnx = require("onnx", "INT8 quantization")
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    frontier = [i.name for i in graph.input]
-    seen: set[str] = set()
-    while frontier:
-        for node in consumers.get(frontier.pop(0), []):
-            if node.name in seen:
-                continue
-            seen.add(node.name)
-            if node.op_type in ("Conv", "MatMul", "Gemm"):
-                return [node.name]
-            frontier.extend(node.output)
-    return []
+    return _nearest_layer(onnx_path, ("Conv", "MatMul", "Gemm"), from_input=True)
 
 
 def classifier_nodes(onnx_path: Path) -> list[str]:
     """The MatMul/Gemm nearest the graph output (the classification head)."""
+    return _nearest_layer(onnx_path, ("Gemm", "MatMul"), from_input=False)
+
+
+def _nearest_layer(onnx_path: Path, ops: tuple[str, ...], *, from_input: bool) -> list[str]:
+    """Breadth-first from the graph's inputs (along consumers) or outputs (along producers)
+    to the first node of one of `ops`; its name, or nothing."""
     onnx = require("onnx", "INT8 quantization")
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    producers = {out: node for node in graph.node for out in node.output}
-    frontier = [o.name for o in graph.output]
+    step: dict[str, list] = {}
+    for node in graph.node:
+        for name in (node.input if from_input else node.output):
+            step.setdefault(name, []).append(node)
+    frontier = [t.name for t in (graph.input if from_input else graph.output)]
     seen: set[str] = set()
     while frontier:
-        name = frontier.pop(0)
-        node = producers.get(name)
-        if node is None or node.name in seen:
-            continue
-        seen.add(node.name)
-        if node.op_type in ("Gemm", "MatMul"):
-            return [node.name]
-        frontier.extend(node.input)
+        for node in step.get(frontier.pop(0), []):
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.op_type in ops:
+                return [node.name]
+            frontier.extend(node.output if from_input else node.input)
     return []
 
 

@@ -139,15 +139,10 @@ class _Recorder:
         self.reporter.warn(message)
 
 
-def _decision_stage(folder: Path, class_names, options: ExportOptions, run, heldout, spec, reporter) -> dict:
-    from edgecxr.backends import RunnerOptions, open_runner
+def _decision_stage(recorder: _Recorder, class_names, options: ExportOptions, run, heldout, spec, reporter) -> dict:
     from edgecxr.exporters.operating_point import decision_record
 
-    def probabilities(inputs: np.ndarray) -> np.ndarray:
-        with open_runner("onnxruntime", folder / "onnx" / "model.fp32.onnx", RunnerOptions()) as runner:
-            return runner.probabilities(inputs, batch_size=8)
-
-    decision = decision_record(class_names, options, run, heldout, probabilities,
+    decision = decision_record(class_names, options, run, heldout, recorder.fp32_probabilities,
                                lambda samples, label: _load_inputs(samples, spec, reporter, label))
     reporter.log(f"decision rule: {decision['description']}")
     return decision
@@ -173,9 +168,9 @@ def _calibration_record(plan) -> dict:
 
     record = {"source": plan.source, "size": len(plan.candidates[0]), "seeds": plan.seeds,
               "samples": [sample_record(c, plan.root, s) for c, s in zip(plan.candidates, plan.seeds, strict=True)],
-              "heldout": {**sample_record(plan.heldout, plan.root, plan.seeds[0] + 1), "what": plan.heldout_source}}
+              "heldout": {**sample_record(plan.heldout, plan.root, plan.heldout_seed), "what": plan.heldout_source}}
     if plan.selection:
-        record["selection"] = {**sample_record(plan.selection, plan.root, plan.seeds[0] + 2),
+        record["selection"] = {**sample_record(plan.selection, plan.root, plan.selection_seed),
                                "what": plan.selection_source}
     return record
 
@@ -197,7 +192,7 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     export_info = _onnx_stage(model, spec, folder, heldout, options, reporter)
     recorder = _Recorder(folder, heldout, options, reporter, warnings)
     recorder.add("onnxruntime-fp32", "onnxruntime", "fp32", ["onnx/model.fp32.onnx"], "reference")
-    decision = _decision_stage(folder, class_names, options, source.run, plan.heldout, spec, reporter)
+    decision = _decision_stage(recorder, class_names, options, source.run, plan.heldout, spec, reporter)
 
     calibration_record = _calibration_record(plan) if options.int8 else None
     from edgecxr.exporters.engines_stage import engines_stage
