@@ -7,6 +7,14 @@ from typing import Annotated
 
 import typer
 
+from edgecxr.cli.options import (
+    BodyPartOpt,
+    ModalityOpt,
+    PopulationAgeOpt,
+    PopulationTextOpt,
+    RefuseAgeOutsideOpt,
+    ViewOpt,
+)
 from edgecxr.reporter import Reporter
 
 bundle_app = typer.Typer(help="Look into model bundles.", no_args_is_help=True)
@@ -46,6 +54,12 @@ def export(
     name: Annotated[str | None, typer.Option(help="Model name recorded in the bundle (default: the run folder's name).")] = None,
     operating_point: Annotated[str | None, typer.Option(help="Decision threshold on P(positive): sensitivity=0.95, specificity=0.9 (chosen on the validation images) or threshold=0.3. Default: argmax.")] = None,
     uncertain: Annotated[str | None, typer.Option(help="LOW,HIGH: label UNCERTAIN when LOW ≤ P(positive) < HIGH (e.g. 0.4,0.6).")] = None,
+    modality: ModalityOpt = None,
+    view: ViewOpt = None,
+    body_part: BodyPartOpt = None,
+    population_age: PopulationAgeOpt = None,
+    population_text: PopulationTextOpt = None,
+    refuse_age_outside: RefuseAgeOutsideOpt = None,
 ):
     """Export a checkpoint to ONNX and INT8 engines, verified, in one model bundle."""
     from edgecxr.cli.console import comma_list, task_progress
@@ -54,8 +68,12 @@ def export(
     from edgecxr.exporters.pipeline import ExportOptions
     from edgecxr.exporters.pipeline import export as run_export
     from edgecxr.optional import require
+    from edgecxr.scope.intended_use import IntendedUse
 
     point, band = parse_operating_point(operating_point), parse_band(uncertain)
+    use = IntendedUse().with_overrides(  # checked now: refuse a bad value before the long export
+        modalities=modality, views=view, body_parts=body_part, population_age=population_age,
+        population_text=population_text, refuse_age_outside=refuse_age_outside)
     if band is not None and (point is None or point[0] == "threshold"):
         check_band(band, point[1] if point else None, 2)  # known now: refuse before the long export
     require("torch", "export")
@@ -64,7 +82,7 @@ def export(
                             calib_data=calib_data, calib_size=calib_size, heldout_size=heldout_size, seed=seed,
                             calib_candidates=calib_candidates,
                             opset=opset, strict=strict, force=force, name=name, operating_point=point,
-                            uncertain=band)
+                            uncertain=band, intended_use=use.to_manifest())
     with task_progress() as start:
         result = run_export(source, options, _RichExportReporter(start))
     from edgecxr.bundle import load_bundle
@@ -121,6 +139,11 @@ def _print_summary(bundle, console, verified: bool = True) -> None:
         console.print(f"operating point {point['target']}={point['value']} chosen on {point['images']} {point['split']} "
                       f"images: sensitivity {_pct(got['sensitivity'])}, specificity {_pct(got['specificity'])} there",
                       highlight=False)
+    from edgecxr.scope.intended_use import IntendedUse
+
+    use = IntendedUse.from_manifest(m)
+    console.print(f"intended use: {use.describe()}"
+                  + ("" if "intended_use" in m else " (not recorded in this bundle: the defaults)"), highlight=False)
     console.print(f"input {m['input']['name']} {m['input']['shape']} {m['input']['dtype']}; preprocessing: resize "
                   f"{spec.height}x{spec.width} {spec.interpolation}, {spec.channels}, mean {list(spec.mean)}, "
                   f"std {list(spec.std)}")

@@ -24,7 +24,27 @@ PrecisionsOpt = Annotated[str | None, typer.Option(help="Only these precisions, 
 DeviceOpt = Annotated[str, typer.Option(help="OpenVINO device: CPU, GPU, NPU or AUTO.")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="Inference threads (default: the backend's, all cores).")]
 HintOpt = Annotated[str, typer.Option(help="OpenVINO performance hint: LATENCY (one image at a time) or THROUGHPUT.")]
-ModalityOpt = Annotated[str, typer.Option(help="DICOM modalities to classify, comma-separated.")]
+# The intended use (edgecxr.scope.intended_use): export records it, watch/classify override the bundle's.
+ModalityOpt = Annotated[str | None, typer.Option(
+    help="Intended use: DICOM modalities the model reads, comma-separated (default CR,DX, or the bundle's; "
+         "DX includes DR).")]
+ViewOpt = Annotated[str | None, typer.Option(
+    "--view", help="Intended use: DICOM ViewPosition values the model reads, comma-separated (default PA,AP, or "
+                   "the bundle's); a header without ViewPosition is read.")]
+BodyPartOpt = Annotated[str | None, typer.Option(
+    "--body-part", help="Intended use: DICOM BodyPartExamined values the model reads, comma-separated (default "
+                        "CHEST, or the bundle's; CHEST includes THORAX); a header without it is read.")]
+PopulationAgeOpt = Annotated[str | None, typer.Option(
+    "--population-age", metavar="LOW-HIGH",
+    help="Intended use: ages in years of the population the model was trained on, e.g. 1-5 ('none': not known; "
+         "default: not stated, or the bundle's); an image whose PatientAge is outside is flagged on its result.")]
+PopulationTextOpt = Annotated[str | None, typer.Option(
+    "--population-text",
+    help="Intended use: the population in words, e.g. 'children aged 1-5 (Kermany paediatric set)'.")]
+RefuseAgeOutsideOpt = Annotated[bool | None, typer.Option(
+    "--refuse-age-outside/--flag-age-outside",
+    help="Intended use: refuse (not analyse) an image whose PatientAge is outside the population instead of "
+         "flagging its result (default: flag, or the bundle's).", show_default=False)]
 LogFormatOpt = Annotated[str, typer.Option(envvar="EDGECXR_LOG_FORMAT", show_envvar=True,
                                            help="text, or json: one JSON object per log line (for journald).")]
 
@@ -35,4 +55,4 @@ AllowUnqualifiedOpt = Annotated[bool, typer.Option(
     "--allow-unqualified", help="Run an engine that failed qualification here, or an INT8 engine never checked "
                                 "here (a warning is logged on every start).")]
 
-DEFAULT_MODALITIES = "CR,DX,DR"
+DEFAULT_MODALITIES = None  # the bundle's intended use (edgecxr.scope.intended_use)

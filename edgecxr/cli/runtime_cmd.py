@@ -12,14 +12,19 @@ from edgecxr.cli.options import (
     DEFAULT_MODALITIES,
     AllowUnqualifiedOpt,
     BackendOpt,
+    BodyPartOpt,
     BundleOpt,
     DeviceOpt,
     HintOpt,
     LogFormatOpt,
     ModalityOpt,
+    PopulationAgeOpt,
+    PopulationTextOpt,
     PrecisionOpt,
     QualificationDirOpt,
+    RefuseAgeOutsideOpt,
     ThreadsOpt,
+    ViewOpt,
 )
 
 
@@ -64,6 +69,11 @@ def watch(
     quarantine: Annotated[Path | None, typer.Option(help="Move refused inputs here.")] = None,
     poll: Annotated[bool, typer.Option("--poll", help="Poll instead of file-system events (network shares).")] = False,
     modality: ModalityOpt = DEFAULT_MODALITIES,
+    view: ViewOpt = None,
+    body_part: BodyPartOpt = None,
+    population_age: PopulationAgeOpt = None,
+    population_text: PopulationTextOpt = None,
+    refuse_age_outside: RefuseAgeOutsideOpt = None,
     max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = 100_000_000,
     max_bytes: Annotated[int, typer.Option(help="Refuse files larger than this.")] = 512 * 1024 * 1024,
     quiet: Annotated[bool, typer.Option("--quiet", help="No table of results, only the summary.")] = False,
@@ -80,7 +90,7 @@ def watch(
     import signal
     import threading
 
-    from edgecxr.cli.console import comma_list, err, logger
+    from edgecxr.cli.console import err, logger
     from edgecxr.cli.console import out as console
     from edgecxr.runtime.checks import InboxCheck
     from edgecxr.runtime.prepare import InputLimits
@@ -98,11 +108,13 @@ def watch(
         reason=classifier.choice.reason)
     if classifier.choice.warning:
         say(f"warning: {classifier.choice.warning}", event="warning", artifact=classifier.artifact.name)
+    use = _intended_use(classifier, modality, view, body_part, population_age, population_text, refuse_age_outside)
+    say(f"intended use: {use.describe()}", event="intended_use")
     options = WatchOptions(
         inbox=inbox, out=out, recursive=recursive, settle_seconds=settle_seconds, rescan_seconds=rescan_seconds,
         batch_size=batch_size, once=once, poll=poll, archive=archive, quarantine=quarantine,
-        limits=InputLimits(max_pixels=max_pixels, max_bytes=max_bytes,
-                           modalities=tuple(m.upper() for m in comma_list(modality))))
+        limits=InputLimits(max_pixels=max_pixels, max_bytes=max_bytes, modalities=use.accepted_modalities(),
+                           intended_use=use))  # intended_use=: the gate's tags stage (runtime/prepare.py)
     new: list[dict] = []
 
     def on_result(record: dict) -> None:
@@ -140,6 +152,15 @@ def watch(
         _print_results(new, console)
     console.print(f"{len(new)} new result(s) this run; {counters.processed} classified and "
                   f"{counters.refused} refused in total -> {out / 'results.jsonl'}")
+
+
+def _intended_use(classifier, modality, view, body_part, population_age, population_text, refuse_age_outside):
+    """The bundle's intended use with this command's overrides (None keeps the bundle's value)."""
+    from edgecxr.scope.intended_use import resolve
+
+    return resolve(classifier.bundle.manifest, modalities=modality, views=view, body_parts=body_part,
+                   population_age=population_age, population_text=population_text,
+                   refuse_age_outside=refuse_age_outside)
 
 
 def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, log, once) -> list:
@@ -226,13 +247,18 @@ def classify(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per file instead of a table.")] = False,
     save_input: Annotated[Path | None, typer.Option(help="Write the exact model input of each file as a PNG here.")] = None,
     modality: ModalityOpt = DEFAULT_MODALITIES,
+    view: ViewOpt = None,
+    body_part: BodyPartOpt = None,
+    population_age: PopulationAgeOpt = None,
+    population_text: PopulationTextOpt = None,
+    refuse_age_outside: RefuseAgeOutsideOpt = None,
     allow_unqualified: AllowUnqualifiedOpt = False,
     qualification_dir: QualificationDirOpt = None,
 ):
     """Classify files once and print a table (file, label, probabilities, engine, ms)."""
     from rich.table import Table
 
-    from edgecxr.cli.console import comma_list, err
+    from edgecxr.cli.console import err
     from edgecxr.cli.console import out as console
     from edgecxr.runtime.prepare import InputLimits, prepare
 
@@ -240,7 +266,9 @@ def classify(
                                   qualification_dir=qualification_dir)
     if classifier.choice.warning:
         err.print(f"warning: {classifier.choice.warning}", markup=False, highlight=False)
-    limits = InputLimits(modalities=tuple(m.upper() for m in comma_list(modality)))
+    use = _intended_use(classifier, modality, view, body_part, population_age, population_text, refuse_age_outside)
+    limits = InputLimits(modalities=use.accepted_modalities(),
+                         intended_use=use)  # intended_use=: the gate's tags stage (runtime/prepare.py)
     spec = classifier.bundle.spec
     names = classifier.class_names
     table = Table(caption=f"engine {classifier.artifact.name}: {classifier.choice.reason}; rule: "

@@ -13,6 +13,7 @@ import io
 import re
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,8 +80,13 @@ def decode_bytes(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     modalities: tuple[str, ...] | None = None,
+    screen: Callable[[dict], None] | None = None,
 ) -> DecodedImage:
-    """Decode an image file's bytes. `name` is only used in error messages."""
+    """Decode an image file's bytes. `name` is only used in error messages.
+
+    `screen` (DICOM only) sees the header's gate attributes before any pixel is decoded and may
+    raise to refuse the file (see `edgecxr.data.dicom.decode_dicom`); PNG and JPEG have no header for it.
+    """
     if not data:
         raise DecodeError("empty", "the file is empty (0 bytes)", path=name,
                           fix="wait until the sender has written it, or remove it")
@@ -89,7 +95,7 @@ def decode_bytes(
         from edgecxr.data.dicom import decode_dicom
 
         decoded = decode_dicom(data, name, max_pixels=max_pixels, modalities=modalities,
-                               part10=kind == "dicom")
+                               part10=kind == "dicom", screen=screen)
     else:
         decoded = _decode_raster(data, name, max_pixels=max_pixels)
     return _checked(decoded, name)

@@ -6,12 +6,15 @@ inverted for MONOCHROME1 so that bone is bright as in MONOCHROME2. Without any V
 information the full range of the image is shown, as viewers do.
 
 Patient-identifying attributes are never read into the result: only the UIDs and
-accession number that let a result be matched to its study.
+accession number that let a result be matched to its study. The attributes the intended-use
+gate needs (species, age, view ...) are read into a separate dict handed to `screen`, never
+into `meta`.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,12 +25,26 @@ from edgecxr.optional import require
 PROJECTION_MODALITIES = ("CR", "DX", "DR")
 IDENTIFIERS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "AccessionNumber",
                "Modality")
+# The attributes the gate's tags stage reads (edgecxr.scope.tags.SCREEN_KEYWORDS, repeated here because
+# data/ sits below scope/); sequences are read as lists of coded items.
+SCREEN_KEYWORDS = (
+    "Modality", "ViewPosition", "BodyPartExamined", "PhotometricInterpretation", "SamplesPerPixel",
+    "PatientSpeciesDescription", "PatientSpeciesCodeSequence", "PatientBreedDescription",
+    "PatientBreedCodeSequence", "BreedRegistrationSequence", "ResponsiblePersonRole", "PatientAge",
+)
+CODE_KEYWORDS = ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")
 COLOUR_INTERPRETATIONS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420")
 
 
 def decode_dicom(data: bytes, name: str, *, max_pixels: int,
-                 modalities: tuple[str, ...] | None = None, part10: bool = True) -> DecodedImage:
-    """`part10=False`: a bare data set (ACR-NEMA style, no preamble or meta header), read as dcmtk does."""
+                 modalities: tuple[str, ...] | None = None, part10: bool = True,
+                 screen: Callable[[dict], None] | None = None) -> DecodedImage:
+    """`part10=False`: a bare data set (ACR-NEMA style, no preamble or meta header), read as dcmtk does.
+
+    `screen` is called with `screen_tags(ds)` once the header is read and before any pixel is
+    decoded (the gate's tags stage: it raises to refuse, e.g. `scope.verdict.GateRefused`, which
+    passes through unchanged). `modalities` is the older modality filter, applied after it.
+    """
     pydicom = require("pydicom", "reading DICOM files")
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=not part10)
@@ -40,6 +57,8 @@ def decode_dicom(data: bytes, name: str, *, max_pixels: int,
     if len(ds) == 0:
         raise DecodeError("not_dicom", "a DICOM header with no data set after it", path=name,
                           fix="the sender stopped after the header: send the file again")
+    if screen is not None:
+        screen(screen_tags(ds))
     modality = meta.get("Modality", "").upper()
     if modalities is not None and modality not in modalities:
         raise DecodeError(
@@ -65,6 +84,53 @@ def decode_dicom(data: bytes, name: str, *, max_pixels: int,
     meta["PhotometricInterpretation"] = photometric
     return DecodedImage(pixels=np.ascontiguousarray(pixels, dtype=np.float32),
                         source_format="dicom", meta=meta)
+
+
+def screen_tags(ds) -> dict:
+    """The attributes the gate's tag rules read, as plain values (text, or lists of dicts for coded
+    sequences); an attribute pydicom cannot parse is given as its raw bytes, one it cannot reach is left out.
+    Holds patient data (age, species): for the gate only, never for result lines or logs."""
+    tags: dict = {}
+    for keyword in SCREEN_KEYWORDS:
+        try:
+            if keyword not in ds:
+                continue
+            value = ds[keyword].value
+        except Exception:  # a lazily parsed value pydicom cannot convert: keep what was written
+            value = _raw_value(ds, keyword)
+        if value is None:
+            continue
+        tags[keyword] = _coded_items(value) if _is_sequence(value) else value
+    return tags
+
+
+def _raw_value(ds, keyword: str):
+    from pydicom.datadict import tag_for_keyword
+
+    try:
+        element = ds.get_item(tag_for_keyword(keyword))
+        return None if element is None else bytes(element.value or b"")
+    except Exception:  # nothing readable: the rule treats it as absent
+        return None
+
+
+def _is_sequence(value) -> bool:
+    from pydicom.sequence import Sequence
+
+    return isinstance(value, Sequence)
+
+
+def _coded_items(sequence) -> list[dict]:
+    items = []
+    for item in sequence:
+        code = {}
+        for key in CODE_KEYWORDS:
+            try:
+                code[key] = str(item.get(key, "") or "")
+            except Exception:  # one unreadable code field leaves the item, with what could be read
+                code[key] = ""
+        items.append(code)
+    return items
 
 
 def _assume_transfer_syntax(ds) -> None:
