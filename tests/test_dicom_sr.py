@@ -100,6 +100,26 @@ def test_decision_rule_fields_become_the_coded_finding(label, p, meaning, tmp_pa
     assert dciodvfy_errors(path) == []  # the rule's text is plain ASCII: valid in any character set
 
 
+def test_a_results_flags_are_text_in_the_measurement_group(tmp_path):
+    """A result flagged by the gate (patient age outside the trained population) says so in the SR, in words,
+    inside the group that holds the finding; a result without flags has no such item."""
+    reason = ("patient age 58 years is outside the population the model was made for (children aged 1–5 "
+              "(Kermany paediatric set)): read this result with care")
+    rec = record("PNEUMONIA", 0.87, flags=[{"code": "age_outside_population", "reason": reason}])
+    source = pydicom.dcmread(SOURCES[0], stop_before_pixels=True)
+    sr = build_sr(source, finding_from_record(rec, MANIFEST), Algorithm.from_record(rec))
+    path = tmp_path / "sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    assert dciodvfy_errors(path) == []
+    group = hd.sr.srread(path).content.get_image_measurement_groups()[0]
+    comments = [item for item in group[0].ContentSequence if item.ValueType == "TEXT"
+                and item.ConceptNameCodeSequence[0].CodeValue == "121106"]
+    assert [(c.RelationshipType, c.TextValue) for c in comments] == [("CONTAINS", reason.replace("–", "-"))]
+    assert group.get_qualitative_evaluations()[0].value.meaning == "Present"  # the finding is still read as before
+    plain = build_sr(source, finding_from_record(record("PNEUMONIA", 0.87), MANIFEST), Algorithm.from_record(rec))
+    assert not any("outside the population" in t for t in text_values(plain))
+
+
 def test_sc_has_the_result_burned_in_and_is_valid(tmp_path):
     from edgecxr.data.dicom import decode_dicom
 

@@ -2,7 +2,9 @@
 
 Result lines carry `positive_class`, `p_positive`, `decision` and a label that may be
 UNCERTAIN (the bundle's decision rule); lines written before the rule existed carry only the
-probabilities and the label, so both shapes are read here and nowhere else.
+probabilities and the label, so both shapes are read here and nowhere else. A line may carry
+`flags` (for example the patient's age outside the population the model was trained on): their
+reasons travel with the finding, in words, into the SR.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class Finding:
     label: str
     decision: str
     operating_point: str | None = None
+    flags: tuple[str, ...] = ()  # what the reader must know (plain ASCII reasons), e.g. an age outside the population
 
     @property
     def state(self) -> str:
@@ -34,8 +37,8 @@ class Finding:
 
 def plain(text: str) -> str:
     """ASCII for DICOM text in the default repertoire (the source's character set may lack ≥) and for
-    the banner font: the rule's ≥ and ≤ become >= and <=."""
-    text = text.replace("≥", ">=").replace("≤", "<=")
+    the banner font: the rule's ≥ and ≤ become >= and <=, a population's dashes (1–5) hyphens."""
+    text = text.replace("≥", ">=").replace("≤", "<=").replace("–", "-").replace("—", "-")
     return text.encode("ascii", "replace").decode()
 
 
@@ -51,7 +54,15 @@ def finding_from_record(record: dict, manifest: dict) -> Finding:
         p = probs[positive]
     rule = record.get("decision") or decision.get("description") or _describe(decision, positive)
     point = _operating_point(decision)
-    return Finding(positive, float(p), str(record["label"]), plain(rule), plain(point) if point else None)
+    return Finding(positive, float(p), str(record["label"]), plain(rule), plain(point) if point else None,
+                   flags=_flag_reasons(record.get("flags")))
+
+
+def _flag_reasons(flags) -> tuple[str, ...]:
+    """The reasons of a result line's flags, as written by the gate; anything else in the list is skipped."""
+    if not isinstance(flags, list):
+        return ()
+    return tuple(plain(str(f["reason"])) for f in flags if isinstance(f, dict) and f.get("reason"))
 
 
 def _describe(decision: dict, positive: str) -> str:

@@ -5,7 +5,10 @@ from the source header, and the source SOP instance is referenced both as eviden
 the measurement group's source image, so a PACS shows it beside the radiograph. The
 finding is coded in SNOMED CT (Pneumonia: Present / Absent / Indeterminate for UNCERTAIN),
 the probability is a TID 300 measurement, and the algorithm (TID 4019) carries the bundle
-name, edgecxr's version, the bundle checksum, the engine and the decision rule.
+name, edgecxr's version, the bundle checksum, the engine and the decision rule. A result's flags
+(for example "patient age 58 years is outside the population the model was made for") are TEXT
+content items (DCM 121106 "Comment") in the measurement group, beside the coded finding, as
+highdicom's maintainers suggest for free text in TID 1501.
 UIDs are derived from the source SOP Instance UID and the bundle checksum, so sending the
 same result twice replaces nothing and duplicates nothing in the PACS.
 """
@@ -22,6 +25,7 @@ from edgecxr.optional import require
 MANUFACTURER = "edgecxr"
 SERIES_DESCRIPTION = "edgecxr AI result - not for diagnostic use"
 SR_SERIES_NUMBER = 9901
+MAX_TEXT = 1024  # a flag's reason is a sentence; UT would allow more, a viewer shows less
 TYPE2_READ = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
               "StudyDate", "StudyTime", "ReferringPhysicianName")
 # patient and study attributes a PACS files by, beyond those highdicom copies itself
@@ -81,6 +85,9 @@ def build_sr(source, finding: Finding, algorithm: Algorithm):
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=codes_["finding"],
                                                              value=codes_[finding.state])],
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)])
+    for reason in finding.flags:  # in the group, so a viewer shows it with the finding it qualifies
+        group[0].ContentSequence.append(hd.sr.TextContentItem(
+            name=codes.DCM.Comment, value=reason[:MAX_TEXT], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=codes.SCT.ChestImaging, imaging_measurements=[group],
