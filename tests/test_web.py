@@ -14,7 +14,7 @@ from PIL import Image
 
 from edgecxr.errors import EdgecxrError
 from edgecxr.provenance import utc_now
-from edgecxr.web.feed import ResultsFeed, decision_text, public_record
+from edgecxr.web.feed import ResultsFeed, StatusView, decision_text, public_record
 from edgecxr.web.server import StatusServer, parse_address
 
 SHA = "ab" * 32
@@ -61,9 +61,94 @@ def test_records_before_and_after_the_decision_fields():
     refused = public_record(3, {"path": "x.png", "status": "error", "sha256": "",
                                 "error": {"code": "corrupt", "message": "x.png: truncated PNG. Fix: re-send it"}})
     assert (refused["status"], refused["error_code"], refused["label"]) == ("refused", "corrupt", None)
-    assert "truncated PNG" in refused["reason"]
+    assert (refused["reason"], refused["fix"]) == ("truncated PNG.", "re-send it")  # the row names the file already
     for shown in (old, new, refused):  # no DICOM field, whatever the record carries
         assert "dicom" not in shown and "DOE" not in json.dumps(shown) and "1.2.3" not in json.dumps(shown)
+
+
+GATE = {"stage": "learned", "code": "unlike_training", "score": 52.7, "threshold": 30.5,
+        "reason": "unlike the chest radiographs the model was trained on"}
+
+
+def test_out_of_scope_lines_show_the_gates_reason_and_nothing_else():
+    line = {**OLD_RECORD, "status": "out_of_scope", "gate": {**GATE, "features": [0.1] * 768, "PatientAge": "058Y"}}
+    shown = public_record(1, line)  # a label or probabilities on such a line (there should be none) stay hidden
+    assert (shown["status"], shown["label"], shown["probabilities"], shown["p_positive"]) == ("out_of_scope", None,
+                                                                                            None, None)
+    assert shown["gate"] == GATE and shown["reason"] == GATE["reason"] and shown["error_code"] is None
+    tags = public_record(2, {"path": "ct.dcm", "status": "out_of_scope", "gate": {
+        "stage": "tags", "code": "modality", "reason": "not a chest radiograph: the image is a CT", "score": None,
+        "threshold": None}})
+    assert tags["gate"]["score"] is None and tags["reason"] == "not a chest radiograph: the image is a CT"
+    assert public_record(3, {"path": "x", "status": "out_of_scope"})["reason"].startswith("outside the intended use")
+    for record in (shown, tags):
+        text = json.dumps(record)
+        assert "058Y" not in text and "DOE" not in text and "features" not in text
+
+
+def test_classified_lines_carry_their_gate_score_and_flags_as_words():
+    line = {**OLD_RECORD, "gate": {"score": 11.25, "threshold": 30.5, "stage": 3},
+            "flags": [{"code": "age_outside_population", "reason": "patient age 58 years is outside the trained "
+                       "population (1-5 years)", "age": "058Y"}, "not a flag", {"code": "x", "reason": 5}]}
+    shown = public_record(1, line)
+    assert shown["gate"] == {"score": 11.25, "threshold": 30.5}  # a stage that is not text is not shown
+    assert shown["flags"] == [{"code": "age_outside_population",
+                               "reason": "patient age 58 years is outside the trained population (1-5 years)"}]
+    assert public_record(2, OLD_RECORD)["gate"] is None and public_record(2, OLD_RECORD)["flags"] == []
+    assert public_record(3, {**OLD_RECORD, "gate": {"score": True, "threshold": "1"}})["gate"] == {
+        "score": None, "threshold": None}
+
+
+@pytest.mark.parametrize(("error", "reason", "fix"), [
+    ({"code": "internal_error", "message": "boom\nTraceback (most recent call last):\n  File x"}, "boom.", None),
+    ({"code": "unknown"}, "the file could not be read (no reason recorded)", None),
+    ({"code": "too_large", "message": "/srv/in/sub/x.png: 90000 x 90000 pixels. Fix: export it smaller"},
+     "90000 x 90000 pixels.", "export it smaller"),
+    ({"code": "bad", "message": "other/file.png: something"}, "other/file.png: something.", None),
+])
+def test_an_unreadable_files_message_becomes_cause_and_fix(error, reason, fix):
+    shown = public_record(1, {"path": "sub/x.png", "status": "error", "error": error})
+    assert (shown["reason"], shown["fix"]) == (reason, fix)
+
+
+def test_status_view_shows_drift_warnings_only_when_the_watcher_writes_them(tmp_path):
+    status = {"state": "running", "updated": utc_now(), "processed": 200, "refused": 0, "out_of_scope": 18}
+    view = StatusView(tmp_path)
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    snapshot = view.snapshot()
+    assert snapshot["drift"] is None and snapshot["out_of_scope"] == 18
+    drift = {"window": 200, "images": 200, "checks": [{"name": "refusal_rate", "observed": 0.09, "expected": 0.01,
+                                                       "p_value": 1e-9, "per_image": [1, 0]}],
+             "warnings": ["9% of the last 200 images were not analysed, against 1% on validation images", 7]}
+    (tmp_path / "status.json").write_text(json.dumps({**status, "drift": drift, "updated": utc_now() + " "}))
+    snapshot = view.snapshot()
+    assert snapshot["drift"] == {"window": 200, "images": 200, "warnings": [drift["warnings"][0]], "checks": [
+        {"name": "refusal_rate", "observed": 0.09, "expected": 0.01, "p_value": 1e-9}]}
+    broken = {"warnings": "not a list", "checks": {"a": 1}}
+    (tmp_path / "status.json").write_text(json.dumps({**status, "drift": broken}))
+    assert view.snapshot()["drift"]["warnings"] == [] and view.snapshot()["drift"]["checks"] == []
+
+
+def luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_text_colours_meet_wcag_aa_contrast():
+    """The colours the stylesheet gives text, on the backgrounds it puts them on: at least 4.5:1."""
+    import re
+    from importlib import resources
+
+    css = (resources.files("edgecxr.web") / "static" / "style.css").read_text()
+    var = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", css))
+    pairs = [(var[t], b) for t in ("ink", "muted", "ok", "warn", "bad", "focus") for b in ("#ffffff", var["bg"])]
+    pairs += [(var[t], b) for t in ("ink", "muted", "warn") for b in ("#fffaf0", "#fff6e5", "#eef3f9")]
+    pairs += [(var[t], "#fdf4f3") for t in ("ink", "muted", "bad")] + [("#ffffff", "#1f4e79"), ("#ffffff", "#000000")]
+    for text, background in pairs:
+        assert background in css or background in ("#ffffff", "#000000"), background
+        light, dark = sorted((luminance(text), luminance(background)), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 4.5, (text, background)
 
 
 def test_rule_from_this_and_older_watchers():

@@ -24,8 +24,13 @@ from edgecxr.runtime.ledger import RESULTS
 THUMBS = "thumbs"
 MAPS = "maps"  # explanation overlays: <out>/maps/<sha256>.png, written by `watch --explain`
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-STATUS_FIELDS = ("state", "updated", "started", "uptime_s", "processed", "refused", "backlog", "waiting",
-                 "moved", "last_error", "bundle", "backend", "precision", "reason", "edgecxr")
+STATUS_FIELDS = ("state", "updated", "started", "uptime_s", "processed", "refused", "out_of_scope", "backlog",
+                 "waiting", "moved", "last_error", "inbox_error", "bundle", "backend", "precision", "reason", "edgecxr")
+OUT_OF_SCOPE = "out_of_scope"  # edgecxr.scope.verdict.OUT_OF_SCOPE: a line the intended-use gate refused
+GATE_TEXT = ("stage", "code", "reason")
+GATE_NUMBERS = ("score", "threshold")
+PICTURED = ("ok", OUT_OF_SCOPE)  # an unreadable file has no model input to picture
+MAX_TEXT = 500  # characters of one reason shown: a message is a sentence, not a traceback
 
 
 def decision_text(decision) -> str | None:
@@ -50,21 +55,88 @@ def positive_probability(record: dict) -> tuple[str | None, float | None]:
 
 
 def public_record(seq: int, record: dict) -> dict:
-    """The fields of one result line that the page shows; never DICOM attributes."""
-    ok = record.get("status") == "ok"
+    """The fields of one result line that the page shows; never DICOM attributes.
+
+    `status` is "ok", "out_of_scope" (the intended-use gate refused it: `gate` says why) or
+    "refused" (the file could not be read: `error_code`, and `reason`/`fix` in words).
+    """
+    status = record.get("status")
+    ok = status == "ok"
+    shown = "ok" if ok else OUT_OF_SCOPE if status == OUT_OF_SCOPE else "refused"
     positive, p = positive_probability(record) if ok else (None, None)
-    error = record.get("error") or {}
+    gate = gate_view(record.get("gate"))
+    reason, fix = None, None
+    if shown == OUT_OF_SCOPE:
+        reason = (gate or {}).get("reason") or "outside the intended use (no reason recorded)"
+    elif shown == "refused":
+        reason, fix = plain_error(record.get("error"), str(record.get("path", "")))
+    error = record["error"] if isinstance(record.get("error"), dict) else {}
     return {
-        "seq": seq, "path": str(record.get("path", "")), "status": "ok" if ok else "refused",
+        "seq": seq, "path": str(record.get("path", "")), "status": shown,
         "sha256": record.get("sha256", "") if SHA256.match(str(record.get("sha256", ""))) else "",
         "label": record.get("label") if ok else None, "positive_class": positive, "p_positive": p,
         "decision": record.get("decision") if ok else None,
         "probabilities": record.get("probabilities") if ok else None,
         "engine": f"{record.get('backend', '?')}/{record.get('precision', '?')}",
         "completed_at": record.get("completed_at"),
-        "error_code": None if ok else error.get("code", "unknown"),
-        "reason": None if ok else error.get("message", "no reason recorded"),
+        "error_code": error.get("code", "unknown") if shown == "refused" else None,
+        "reason": reason, "fix": fix, "gate": gate, "flags": flags_view(record.get("flags")),
     }
+
+
+def gate_view(gate) -> dict | None:
+    """The gate's verdict: stage, code and reason as text, score and threshold as numbers; nothing else."""
+    if not isinstance(gate, dict):
+        return None
+    view: dict = {k: _text(gate[k]) for k in GATE_TEXT if isinstance(gate.get(k), str)}
+    for key in GATE_NUMBERS:
+        value = gate.get(key)
+        view[key] = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return view
+
+
+def flags_view(flags) -> list[dict]:
+    """Flags that do not stop the analysis (e.g. an age outside the trained population): code and reason only."""
+    if not isinstance(flags, list):
+        return []
+    return [{"code": _text(f.get("code", "")), "reason": _text(f.get("reason", ""))}
+            for f in flags[:10] if isinstance(f, dict) and isinstance(f.get("reason", ""), str)]
+
+
+def plain_error(error, path: str) -> tuple[str, str | None]:
+    """(what went wrong, what to do) from an error's message "PATH: cause. Fix: what to do": the
+    row already names the file, and a radiographer needs the cause and the fix, not a code."""
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str) or not error["message"].strip():
+        return "the file could not be read (no reason recorded)", None
+    message = error["message"].strip().splitlines()[0]  # an internal error's traceback stays in the log
+    head, colon, rest = message.partition(": ")
+    if colon and path and (head == path or head.endswith("/" + path) or head.endswith("/" + Path(path).name)):
+        message = rest
+    cause, _, fix = message.partition(". Fix: ")
+    return _text(cause.rstrip(".") + "."), _text(fix) or None
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _text(value) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT - 1] + "…"
+
+
+def drift_view(drift) -> dict | None:
+    """status.json's drift watch: warnings (plain sentences) and each check's plain values.
+    None when the watcher writes no drift (old watchers, bundles without validation figures)."""
+    if not isinstance(drift, dict):
+        return None
+    warnings = [_text(w) for w in _list(drift.get("warnings")) if isinstance(w, str) and w.strip()]
+    checks = [{k: v if not isinstance(v, str) else _text(v) for k, v in c.items()
+               if isinstance(k, str) and (v is None or isinstance(v, (str, int, float, bool)))}
+              for c in _list(drift.get("checks"))[:20] if isinstance(c, dict)]
+    whole = {k: drift[k] if isinstance(drift.get(k), int) and not isinstance(drift[k], bool) else None
+             for k in ("window", "images")}
+    return {**whole, "warnings": warnings[:20], "checks": checks}
 
 
 class ResultsFeed:
@@ -94,10 +166,10 @@ class ResultsFeed:
         """Thumbnails and maps of the latest records: both are written after the line, so a row
         shown without them gets them on a later poll."""
         with self._lock:
-            return {r["seq"]: self._media_of(r) for r in list(self._recent)[-last:] if r["status"] == "ok"}
+            return {r["seq"]: self._media_of(r) for r in list(self._recent)[-last:] if r["status"] in PICTURED}
 
     def _with_media(self, record: dict) -> dict:
-        return {**record, **self._media_of(record)} if record["status"] == "ok" else record
+        return {**record, **self._media_of(record)} if record["status"] in PICTURED else record
 
     def _media_of(self, record: dict) -> dict:
         sha = record["sha256"]
@@ -164,7 +236,7 @@ class StatusView:
             age = float("inf")
         view = {k: status.get(k) for k in STATUS_FIELDS}
         return {**view, "decision_rule": decision_text(status.get("decision")),
-                "age_s": round(age, 1) if age != float("inf") else None,
+                "drift": drift_view(status.get("drift")), "age_s": round(age, 1) if age != float("inf") else None,
                 "stale": is_stale(status, age), "disk_free_bytes": free}
 
     def _read(self) -> dict | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from edgecxr.web.feed import THUMBS
+from edgecxr.web.feed import PICTURED, THUMBS
 
 SIDE = 64  # pixels; a row shows it at 48 CSS px
 KEEP = 2000  # recent inputs whose thumbnail can still be made (4 kB each)
@@ -37,8 +37,8 @@ class ThumbnailSink:
         """Keep the small copy now: ~0.1 ms here, less than handing the tensor to another Python
         thread would cost the watcher in contention for the interpreter lock."""
         sha = record.get("sha256")
-        if record.get("status") != "ok" or item is None or item.tensor is None or not sha:
-            return  # a refused file has no model input to show
+        if record.get("status") not in PICTURED or item is None or item.tensor is None or not sha:
+            return  # an unreadable file has no model input to show; an image the gate refused may have one
         image = self._shrink(item.tensor)
         with self._lock:
             self._small[sha] = image
