@@ -68,7 +68,8 @@ def health(driver) -> tuple[str, str]:
 def rows(driver) -> list[dict]:
     return driver.execute_script("""return [...document.querySelectorAll('#rows tr')].map(tr => ({
         status: tr.dataset.status, label: tr.dataset.label, visible: !tr.hidden,
-        path: tr.querySelector('.path').textContent, result: tr.querySelector('.result').textContent,
+        path: tr.querySelector('.path').textContent, result: tr.querySelector('.result strong').textContent,
+        why: (tr.querySelector('.result .why') || {}).textContent || null,
         reason: (tr.querySelector('.reason') || {}).textContent || null,
         thumb: (tr.querySelector('img.thumb') || {}).naturalWidth || 0}));""")
 

@@ -61,8 +61,10 @@ def test_rows_appear_live_refusals_say_why_names_are_text_and_nothing_leaves_the
             if record["status"] == "ok":
                 assert shown[name]["result"] == record["label"]
         refused = shown["broken.png"]
-        assert refused["result"] == f"refused: {recorded['broken.png']['error']['code']}"
-        assert refused["reason"] == recorded["broken.png"]["error"]["message"] and "broken.png" in refused["reason"]
+        assert (refused["status"], refused["result"]) == ("refused", "Not analysed")
+        assert refused["why"] == "could not be read"
+        message = recorded["broken.png"]["error"]["message"]  # "PATH: cause. Fix: what to do": shown without the path
+        assert refused["reason"] and refused["reason"].rstrip(".") in message and str(inbox) not in refused["reason"]
         assert shown[XSS_NAME]["status"] == "ok"  # the hostile name is shown as text, not markup
         assert browser.find_elements("css selector", "img[src='x']") == []
         assert browser.execute_script("return document.querySelectorAll('#rows img:not(.thumb)').length") == 0
@@ -71,7 +73,7 @@ def test_rows_appear_live_refusals_say_why_names_are_text_and_nothing_leaves_the
 
         from selenium.webdriver.support.ui import Select
 
-        Select(browser.find_element("id", "filter")).select_by_value("refused")
+        Select(browser.find_element("id", "filter")).select_by_value("not-analysed")
         visible = [r["path"] for r in rows(browser) if r["visible"]]
         assert visible == ["broken.png"]
         label = recorded[mini_test_images[0].name]["label"]
@@ -111,5 +113,118 @@ def test_health_goes_stale_when_the_heartbeat_stops(browser, tmp_path):
         browser.get(server.url)
         state, text = wait_until(lambda: (h := health(browser))[0] != "connecting" and h, 10, "a status")
         assert state == "stale" and "no heartbeat for 9" in text and "stopped or hung" in text
+    finally:
+        server.stop()
+
+
+def gate_folder(out: Path, images: list[Path]) -> dict[str, dict]:
+    """A results folder as the watcher with the intended-use gate writes it (issue 20's contract):
+    two classified lines (one flagged), two the gate refused, one unreadable file; a heartbeat
+    with a drift warning; thumbnails and one explanation map made from real chest images."""
+    import numpy as np
+
+    from edgecxr.explain.overlay import save_overlay
+
+    (out / "thumbs").mkdir(parents=True)
+    shas = [f"{i:02x}" * 32 for i in range(1, 6)]
+    for sha, image in zip(shas, images):
+        with Image.open(image) as picture:
+            small = picture.convert("L").resize((64, 64))
+            small.save(out / "thumbs" / f"{sha}.png")
+            heat = np.zeros((8, 8), np.float32)
+            heat[2:5, 1:4] = 0.3  # a fall of 30 points over the left lower zone
+            if sha in shas[:2]:  # maps are made for classified images only
+                save_overlay(picture.convert("RGB").resize((128, 128)), heat, out / "maps" / f"{sha}.png")
+    common = {"schema": "edgecxr.result/1", "backend": "onnxruntime", "precision": "int8",
+              "completed_at": datetime.now(timezone.utc).isoformat(),
+              "dicom": {"PatientName": "DOE^JANE", "PatientAge": "058Y"}}
+    ok = {**common, "status": "ok", "positive_class": "PNEUMONIA", "decision": "P(PNEUMONIA) ≥ 0.500"}
+    lines = {
+        "child.jpeg": {**ok, "sha256": shas[0], "label": "PNEUMONIA", "p_positive": 0.91,
+                       "probabilities": {"NORMAL": 0.09, "PNEUMONIA": 0.91},
+                       "gate": {"score": 11.2, "threshold": 30.5}},
+        "adult.dcm": {**ok, "sha256": shas[1], "label": "NORMAL", "p_positive": 0.12,
+                      "probabilities": {"NORMAL": 0.88, "PNEUMONIA": 0.12},
+                      "gate": {"score": 24.0, "threshold": 30.5},
+                      "flags": [{"code": "age_outside_population", "reason": "patient age 58 years is outside the "
+                                 "trained population (1-5 years)", "age": "058Y"}]},
+        "turned.png": {**common, "status": "out_of_scope", "sha256": shas[2], "gate": {
+            "stage": "learned", "code": "unlike_training", "score": 52.7, "threshold": 30.5,
+            "reason": "unlike the chest radiographs the model was trained on (turned, inverted or another body part)"}},
+        "ct.dcm": {**common, "status": "out_of_scope", "sha256": "", "gate": {
+            "stage": "tags", "code": "modality", "reason": "not a chest radiograph: the image is a CT",
+            "score": None, "threshold": None}},
+        "cut.jpeg": {**common, "status": "error", "sha256": "",
+                     "error": {"code": "truncated", "message": f"{out}/cut.jpeg: the JPEG ends early (the transfer was "
+                                                               "cut short). Fix: send the image again"}},
+    }
+    with open(out / "results.jsonl", "w") as handle:
+        handle.writelines(json.dumps({**line, "path": name}) + "\n" for name, line in lines.items())
+    (out / "status.json").write_text(json.dumps({
+        "state": "running", "updated": datetime.now(timezone.utc).isoformat(), "heartbeat_s": 3600, "uptime_s": 600,
+        "processed": 2, "refused": 1, "out_of_scope": 2, "backlog": 0, "waiting": 0, "bundle": "reference-micro-128",
+        "backend": "onnxruntime", "precision": "int8", "reason": "parity verdict: pass", "last_error": None,
+        "decision": "P(PNEUMONIA) ≥ 0.500",
+        "drift": {"window": 200, "images": 200, "checks": [{"name": "refusal_rate", "observed": 0.09, "expected": 0.01,
+                                                            "p_value": 1e-9}],
+                  "warnings": ["9% of the last 200 images were not analysed, against 1% on validation images"]}}))
+    return lines
+
+
+def test_gate_refusals_drift_and_the_large_view(browser, tmp_path, mini_test_images):
+    """What the gate adds to the page: not-analysed rows with their reason in words, a note on a
+    flagged image, the drift warning, and the large view opened by click or keyboard."""
+    from selenium.webdriver.common.keys import Keys
+
+    from edgecxr.web.server import StatusServer
+
+    lines = gate_folder(tmp_path, mini_test_images[:5])
+    server = StatusServer(tmp_path, "127.0.0.1", 0).start()
+    try:
+        browser.get_log("browser")  # drop what an earlier test's page logged
+        browser.get(server.url)
+        wait_until(lambda: len(rows(browser)) == 5 and health(browser)[0] == "alive", 10, "five rows, alive")
+        shown = {r["path"]: r for r in rows(browser)}
+        for name in ("turned.png", "ct.dcm"):
+            assert (shown[name]["result"], shown[name]["why"]) == ("Not analysed", "outside intended use")
+            assert shown[name]["reason"] == lines[name]["gate"]["reason"]
+        assert shown["cut.jpeg"]["why"] == "could not be read"
+        assert shown["cut.jpeg"]["reason"] == "the JPEG ends early (the transfer was cut short)."
+        text = browser.find_element("tag name", "body").text
+        assert "What to do: send the image again" in text
+        assert "patient age 58 years is outside the trained population" in text and "058Y" not in text
+        assert "DOE" not in browser.page_source
+        assert browser.find_element("id", "p-head").text == "P(PNEUMONIA)"
+        drift = browser.find_element("id", "drift")
+        assert drift.is_displayed() and "9% of the last 200 images were not analysed" in drift.text
+        listed = browser.find_elements("css selector", "#na-list li")
+        assert [li.get_attribute("data-seq") for li in listed] == ["5", "4", "3"]  # newest first
+        assert "3 of the latest 5 images" in browser.find_element("id", "not-analysed").text
+        assert not browser.find_element("id", "engine").get_attribute("open")  # the engine's reasoning is folded
+        assert not browser.find_element("id", "h-rule").is_displayed()
+
+        viewer = browser.find_element("id", "viewer")
+        is_open = lambda: browser.execute_script("return document.getElementById('viewer').open")  # noqa: E731
+        browser.find_element("css selector", "#rows tr[data-seq='1'] td.time").click()  # anywhere on the row
+        wait_until(is_open, 5, "the large view")
+        assert "child.jpeg" in viewer.text and "P(PNEUMONIA) 0.910" in viewer.text
+        big = wait_until(lambda: browser.execute_script(
+            "const i = [...document.querySelectorAll('#viewer img')];"
+            "return i.length === 2 && i.every(x => x.complete && x.naturalWidth > 0) && i.map(x => x.width);"), 5,
+            "both pictures in the large view")
+        assert min(big) >= 300  # shown large, not at the row's 48 px
+        assert browser.switch_to.active_element.get_attribute("id") == "viewer-close"
+        browser.switch_to.active_element.send_keys(Keys.ESCAPE)
+        wait_until(lambda: not is_open(), 5, "Escape to close the large view")
+        assert browser.switch_to.active_element.text == "child.jpeg"  # the focus goes back where it was
+
+        button = browser.find_element("css selector", "#rows tr[data-seq='3'] button.open")  # by keyboard alone
+        button.send_keys(Keys.ENTER)
+        wait_until(is_open, 5, "Enter on a file name to open the large view")
+        assert "Not analysed: outside intended use" in viewer.text and "the comparison with the training" in viewer.text
+        browser.find_element("id", "viewer-close").click()
+        wait_until(lambda: not is_open(), 5, "the Close button")
+        console = browser.get_log("browser")
+        assert [e["message"] for e in console if e["level"] == "SEVERE"] == []
     finally:
         server.stop()
