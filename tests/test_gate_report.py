@@ -108,7 +108,10 @@ def test_the_report_writes_json_markdown_and_a_figure(tmp_path):
     # one photograph answered, scored above 21 of the 200 chests: 20/21 refused (95.2%) meets the
     # rate, but AUROC (20 x 200 + 21) / (21 x 200) = 0.957381 misses 0.99
     rows.append(_row("photo", "greyscale_from_colour", score=0.0205))
-    summary = write_report(rows, tmp_path)
+    notes = {"photo": ["scikit-image is not installed: its sample photographs are left out (pip install x)"],
+             "other_modality": ["pydicom/data/test_files/rtdose.dcm left out: edgecxr does not decode it "
+                                "(multi_frame)"]}
+    summary = write_report(rows, tmp_path, notes=notes)
     written = json.loads((tmp_path / "gate-check.json").read_text())
     assert written["groups"]["photo"]["refused"] == 20 and written["groups"]["photo"]["n"] == 21
     assert written["groups"]["photo"]["auroc"] == pytest.approx(4021 / 4200)
@@ -119,5 +122,7 @@ def test_the_report_writes_json_markdown_and_a_figure(tmp_path):
     assert "| other modalities | 10 | 0 | 10 | 0 |" in md  # refusals by stage: tags, pixels, learned, other
     assert "| photographs: AUROC >= 0.99 | 0.9574 | **no** |" in md
     assert "![score distributions and refusal rates](gate-check.png)" in md
+    assert "- photographs: scikit-image is not installed" in md
+    assert "- other modalities: 1 package files left out" in md and written["notes"] == notes
     with Image.open(tmp_path / "gate-check.png") as figure:
         assert figure.format == "PNG" and figure.width > 800 and figure.height > 300

@@ -206,15 +206,25 @@ def figure(rows: list[dict], summary: dict, path: Path) -> Path:
     return path
 
 
-def write_report(rows: list[dict], out_dir: Path) -> dict:
-    """Write gate-check.json, .md and .png into `out_dir`; return the summary. JSON and markdown come
-    first, so a machine without matplotlib still has them when the figure step says what to install."""
+def write_report(rows: list[dict], out_dir: Path, notes: dict[str, list[str]] | None = None) -> dict:
+    """Write gate-check.json, .md and .png into `out_dir`; return the summary. `notes`: what the
+    sets left out and why (`GateSets.notes`). JSON and markdown come first, so a machine without
+    matplotlib still has them when the figure step says what to install."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(rows)
     summary["failures"] = check_targets(summary)
+    summary["notes"] = notes or {}
     # JSON has no infinity: the summary holds none (AUROCs and rates are finite).
     (out_dir / "gate-check.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out_dir / "gate-check.md").write_text(markdown(summary))
+    text = markdown(summary)
+    if notes:  # a missing package is said in full; files left out one by one are counted here, listed in the JSON
+        said = [f"- {GROUP_WORDS.get(g, g)}: {n}" for g, group_notes in notes.items() for n in group_notes
+                if "left out:" not in n]
+        counted = [f"- {GROUP_WORDS.get(g, g)}: {k} package files left out (not decodable, not pictures or "
+                   "duplicates; listed in gate-check.json)" for g, group_notes in notes.items()
+                   if (k := sum("left out:" in n for n in group_notes))]
+        text += "\n".join(["", "## Not in the sets", "", *said, *counted, ""])
+    (out_dir / "gate-check.md").write_text(text)
     figure(rows, summary, out_dir / "gate-check.png")
     return summary
