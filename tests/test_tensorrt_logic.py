@@ -116,7 +116,7 @@ def test_parity_scoring_in_batches_of_16_works_on_an_engine_of_max_8(trt, tmp_pa
     engine, _ = build(tmp_path)
     batch = images(20, seed=1)
     seen = []
-    probs = score(Artifact("tensorrt-int8", "tensorrt", "int8", engine, {}), batch, RunnerOptions(), seen.append,
+    probs, _ = score(Artifact("tensorrt-int8", "tensorrt", "int8", engine, {}), batch, RunnerOptions(), seen.append,
                   batch_size=16)
     np.testing.assert_allclose(probs, softmax(trt.reference_logits(batch, 2)), rtol=1e-5)
     assert seen == [16, 4]
@@ -128,7 +128,7 @@ def test_set_input_shape_refusal_is_an_error_not_garbage(trt, tmp_path):
     engine, _ = build(tmp_path, max_batch=4)
     with open_runner("tensorrt", engine) as runner:
         with pytest.raises(EdgecxrError, match=r"refused input shape \(5, 3, 16, 16\)"):
-            runner._infer(images(5))  # past the split: TensorRT's own False must stop it
+            runner._run(images(5))  # past the split: TensorRT's own False must stop it
         assert runner.context.executed == []
 
 

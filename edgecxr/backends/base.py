@@ -29,36 +29,54 @@ class RunnerOptions:
     inference_precision: str = "f32"
 
 
+LOGITS = "logits"
+FEATURES = "features"  # pooled features per stage, for the gate's learned score (bundles since the gate)
+
+
+def named_outputs(names: list[str], arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """A graph's outputs by name; the first is the logits whatever an older export called it."""
+    outputs = dict(zip(names, arrays))
+    if LOGITS not in outputs:
+        outputs[LOGITS] = arrays[0]
+    return outputs
+
+
 class Pending:
-    """A batch's logits that may still be computing (an engine's asynchronous requests), and
+    """A batch's outputs that may still be computing (an engine's asynchronous requests), and
     when they were finished (perf_counter), which can be well before a busy caller collects them."""
 
-    def __init__(self, collect: Callable[[], np.ndarray]):
-        self._collect: Callable[[], np.ndarray] | None = collect
-        self._logits: np.ndarray | None = None
+    def __init__(self, collect: Callable[[], dict[str, np.ndarray]]):
+        self._collect: Callable[[], dict[str, np.ndarray]] | None = collect
+        self._outputs: dict[str, np.ndarray] = {}
         self.finished: float | None = None  # an engine that knows sets it while collecting
 
     @classmethod
-    def done(cls, logits: np.ndarray) -> Pending:
-        pending = cls(lambda: logits)
+    def done(cls, outputs: dict[str, np.ndarray]) -> Pending:
+        pending = cls(lambda: outputs)
         pending.finished = time.perf_counter()
         return pending
 
-    def result(self) -> np.ndarray:
-        """Wait for the logits (once; later calls give the same array)."""
+    def outputs(self) -> dict[str, np.ndarray]:
+        """Wait for every output (once; later calls give the same arrays)."""
         if self._collect is not None:
-            self._logits, self._collect = self._collect(), None
+            self._outputs, self._collect = self._collect(), None
             if self.finished is None:
                 self.finished = time.perf_counter()
-        return self._logits  # type: ignore[return-value]
+        return self._outputs
+
+    def result(self) -> np.ndarray:
+        """Wait for the logits."""
+        return self.outputs()[LOGITS]
 
 
 class Runner:
-    """One loaded engine. Input: float32 NCHW, already preprocessed; output: logits.
+    """One loaded engine. Input: float32 NCHW, already preprocessed; outputs: the logits, and
+    for bundles exported with the gate, the pooled features its learned score reads.
 
     `infer` checks the batch against what the engine declares (as Polygraphy's base runner
     checks its feed dict) and splits it into chunks the engine accepts, so a caller's batch
-    size never has to know an engine's profile; backends implement `_infer` for one chunk.
+    size never has to know an engine's profile; backends implement `_run` for one chunk,
+    returning every output of the graph by name (`named_outputs`).
     """
 
     backend: str = "?"
@@ -67,18 +85,24 @@ class Runner:
     max_batch: int | None = None  # the largest batch one call may take (a TensorRT profile); None: any
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        """The logits of a batch."""
+        return self.infer_outputs(batch)[LOGITS]
+
+    def infer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of a batch by name (LOGITS always; FEATURES where the graph has them)."""
         batch = self.check_input(batch)
         step = self.max_batch or len(batch)
         if len(batch) <= step:
-            return self._infer(batch)
-        return np.concatenate([self._infer(batch[i:i + step]) for i in range(0, len(batch), step)])
+            return self._run(batch)
+        parts = [self._run(batch[i:i + step]) for i in range(0, len(batch), step)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def submit(self, batch: np.ndarray) -> Pending:
-        """Start a batch and return its pending logits. An engine that runs batches in the
+        """Start a batch and return its pending outputs. An engine that runs batches in the
         background (OpenVINO's asynchronous requests) returns at once, so a caller can queue
         the next batch before collecting this one and the engine never waits between them;
         the others compute the batch here."""
-        return Pending.done(self.infer(batch))
+        return Pending.done(self.infer_outputs(batch))
 
     def check_input(self, batch: np.ndarray) -> np.ndarray:
         """The batch as contiguous float32, or an error naming the shape the engine expects."""
@@ -95,8 +119,8 @@ class Runner:
                                fix="preprocess the images with the bundle's spec first")
         return np.ascontiguousarray(batch, dtype=np.float32)
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """One checked chunk of at most `max_batch` images."""
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """One checked chunk of at most `max_batch` images: every output by name."""
         raise NotImplementedError
 
     def probabilities(self, inputs: np.ndarray, batch_size: int = 16,

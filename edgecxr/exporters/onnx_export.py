@@ -12,6 +12,7 @@ from edgecxr.optional import require
 
 INPUT_NAME = "pixel_values"
 OUTPUT_NAME = "logits"
+FEATURES_NAME = "features"
 MAX_LOGIT_DIFF = 1e-4
 
 
@@ -21,21 +22,36 @@ def export_onnx(model, spec, path: Path, *, opset: int = 18) -> dict:
     onnx = require("onnx", "ONNX export")
     onnxslim = require("onnxslim", "ONNX export")
 
-    class Logits(torch.nn.Module):
+    class LogitsAndFeatures(torch.nn.Module):
+        """The classifier's logits exactly as its own forward computes them, plus the features."""
+
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
         def forward(self, pixel_values):
-            return self.inner(pixel_values=pixel_values).logits
+            body = self.inner.swinv2(pixel_values=pixel_values, output_hidden_states=True)
+            logits = self.inner.classifier(body.pooler_output)
+            stages = [h.mean(dim=1) for h in body.hidden_states[1:]]
+            return logits, torch.cat([*stages, body.pooler_output], dim=1)
 
-    wrapped = Logits(model.eval()).eval()
+        def layout(self, example) -> list[dict]:
+            """What the features output holds, in order: each encoder stage's output averaged
+            over its tokens, then the pooled output the classifier reads (the gate's learned
+            score reads early stages for texture, late ones for anatomy)."""
+            with torch.inference_mode():
+                body = self.inner.swinv2(pixel_values=example, output_hidden_states=True)
+            sizes = [int(h.shape[-1]) for h in body.hidden_states[1:]] + [int(body.pooler_output.shape[-1])]
+            names = [f"stage{i + 1}" for i in range(len(sizes) - 1)] + ["pooled"]
+            return [{"name": n, "size": size} for n, size in zip(names, sizes)]
+
+    wrapped = LogitsAndFeatures(model.eval()).eval()
     example = torch.zeros(2, 3, spec.height, spec.width)
     raw = path.with_suffix(".raw.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapped, (example,), str(raw), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            wrapped, (example,), str(raw), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, FEATURES_NAME],
             opset_version=opset, dynamo=True, verbose=False, report=False,
             dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1, max=1024)}},
         )
@@ -46,7 +62,8 @@ def export_onnx(model, spec, path: Path, *, opset: int = 18) -> dict:
     for leftover in raw.parent.glob(raw.name + "*"):
         leftover.unlink()
     return {"opset": opset, "exporter": "torch.onnx (dynamo)", "simplifier": "onnxslim",
-            "nodes": len(slim.graph.node)}
+            "nodes": len(slim.graph.node), "outputs": [OUTPUT_NAME, FEATURES_NAME],
+            "features": wrapped.layout(example)}
 
 
 def verify_against_torch(model, onnx_path: Path, inputs: np.ndarray, *, tolerance: float = MAX_LOGIT_DIFF,

@@ -66,7 +66,7 @@ def _nearest_layer(onnx_path: Path, ops: tuple[str, ...], *, from_input: bool) -
     for node in graph.node:
         for name in (node.input if from_input else node.output):
             step.setdefault(name, []).append(node)
-    frontier = [t.name for t in (graph.input if from_input else graph.output)]
+    frontier = [t.name for t in (graph.input if from_input else graph.output[:1])]  # the logits, not the features
     seen: set[str] = set()
     while frontier:
         for node in step.get(frontier.pop(0), []):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.backends.base import Runner, RunnerOptions
+from edgecxr.backends.base import Runner, RunnerOptions, named_outputs
 from edgecxr.optional import require
 
 
@@ -29,11 +29,11 @@ class OnnxRuntimeRunner(Runner):
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
         self.providers = self.session.get_providers()
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return named_outputs(self.output_names, self.session.run(self.output_names, {self.input_name: batch}))
 
     def close(self) -> None:
         self.session = None

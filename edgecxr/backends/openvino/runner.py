@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.backends.base import Pending, Runner, RunnerOptions
+from edgecxr.backends.base import Pending, Runner, RunnerOptions, named_outputs
 from edgecxr.errors import EdgecxrError
 from edgecxr.optional import require
 
@@ -72,6 +72,7 @@ class OpenVinoRunner(Runner):
         self.model = batch_of_one(model) if options.async_bursts else model
         self.hint = options.performance_hint.upper()
         self.compiled = self._compile(self.hint)
+        self.output_names = [output.get_any_name() for output in self.compiled.outputs]
         self.request = self.compiled.create_infer_request()
         self._streams = self.compiled if self.hint == "THROUGHPUT" else None
         self._idle: list = []  # finished burst requests, reused
@@ -83,15 +84,21 @@ class OpenVinoRunner(Runner):
     def _bursts(self, batch: np.ndarray) -> bool:
         return self.options.async_bursts and len(batch) > 1
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self._bursts(batch):
-            return self._start(batch).result()
-        result = self.request.infer({0: batch})
-        return np.asarray(result[self.compiled.output(0)]).copy()
+            return self._start(batch).outputs()
+        self.request.infer({0: batch})
+        return self._outputs_of([self.request])
+
+    def _outputs_of(self, requests: list) -> dict[str, np.ndarray]:
+        """Each output of the requests, in order, concatenated along the batch axis."""
+        count = len(self.compiled.outputs)
+        arrays = [np.concatenate([r.get_output_tensor(i).data.copy() for r in requests]) for i in range(count)]
+        return named_outputs(self.output_names, arrays)
 
     def submit(self, batch: np.ndarray) -> Pending:
         batch = self.check_input(batch)
-        return self._start(batch) if self._bursts(batch) else Pending.done(self._infer(batch))
+        return self._start(batch) if self._bursts(batch) else Pending.done(self._run(batch))
 
     def _start(self, batch: np.ndarray) -> Pending:
         """One request per image, all started now; the streams take them in order."""
@@ -112,7 +119,7 @@ class OpenVinoRunner(Runner):
     def _finished(self, key: int) -> None:
         self._done_at[key] = time.perf_counter()
 
-    def _collect(self, requests: list, pending: Pending) -> np.ndarray:
+    def _collect(self, requests: list, pending: Pending) -> dict[str, np.ndarray]:
         """Every request is waited for, even after one failed, before any is reused."""
         errors = []
         for request in requests:
@@ -124,7 +131,7 @@ class OpenVinoRunner(Runner):
         try:
             if errors:
                 raise errors[0]
-            return np.concatenate([request.get_output_tensor(0).data.copy() for request in requests])
+            return self._outputs_of(requests)
         finally:
             self._idle.extend(requests)
 

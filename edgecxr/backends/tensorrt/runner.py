@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.backends.base import Runner, RunnerOptions
+from edgecxr.backends.base import Runner, RunnerOptions, named_outputs
 from edgecxr.backends.tensorrt.compat import require_tensorrt
 from edgecxr.errors import EdgecxrError, MissingDependencyError
 
@@ -99,7 +99,7 @@ class TensorRtRunner(Runner):
         if not self.context.set_tensor_address(name, ptr):
             raise EdgecxrError(f"TensorRT refused the buffer for tensor {name!r}", path=self.path, fix=REBUILD)
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         n = len(batch)
         if n < self.min_batch:  # the profile starts above this batch: pad, then drop the padding
             batch = np.concatenate([batch, np.zeros((self.min_batch - n, *batch.shape[1:]), np.float32)])
@@ -121,11 +121,11 @@ class TensorRtRunner(Runner):
             results.append(host)
         if not context.execute_async_v3(self.stream):
             raise EdgecxrError("TensorRT inference failed", path=self.path, fix="see the TensorRT log")
-        out = results[0]
-        _check(cudart.cudaMemcpyAsync(out.ctypes.data, self._buffers[self.outputs[0]][0], out.nbytes,
-                                      cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
+        for name, out in zip(self.outputs, results):  # the logits and, in a gate bundle, the features
+            _check(cudart.cudaMemcpyAsync(out.ctypes.data, self._buffers[name][0], out.nbytes,
+                                          cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self.stream))
         _check(cudart.cudaStreamSynchronize(self.stream))
-        return out[:n]
+        return named_outputs(self.outputs, [out[:n] for out in results])
 
     def close(self) -> None:
         for ptr, _ in self._buffers.values():
