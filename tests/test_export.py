@@ -109,6 +109,18 @@ def test_inspect_prints_the_summary(bundle_dir):
     assert "openvino-int8" in result.output and "sha256 verified" in result.output
 
 
+def test_the_bundle_records_its_intended_use(bundle_dir):
+    """Exported without intended-use options: the defaults are recorded, and inspect shows them."""
+    from edgecxr.scope.intended_use import IntendedUse
+
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    assert manifest["intended_use"] == IntendedUse().to_manifest()
+    assert IntendedUse.from_manifest(manifest) == IntendedUse()
+    shown = " ".join(run("bundle", "inspect", bundle_dir).output.split())
+    assert "intended use: CR/DX radiographs of the chest, PA/AP views; population: not stated" in shown
+    assert "not recorded in this bundle" not in shown
+
+
 def test_tampered_artifact_is_refused(bundle_dir, tmp_path):
     copy = tmp_path / "tampered"
     shutil.copytree(bundle_dir, copy)

@@ -60,6 +60,7 @@ def export(
     population_age: PopulationAgeOpt = None,
     population_text: PopulationTextOpt = None,
     refuse_age_outside: RefuseAgeOutsideOpt = None,
+    gate: Annotated[bool, typer.Option("--gate/--no-gate", help="Fit the intended-use gate's pixel rules and learned out-of-scope score on the training and validation images (about a minute per 1,000 images).")] = True,
 ):
     """Export a checkpoint to ONNX and INT8 engines, verified, in one model bundle."""
     from edgecxr.cli.console import comma_list, task_progress
@@ -82,7 +83,7 @@ def export(
                             calib_data=calib_data, calib_size=calib_size, heldout_size=heldout_size, seed=seed,
                             calib_candidates=calib_candidates,
                             opset=opset, strict=strict, force=force, name=name, operating_point=point,
-                            uncertain=band, intended_use=use.to_manifest())
+                            uncertain=band, intended_use=use.to_manifest(), gate=gate)
     with task_progress() as start:
         result = run_export(source, options, _RichExportReporter(start))
     from edgecxr.bundle import load_bundle

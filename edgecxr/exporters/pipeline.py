@@ -20,9 +20,11 @@ from edgecxr.errors import EdgecxrError
 from edgecxr.exporters.agreement import MIN_AGREEMENT
 from edgecxr.fsutil import atomic_write_json, current_umask
 from edgecxr.metrics import positive_class_index
-from edgecxr.preprocess import load_model_inputs
+from edgecxr.preprocess import SPEC_FILENAME, load_model_inputs
 from edgecxr.provenance import library_versions, utc_now
 from edgecxr.reporter import Reporter
+from edgecxr.scope.intended_use import IntendedUse
+from edgecxr.scope.learned import ARRAYS as GATE_ARRAYS
 
 TARGETS = ("onnxruntime", "openvino", "tensorrt")
 
@@ -44,6 +46,8 @@ class ExportOptions:
     name: str | None = None
     operating_point: tuple[str, float] | None = None  # ("sensitivity", 0.95): see decision.parse_operating_point
     uncertain: tuple[float, float] | None = None  # UNCERTAIN band on P(positive)
+    intended_use: dict | None = None  # IntendedUse.to_manifest(); None: the defaults (scope/intended_use.py)
+    gate: bool = True  # fit the intended-use gate's pixel and learned stages (needs real images)
 
 
 @dataclass
@@ -163,6 +167,29 @@ def _onnx_stage(model, spec, folder: Path, heldout: np.ndarray, options: ExportO
     return info
 
 
+def _gate_stage(folder: Path, spec, export_info: dict, class_names, decision: dict, run, options: ExportOptions,
+                reporter) -> dict | None:
+    """The gate's pixel rules and learned stage, fitted on the FP32 graph's own features."""
+    if not options.gate:
+        reporter.log("intended-use gate: not fitted (--no-gate): only the tag rules will apply")
+        return None
+    from edgecxr.backends import open_runner
+    from edgecxr.decision import DecisionRule
+    from edgecxr.exporters import gate_fit
+
+    fit, val = gate_fit.gate_images(class_names, options.calib_data, run, options.seed)
+    with open_runner("onnxruntime", folder / "onnx" / "model.fp32.onnx") as runner:
+        pixels, learned, fitted = gate_fit.fit_gate(runner, spec, export_info["features"], fit, val,
+                                                    seed=options.seed, task=reporter.task)
+    rule = DecisionRule.from_manifest({"class_names": class_names, "decision": decision})
+    validation = gate_fit.validation_record(pixels, learned, fitted, rule, class_names)
+    reporter.log(f"intended-use gate: fitted on {len(fit)} training images, threshold {learned.threshold:.3f} "
+                 f"refuses {100 * validation['refusal_rate']:.1f}% of {len(val)} validation images")
+    summary = {k: v for k, v in fitted.items() if k not in ("scores", "logits", "stats")}
+    return {"pixels": pixels.to_manifest(), "learned": learned.save(folder), "fit": summary,
+            "validation": validation}
+
+
 def _calibration_record(plan) -> dict:
     from edgecxr.exporters.calibration import sample_record
 
@@ -194,6 +221,7 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     recorder.add("onnxruntime-fp32", "onnxruntime", "fp32", ["onnx/model.fp32.onnx"], "reference")
     decision = _decision_stage(recorder, class_names, options, source.run, plan.heldout, spec, reporter)
 
+    gate = _gate_stage(folder, spec, export_info, class_names, decision, source.run, options, reporter)
     calibration_record = _calibration_record(plan) if options.int8 else None
     from edgecxr.exporters.engines_stage import engines_stage
 
@@ -221,8 +249,12 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
         "preprocess": spec.to_dict(),
         "input": {"name": "pixel_values", "shape": ["batch", 3, spec.height, spec.width], "dtype": "float32"},
         "output": {"name": "logits", "shape": ["batch", len(class_names)], "dtype": "float32",
-                   "meaning": "logits; softmax gives class probabilities"},
+                   "meaning": "logits; softmax gives class probabilities",
+                   "features": {"name": "features", "layout": export_info.get("features"),
+                                "meaning": "per-stage pooled features, read by the gate's learned stage"}},
         "decision": decision,
+        "intended_use": options.intended_use or IntendedUse().to_manifest(),
+        "gate": gate,
         "artifacts": recorder.artifacts,
         "onnx_export": export_info,
         "calibration": calibration_record,
@@ -231,7 +263,7 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
                    "reference_report": REFERENCE_REPORT if source.report_path else None},
         "versions": library_versions(),
         "warnings": warnings,
-        "files": covered_files(folder),
+        "files": covered_files(folder, (SPEC_FILENAME, REFERENCE_REPORT, GATE_ARRAYS)),
     }
     manifest["checksum"] = manifest_checksum(manifest)
     atomic_write_json(folder / MANIFEST, manifest)
