@@ -23,9 +23,10 @@ from edgecxr.dicomnet.outbox import summary
 from edgecxr.dicomnet.sender import SendOptions
 from edgecxr.dicomnet.sink import DicomSendSink
 from edgecxr.dicomnet.sr import sr_uid
+from edgecxr.runtime.heartbeat import read_status
 from edgecxr.runtime.ledger import read_results
 from tests.orthanc import Orthanc
-from tests.tools import require_module
+from tests.tools import require_module, wait_for
 
 SAMPLES = Path(__file__).parents[1] / "edgecxr" / "samples" / "chest-xrays"
 pydicom = require_module("pydicom")
@@ -91,6 +92,12 @@ def watcher_for(inbox: Path, out: Path, sink, **options):
     return Watcher(classifier, opts, log=lambda m: None, sinks=[sink] if sink else []), classifier
 
 
+def sending(out: Path) -> dict | None:
+    """The sink's counts for the one PACS, as the watcher's heartbeat (status.json) carries them."""
+    rows = ((read_status(out) or {}).get("sending") or {}).get("destinations") or [None]
+    return rows[0]
+
+
 def manifest() -> dict:
     from edgecxr.bundle import load_bundle
     from edgecxr.runtime.default_bundle import resolve_bundle
@@ -129,13 +136,18 @@ def test_pacs_down_results_arrive_once_after_it_returns(inbox, pacs, tmp_path):
         row = summary(out)[0]
         assert (row["pending"], row["sent"]) == (3, 0) and "no association" in row["last_error"]
         assert len(read_results(out)) == 4  # classification went on while the PACS was down
+        assert wait_for(lambda: sending(out) == {"destination": pacs.destination, "sent": 0, "pending": 3,
+                                                 "failed": 0}, 15), read_status(out)  # the heartbeat shows it
         pacs.start()
         pacs.wait_for(lambda: len(srs_in(pacs)) == 3, timeout=60, what="3 SRs")
+        assert wait_for(lambda: (sending(out) or {}).get("sent") == 3, 15), read_status(out)
     finally:
         stop.set()
         watcher.wake.set()
         thread.join(60)
         classifier.close()
+    assert sink.status() == {"queued": 0, "destinations": [{"destination": pacs.destination, "sent": 3,
+                                                            "pending": 0, "failed": 0}]}
     check_srs(pacs, manifest()["checksum"])
     restarted = DicomSendSink(out, inbox, dest, manifest(), options=FAST, log=lambda m: None)
     restarted.close()

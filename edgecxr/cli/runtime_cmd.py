@@ -128,8 +128,9 @@ def watch(
     sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once)
     server, page_sinks = _start_status_page(http, out, classifier, say) if http is not None else (None, [])
     explainer = _explain_sink(classifier, out, device, explain_queue, say) if explain else None
+    drift = _drift_monitor(classifier, out)
     watcher = Watcher(classifier, options, log=log, on_result=on_result,
-                      sinks=sinks + page_sinks + ([explainer] if explainer else []))
+                      sinks=sinks + page_sinks + ([explainer] if explainer else []) + [drift])
     if explainer is not None:
         explainer.busy = lambda: watcher.counters.backlog > 0  # maps wait while a burst is being classified
     stop = threading.Event()
@@ -183,6 +184,17 @@ def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, l
                           first_retry_s=min(2.0, retry_max))
     return [DicomSendSink(out, inbox, destinations, classifier.bundle.manifest, send_sc=send_sc, options=options,
                           log=log, drain_seconds=10.0 if once else 2.0)]
+
+
+def _drift_monitor(classifier, out: Path):
+    """The last results against the bundle's validation figures (status.json's "drift"), seeded from
+    results.jsonl so that a restart keeps its window."""
+    from edgecxr.runtime.drift import DriftMonitor
+    from edgecxr.runtime.ledger import read_results
+
+    monitor = DriftMonitor.for_manifest(classifier.bundle.manifest)
+    monitor.seed(read_results(out)[-monitor.window:])
+    return monitor
 
 
 def _start_status_page(address: str, out: Path, classifier, say):
@@ -340,6 +352,8 @@ def status(
         console.print(f"damaged results.jsonl lines set aside at start: {data['damaged_ledger_lines']}")
     console.print(f"engine: {data['bundle']} {data['backend']}/{data['precision']} ({data['reason']})")
     console.print(f"last error: {data['last_error'] or 'none'}")
+    for warning in (data.get("drift") or {}).get("warnings") or []:
+        console.print(warning, style="yellow", markup=False, highlight=False)
     _print_outbox(out, console)
     if stale or data.get("inbox_error"):
         raise typer.Exit(1)

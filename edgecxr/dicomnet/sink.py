@@ -29,6 +29,8 @@ from edgecxr.runtime.prepare import Prepared
 
 
 class DicomSendSink:
+    status_key = "sending"  # the watcher's status.json carries status() under this key (and /metrics reads it)
+
     def __init__(self, out: Path, inbox: Path, destinations: list[Destination], manifest: dict, *,
                  send_sc: bool = False, options: SendOptions | None = None,
                  log: Callable[[str], None] = print, drain_seconds: float = 10.0):
@@ -65,6 +67,13 @@ class DicomSendSink:
             sender.wake.set()
         for thread in (self.builder, *self.senders):
             thread.join(timeout=max(1.0, deadline - time.monotonic()))
+
+    def status(self) -> dict:
+        """Objects sent, pending and failed per PACS, for the heartbeat: counted from what the sender
+        threads keep in memory and the pending/failed folders (small), never by reading sent.jsonl."""
+        return {"queued": len(self.outbox.queued()), "destinations": [
+            {"destination": str(box.destination), "sent": len(box.sent), "pending": len(box.pending()),
+             "failed": sum(1 for _ in box.failed_dir.glob("*.dcm"))} for box in self.outbox.boxes]}
 
     # -- building -------------------------------------------------------------------------
     @staticmethod

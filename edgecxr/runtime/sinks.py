@@ -5,6 +5,9 @@ still read the source file (a DICOM header for an SR, the model input for an exp
 A sink must return quickly (queue slow work on its own thread) and must not raise: the watcher
 logs a sink's exception and goes on, because a result already recorded is never undone.
 Sinks never import an engine; the explanation sink gets its Runner from the caller.
+A sink may also have a `status()` returning a small JSON-able dict and a `status_key`: the
+watcher then writes that dict into status.json under the key at every heartbeat (the drift
+monitor's figures, the PACS sender's counts), where the page and /metrics read it.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from edgecxr.runtime.prepare import INTERNAL_ERROR, MISSING_DEPENDENCY, InputLim
 from edgecxr.runtime.records import classified_record, refusal_record
 from edgecxr.runtime.scanner import Entry, Settler, scan
 from edgecxr.runtime.sinks import ResultSink
-from edgecxr.runtime.status import Counters, status_payload
+from edgecxr.runtime.status import OUT_OF_SCOPE, Counters, status_payload
 
 
 @dataclass
@@ -115,6 +115,7 @@ class Watcher:
         self.counters.damaged_ledger_lines = len(self.ledger.damaged_lines)
         self.counters.processed = self.ledger.counts.get("ok", 0)
         self.counters.refused = self.ledger.counts.get("error", 0)
+        self.counters.out_of_scope = self.ledger.counts.get(OUT_OF_SCOPE, 0)
 
     def _loop(self, stop: threading.Event) -> None:
         o = self.options
@@ -276,6 +277,8 @@ class Watcher:
                                "results folder; files not yet recorded are processed on the next start") from exc
 
     def _feed_sinks(self, done: list[tuple[Entry, dict, Prepared]]) -> None:
+        for _, record, _ in done:
+            self.counters.observe(record)  # by reason and inference time, for status.json and /metrics
         for sink in self.sinks:
             for entry, record, item in done:
                 self._guard(sink, sink.accept, record, item, entry.path)
@@ -329,9 +332,17 @@ class Watcher:
             self._next_status = time.monotonic() + self.options.status_seconds
 
     def write_status(self, state: str) -> None:
+        payload = status_payload(state, self.counters, self.classifier, self.options.inbox, self.started,
+                                 self.options.status_seconds)
+        for sink in self.sinks:  # a sink with a status() (drift, sending) adds its figures under its status_key
+            key, report = getattr(sink, "status_key", None), getattr(sink, "status", None)
+            if isinstance(key, str) and callable(report) and key not in payload:
+                try:
+                    payload[key] = report()
+                except Exception as exc:  # a sink's report must not stop the heartbeat
+                    payload[key] = {"error": f"{type(exc).__name__}: {exc}"}
         try:
-            atomic_write_json(self.options.out / STATUS, status_payload(
-                state, self.counters, self.classifier, self.options.inbox, self.started, self.options.status_seconds))
+            atomic_write_json(self.options.out / STATUS, payload)
         except OSError as exc:
             raise EdgecxrError(f"cannot write {STATUS} ({exc.strerror or exc})", path=self.options.out,
                                fix="free space or restore write access to the results folder") from exc
