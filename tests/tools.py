@@ -1,4 +1,4 @@
-"""Real external tools the tests drive (dcmtk, dciodvfy, Orthanc, Chromium, qemu).
+"""Real external tools the tests drive (dcmtk, dciodvfy, Orthanc, Chromium, qemu, Prometheus).
 
 Outside CI a missing tool skips the test with the command that installs it; under CI=true
 (`.ci/run` installs them first) a missing tool is a failure, so CI never skips silently.

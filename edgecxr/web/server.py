@@ -1,4 +1,4 @@
-"""The status page's HTTP server: the standard library's ThreadingHTTPServer, read-only.
+"""The status page's HTTP server (and `/metrics` for Prometheus): the standard library's ThreadingHTTPServer, read-only.
 
 It lives in the watcher's process on its own threads. Each request reads what the feed has
 cached, so an open page polling every two seconds costs the classifier little
@@ -20,7 +20,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from edgecxr.errors import EdgecxrError
+from edgecxr.runtime.heartbeat import read_status
 from edgecxr.web.feed import MAPS, SHA256, THUMBS, ResultsFeed, StatusView, media_file
+from edgecxr.web.metrics import CONTENT_TYPE as METRICS_TYPE
+from edgecxr.web.metrics import render as render_metrics
 from edgecxr.web.thumbs import ThumbnailSink
 
 POLL_SECONDS = 2.0
@@ -114,6 +117,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({**self.status.snapshot(), "poll_s": POLL_SECONDS})
         if route == "/api/results":
             return self._results(parse_qs(url.query))
+        if route == "/metrics":  # Prometheus scrapes status.json's figures (docs/monitoring.md)
+            return self._send(HTTPStatus.OK, render_metrics(read_status(self.out)).encode(), METRICS_TYPE)
         folder, _, name = route.strip("/").partition("/")
         picture = self._media(folder, name)
         if picture is None:
