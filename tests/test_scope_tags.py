@@ -44,6 +44,19 @@ def refusal(path_or_tags, use: IntendedUse = KERMANY):
 
 
 @pytest.fixture(scope="module")
+def old_bundle(tmp_path_factory) -> Path:
+    """The reference bundle as exported before the gate: no `intended_use`, no `gate` in bundle.json."""
+    copy = tmp_path_factory.mktemp("old") / "bundle"
+    shutil.copytree(REFERENCE, copy)
+    manifest = json.loads((copy / "bundle.json").read_text())
+    for key in ("intended_use", "gate"):
+        manifest.pop(key, None)
+    manifest["checksum"] = manifest_checksum(manifest)
+    (copy / "bundle.json").write_text(json.dumps(manifest))
+    return copy
+
+
+@pytest.fixture(scope="module")
 def gray() -> np.ndarray:
     source = next(SAMPLES.glob("NORMAL-*.jpeg"))
     return np.asarray(Image.open(source).convert("L").resize((64, 64)), dtype=np.float64) / 255.0
@@ -245,14 +258,14 @@ def test_legacy_modality_filter_still_works_after_the_screen():
 
 
 # -- the intended use record ---------------------------------------------------------------------
-def test_manifest_round_trip_and_old_bundles():
+def test_manifest_round_trip_and_old_bundles(old_bundle):
     use = KERMANY.with_overrides(refuse_age_outside=True, views="PA")
     record = use.to_manifest()
     assert record == {"modalities": ["CR", "DX"], "views": ["PA"], "body_parts": ["CHEST"],
                       "population": {"age_years": [1, 5], "description": "children aged 1-5 (Kermany paediatric set)"},
                       "age_outside_population": "refuse"}
     assert IntendedUse.from_manifest(json.loads(json.dumps({"intended_use": record}))) == use
-    old = json.loads((REFERENCE / "bundle.json").read_text())
+    old = json.loads((old_bundle / "bundle.json").read_text())
     assert "intended_use" not in old and IntendedUse.from_manifest(old) == IntendedUse()
     assert IntendedUse().describe() == "CR/DX radiographs of the chest, PA/AP views; population: not stated"
 
@@ -273,13 +286,13 @@ def test_overrides_and_their_errors():
         IntendedUse.from_manifest({"intended_use": {"age_outside_population": "ignore"}})
 
 
-def test_bundle_inspect_shows_the_intended_use(tmp_path):
-    plain = CliRunner().invoke(app, ["bundle", "inspect", str(REFERENCE), "--no-verify"])
+def test_bundle_inspect_shows_the_intended_use(old_bundle, tmp_path):
+    plain = CliRunner().invoke(app, ["bundle", "inspect", str(old_bundle), "--no-verify"])
     assert plain.exit_code == 0, plain.output
     assert "intended use: CR/DX radiographs of the chest, PA/AP views; population: not stated (not recorded" \
         in " ".join(plain.output.split())
     copy = tmp_path / "bundle"
-    shutil.copytree(REFERENCE, copy)
+    shutil.copytree(old_bundle, copy)
     manifest = json.loads((copy / "bundle.json").read_text())
     manifest["intended_use"] = KERMANY.to_manifest()
     manifest["checksum"] = manifest_checksum(manifest)
@@ -296,12 +309,13 @@ def test_export_refuses_a_bad_population_before_the_long_work(tmp_path):
     assert result.exit_code == 2 and "population age 'adults' is not a range in years" in result.stderr
 
 
-def test_classify_applies_the_modality_override():
+def test_classify_applies_the_modality_override(old_bundle):
+    """On a bundle without an intended-use record (the defaults), --modality CR refuses a DX header."""
     sample = next(SAMPLES.glob("*.dx.dcm"))
-    result = CliRunner().invoke(app, ["classify", str(sample), "--bundle", str(REFERENCE), "--json",
+    result = CliRunner().invoke(app, ["classify", str(sample), "--bundle", str(old_bundle), "--json",
                                       "--modality", "CR", "--allow-unqualified"])
     record = json.loads(result.output)
     assert record["status"] == "out_of_scope" and record["gate"]["stage"] == "tags"
     assert record["gate"]["reason"] == "this is a digital radiograph (Modality DX): the model reads CR radiographs only"
-    bad = CliRunner().invoke(app, ["classify", str(sample), "--bundle", str(REFERENCE), "--view", ","])
+    bad = CliRunner().invoke(app, ["classify", str(sample), "--bundle", str(old_bundle), "--view", ","])
     assert bad.exit_code == 2 and "no views given" in bad.stderr
