@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgecxr.scope.intended_use import IntendedUse
 from edgecxr.scope.learned import LearnedGate
 from edgecxr.scope.pixels import PixelRules, statistics
 from edgecxr.scope.verdict import Refusal
@@ -19,7 +20,7 @@ from edgecxr.scope.verdict import Refusal
 
 @dataclass
 class Gate:
-    intended_use: object | None = None  # an IntendedUse (scope.intended_use); None: tag rules off
+    intended_use: IntendedUse | None = None  # None: tag rules off
     pixel_rules: PixelRules | None = None
     learned: LearnedGate | None = None
     missing: list[str] = field(default_factory=list)  # stages this bundle does not record
@@ -27,8 +28,6 @@ class Gate:
     @classmethod
     def from_bundle(cls, bundle, intended_use=None) -> Gate:
         """`intended_use`: the bundle's own, with the CLI's overrides applied, or None for the bundle's."""
-        from edgecxr.scope.intended_use import IntendedUse
-
         record = bundle.manifest.get("gate") or {}
         use = intended_use if intended_use is not None else IntendedUse.from_manifest(bundle.manifest)
         pixels = PixelRules.from_manifest(record["pixels"]) if record.get("pixels") else None

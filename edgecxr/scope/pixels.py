@@ -47,24 +47,25 @@ def _block_mean(grey: np.ndarray, size: int) -> np.ndarray:
     """Average blocks of pixels so the long side is at most `size` (no resampling library)."""
     step = max(1, int(np.ceil(max(grey.shape) / size)))
     h, w = (grey.shape[0] // step) * step, (grey.shape[1] // step) * step
-    if h == 0 or w == 0:
-        return grey.astype(np.float64)
-    return grey[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3), dtype=np.float64)
+    if h == 0 or w == 0 or step == 1:
+        return np.asarray(grey, dtype=np.float32)
+    return grey[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3), dtype=np.float32)
 
 
 def _neighbour_correlation(small: np.ndarray) -> float:
-    """Mean Pearson correlation of each pixel with its right and lower neighbour; 1.0 for a
-    frame too small or too flat to tell (a flat frame is the contrast rule's to refuse)."""
-    pairs = []
-    if small.shape[1] > 1:
-        pairs.append((small[:, :-1].ravel(), small[:, 1:].ravel()))
-    if small.shape[0] > 1:
-        pairs.append((small[:-1, :].ravel(), small[1:, :].ravel()))
+    """Correlation of each pixel with its right and lower neighbour (one mean for the frame);
+    1.0 for a frame too small or too flat to tell (a flat frame is the contrast rule's to refuse)."""
+    x = small - small.mean()
+    terms = []
+    if x.shape[1] > 1:
+        terms.append((x[:, :-1], x[:, 1:]))
+    if x.shape[0] > 1:
+        terms.append((x[:-1, :], x[1:, :]))
     values = []
-    for a, b in pairs:
-        sa, sb = a.std(), b.std()
-        if sa > 1e-6 and sb > 1e-6:
-            values.append(float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb)))
+    for a, b in terms:
+        scale = float(np.sqrt(np.mean(a * a) * np.mean(b * b)))
+        if scale > 1e-12:
+            values.append(float(np.mean(a * b)) / scale)
     return float(np.mean(values)) if values else 1.0
 
 
@@ -77,6 +78,7 @@ class PixelRules:
     max_mean: float
     max_extreme_share: float
     min_smoothness: float
+    max_smoothness: float
     max_colour: float
 
     def check(self, stats: dict[str, float]) -> Refusal | None:
@@ -93,7 +95,9 @@ class PixelRules:
             ("saturated", stats["extreme_share"] > self.max_extreme_share, stats["extreme_share"],
              self.max_extreme_share, "most of the image is pure black or pure white (saturated)"),
             ("noise", stats["smoothness"] < self.min_smoothness, stats["smoothness"], self.min_smoothness,
-             "the image looks like noise, not like an X-ray"),
+             "the image is too grainy or busy for an X-ray (noise, a photograph or a drawing?)"),
+            ("flat", stats["smoothness"] > self.max_smoothness, stats["smoothness"], self.max_smoothness,
+             "the image has no anatomical detail (a smooth grey ramp or a blurred frame)"),
         )
         for code, broken, value, limit, reason in rules:
             if broken:
@@ -105,7 +109,9 @@ class PixelRules:
 
     @classmethod
     def from_manifest(cls, record: dict) -> PixelRules:
-        return cls(**{k: float(record[k]) for k in cls.__dataclass_fields__})
+        """A rule a bundle does not record (made by an earlier edgecxr) is off, not guessed."""
+        off = {name: (np.inf if name.startswith("max_") else -np.inf) for name in cls.__dataclass_fields__}
+        return cls(**{k: float(record.get(k, off[k])) for k in cls.__dataclass_fields__})
 
     @classmethod
     def fit(cls, table: list[dict[str, float]]) -> PixelRules:
@@ -120,6 +126,10 @@ class PixelRules:
             min_mean=float(min(0.5 * col["mean"].min(), 0.08)),
             max_mean=float(max(1 - 0.5 * (1 - col["mean"].max()), 0.92)),
             max_extreme_share=float(min(max(1.5 * col["extreme_share"].max(), 0.5), 0.9)),
-            min_smoothness=float(min(col["smoothness"].min() - 0.2, 0.5)),
+            # radiographs are smooth but never perfectly so: block-averaged to 256 px, the
+            # training images lie in 0.98-0.998; noise is near 0, photographs often near 0.95,
+            # a synthetic ramp 1.0. Both limits keep a margin beyond the training range.
+            min_smoothness=float(col["smoothness"].min() - 0.02),
+            max_smoothness=float(1 - 0.25 * (1 - col["smoothness"].max())),
             max_colour=float(max(3 * col["colour"].max(), 0.04)),
         )
