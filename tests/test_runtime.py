@@ -124,8 +124,12 @@ def test_watch_once_one_line_per_file_with_reasons(bundle_dir, bad_and_good_inbo
         "dx.dcm", "dx-mono1.dcm", "dx-j2k"}
     codes = {p: r["error"]["code"] for p, r in records.items() if r["status"] == "error"}
     assert codes == {"empty.png": "empty", "text.png": "not_an_image", "random.dcm": "not_dicom",
-                     "truncated.jpeg": "corrupt", "ct.dcm": "modality_refused", "rtplan.dcm": "modality_refused"}
+                     "truncated.jpeg": "corrupt"}
     assert all(records[p]["error"]["message"] for p in codes)
+    # not chest radiographs: the gate's tags stage says so before any pixel is decoded
+    scope = {p: r["gate"] for p, r in records.items() if r["status"] == "out_of_scope"}
+    assert sorted(scope) == ["ct.dcm", "rtplan.dcm"] and all(g["stage"] == "tags" for g in scope.values())
+    assert "CT" in scope["ct.dcm"]["reason"]
     # MONOCHROME1 is shown like MONOCHROME2: same picture, same probabilities
     assert records["dx.dcm"]["probabilities"] == pytest.approx(records["dx-mono1.dcm"]["probabilities"], abs=1e-4)
     # identifiers travel, patient data does not
@@ -134,7 +138,7 @@ def test_watch_once_one_line_per_file_with_reasons(bundle_dir, bad_and_good_inbo
     assert "Doe" not in text and "PID-SECRET" not in text and "20200101" not in text
     # inputs moved after their lines were durable; nothing left in the inbox
     assert sorted(p.name for p in archive.iterdir()) == sorted(ok)
-    assert sorted(p.name for p in quarantine.iterdir()) == sorted(codes)
+    assert sorted(p.name for p in quarantine.iterdir()) == sorted([*codes, *scope])
     assert not list(inbox.iterdir())
     again = run("watch", inbox, "--bundle", bundle_dir, "--out", out, "--once", "--settle-seconds", 0)
     assert again.exit_code == 0 and len(read_results(out)) == len(files)

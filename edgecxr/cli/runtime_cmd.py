@@ -109,12 +109,13 @@ def watch(
     if classifier.choice.warning:
         say(f"warning: {classifier.choice.warning}", event="warning", artifact=classifier.artifact.name)
     use = _intended_use(classifier, modality, view, body_part, population_age, population_text, refuse_age_outside)
-    say(f"intended use: {use.describe()}", event="intended_use")
+    classifier.gate.intended_use = use  # the tags stage with this command's overrides
+    say(f"intended use: {use.describe()}; {classifier.gate.describe()}", event="intended_use")
     options = WatchOptions(
         inbox=inbox, out=out, recursive=recursive, settle_seconds=settle_seconds, rescan_seconds=rescan_seconds,
         batch_size=batch_size, once=once, poll=poll, archive=archive, quarantine=quarantine,
         limits=InputLimits(max_pixels=max_pixels, max_bytes=max_bytes, modalities=use.accepted_modalities(),
-                           intended_use=use))  # intended_use=: the gate's tags stage (runtime/prepare.py)
+                           intended_use=use))
     new: list[dict] = []
 
     def on_result(record: dict) -> None:
@@ -151,8 +152,9 @@ def watch(
             server.stop()
     if new and not quiet:
         _print_results(new, console)
-    console.print(f"{len(new)} new result(s) this run; {counters.processed} classified and "
-                  f"{counters.refused} refused in total -> {out / 'results.jsonl'}")
+    console.print(f"{len(new)} new result(s) this run; {counters.processed} classified, {counters.out_of_scope} not "
+                  f"analysed (outside the intended use) and {counters.refused} refused (unreadable) in total "
+                  f"-> {out / 'results.jsonl'}")
 
 
 def _intended_use(classifier, modality, view, body_part, population_age, population_text, refuse_age_outside):
@@ -226,9 +228,12 @@ def _explain_sink(classifier, out: Path, device: str, queue_size: int, say):
 
 
 def _one_line(r: dict) -> str:
+    if r["status"] == "out_of_scope":
+        return f"not analysed {r['path']}: {r['gate']['reason']} ({r['gate']['stage']} check)"
     if r["status"] != "ok":
         return f"refused {r['path']}: {r['error']['message']}"
-    return f"{r['label']:<10} P({r['positive_class']}) {r['p_positive']:.3f}  {r['path']}"
+    flags = "".join(f"  [{f['reason']}]" for f in r.get("flags", []))
+    return f"{r['label']:<10} P({r['positive_class']}) {r['p_positive']:.3f}  {r['path']}{flags}"
 
 
 def _print_results(records: list[dict], console) -> None:
@@ -244,9 +249,22 @@ def _print_results(records: list[dict], console) -> None:
             t = r["timings_ms"]
             table.add_row(r["path"], r["label"], f"{r['p_positive']:.3f}", f"{r['backend']}/{r['precision']}",
                           f"{t['decode'] + t['preprocess'] + t['inference']:.0f}")
+        elif r["status"] == "out_of_scope":
+            table.add_row(r["path"], f"[yellow]not analysed: {r['gate']['reason']}[/yellow]", "-", "-", "-")
         else:
             table.add_row(r["path"], f"[red]refused: {r['error']['code']}[/red]", "-", "-", "-")
     console.print(table)
+
+
+def _not_analysed(path: Path, item, console, table, classes: int, json_out: bool) -> None:
+    """One file the intended-use gate refused: its reason in words, the stage, score and threshold."""
+    refusal = item.refusal
+    if json_out:
+        console.print_json(json.dumps({"file": str(path), "status": "out_of_scope", "sha256": item.sha256,
+                                       "gate": refusal.to_record(),
+                                       **({"flags": [f.to_record() for f in item.flags]} if item.flags else {})}))
+    else:
+        table.add_row(str(path), f"[yellow]not analysed: {refusal.reason}[/yellow]", *["-"] * classes, "-")
 
 
 def classify(
@@ -279,8 +297,8 @@ def classify(
     if classifier.choice.warning:
         err.print(f"warning: {classifier.choice.warning}", markup=False, highlight=False)
     use = _intended_use(classifier, modality, view, body_part, population_age, population_text, refuse_age_outside)
-    limits = InputLimits(modalities=use.accepted_modalities(),
-                         intended_use=use)  # intended_use=: the gate's tags stage (runtime/prepare.py)
+    limits = InputLimits(modalities=use.accepted_modalities(), intended_use=use)
+    classifier.gate.intended_use = use  # the tags stage with this command's overrides
     spec = classifier.bundle.spec
     names = classifier.class_names
     table = Table(caption=f"engine {classifier.artifact.name}: {classifier.choice.reason}; rule: "
@@ -289,7 +307,14 @@ def classify(
         table.add_column(col, justify="left" if col in ("file", "label") else "right")
     failed = 0
     for path in files:
-        item = prepare(path, spec, limits)
+        item = prepare(path, spec, limits, classifier.gate)
+        if item.refusal is None and item.error is None:
+            probs, judged, infer_ms = classifier.submit(item.tensor[None])()
+            item.refusal = judged[0][1]
+        if item.refusal is not None:
+            failed += 1
+            _not_analysed(path, item, console, table, len(names), json_out)
+            continue
         if item.error is not None:
             failed += 1
             record = {"file": str(path), "status": "error", "error": {"code": item.error.code, "message": str(item.error)}}
@@ -298,8 +323,8 @@ def classify(
             else:
                 table.add_row(str(path), f"[red]refused: {item.error.code}[/red]", *["-"] * len(names), "-")
             continue
-        probs, infer_ms = classifier.probabilities(item.tensor[None])
         fields = classifier.result_fields(probs[0])
+        gate = {"score": round(judged[0][0], 6), "threshold": classifier.gate.threshold} if judged[0][0] is not None else None
         ms = item.decode_ms + item.preprocess_ms + infer_ms
         if save_input is not None:
             save_input.mkdir(parents=True, exist_ok=True)
@@ -309,9 +334,12 @@ def classify(
                 "file": str(path), "status": "ok", **fields, "sha256": item.sha256,
                 "probabilities": {n: float(p) for n, p in zip(names, probs[0])},
                 "backend": classifier.artifact.backend, "precision": classifier.artifact.precision,
-                "ms": round(ms, 2), **({"dicom": item.meta} if item.meta else {})}))
+                "ms": round(ms, 2), **({"gate": gate} if gate else {}),
+                **({"flags": [f.to_record() for f in item.flags]} if item.flags else {}),
+                **({"dicom": item.meta} if item.meta else {})}))
         else:
-            table.add_row(str(path), fields["label"], *(f"{p:.3f}" for p in probs[0]), f"{ms:.0f}")
+            flags = "".join(f"\n[yellow]{f.reason}[/yellow]" for f in item.flags)
+            table.add_row(str(path), fields["label"] + flags, *(f"{p:.3f}" for p in probs[0]), f"{ms:.0f}")
     classifier.close()
     if not json_out:
         console.print(table)

@@ -14,6 +14,8 @@ from edgecxr.data.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_by
 from edgecxr.data.dicom import PROJECTION_MODALITIES
 from edgecxr.data.fingerprint import sha256_bytes
 from edgecxr.errors import DecodeError, MissingDependencyError
+from edgecxr.scope.intended_use import IntendedUse
+from edgecxr.scope.verdict import Flag, GateRefused, Refusal
 
 MISSING_DEPENDENCY = "missing_dependency"
 INTERNAL_ERROR = "internal_error"
@@ -24,6 +26,7 @@ class InputLimits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = DEFAULT_MAX_BYTES
     modalities: tuple[str, ...] = PROJECTION_MODALITIES
+    intended_use: IntendedUse | None = None  # the gate's tags stage: the bundle's, with the command line's overrides
 
 
 @dataclass
@@ -39,10 +42,16 @@ class Prepared:
     decode_ms: float = 0.0
     preprocess_ms: float = 0.0
     traceback: str | None = None  # for internal_error: what the log needs to fix the bug
+    refusal: Refusal | None = None  # the gate's tags or pixels stage refused it: it never reaches the engine
+    flags: list[Flag] = field(default_factory=list)  # e.g. an age outside the population: shown with the result
 
 
-def prepare(path: Path, spec, limits: InputLimits) -> Prepared:
+def prepare(path: Path, spec, limits: InputLimits, gate=None) -> Prepared:
     """Read, hash, decode and preprocess one file; never raises.
+
+    With a `gate` (edgecxr.scope.gate.Gate), its tags stage sees a DICOM header before any
+    pixel is decoded and its pixel stage sees the decoded picture before preprocessing; a
+    refusal by either is kept in `refusal` (no tensor), for an `out_of_scope` line.
 
     This is the one boundary between a file and the loop: a bad file, or a library's surprise
     on it, becomes a refusal for that file, so no input can stop a watcher that must run for
@@ -54,7 +63,14 @@ def prepare(path: Path, spec, limits: InputLimits) -> Prepared:
         data = _read(path, limits)
         item.size, item.sha256 = len(data), sha256_bytes(data)
         t0 = time.perf_counter()
-        decoded = decode_bytes(data, str(path), max_pixels=limits.max_pixels, modalities=limits.modalities)
+        screen = gate.screen() if gate is not None else None
+        modalities = None if screen is not None else limits.modalities  # the tags stage decides instead
+        decoded = decode_bytes(data, str(path), max_pixels=limits.max_pixels, modalities=modalities, screen=screen)
+        item.meta, item.flags = decoded.meta, list(screen.flags) if screen is not None else []
+        item.refusal = gate.check_pixels(decoded.pixels) if gate is not None else None
+        if item.refusal is not None:
+            item.decode_ms = 1000 * (time.perf_counter() - t0)
+            return item
         t1 = time.perf_counter()
         tensor = spec(decoded.pixels)
         if not np.isfinite(tensor).all():
@@ -62,6 +78,8 @@ def prepare(path: Path, spec, limits: InputLimits) -> Prepared:
                               path=path, fix="check the rescale and window attributes the modality wrote")
         item.tensor, item.meta = tensor, decoded.meta
         item.decode_ms, item.preprocess_ms = 1000 * (t1 - t0), 1000 * (time.perf_counter() - t1)
+    except GateRefused as exc:  # the tags stage: the header says this is not what the model reads
+        item.refusal = exc.refusal
     except DecodeError as exc:
         item.error = exc
     except MissingDependencyError as exc:  # e.g. a DICOM file on a box without pydicom: not the file's fault

@@ -13,6 +13,7 @@ from edgecxr.runtime.ledger import RESULT_SCHEMA
 from edgecxr.runtime.prepare import Prepared
 from edgecxr.runtime.scanner import Entry
 from edgecxr.runtime.status import iso
+from edgecxr.scope.verdict import OUT_OF_SCOPE, Refusal
 
 
 def base_record(classifier, entry: Entry, item: Prepared, *, status: str) -> dict:
@@ -38,11 +39,26 @@ def refusal_record(classifier, entry: Entry, item: Prepared) -> dict:
     return record
 
 
-def classified_record(classifier, entry: Entry, item: Prepared, probs, infer_ms: float, batch_size: int) -> dict:
+def out_of_scope_record(classifier, entry: Entry, item: Prepared, refusal: Refusal) -> dict:
+    """An image the intended-use gate refused: the stage, the reason in words, the score and
+    threshold where the stage has them; no label and no probabilities, so no sink can show one."""
+    record = base_record(classifier, entry, item, status=OUT_OF_SCOPE)
+    record["gate"] = refusal.to_record()
+    if item.flags:
+        record["flags"] = [flag.to_record() for flag in item.flags]
+    return record
+
+
+def classified_record(classifier, entry: Entry, item: Prepared, probs, infer_ms: float, batch_size: int,
+                      gate_score: float | None = None) -> dict:
     record = base_record(classifier, entry, item, status="ok")
     record.update(classifier.result_fields(probs))  # label (or UNCERTAIN), p_positive, the decision rule
     record["probabilities"] = {n: round(float(v), 6) for n, v in zip(classifier.class_names, probs)}
     record["timings_ms"] = {"decode": round(item.decode_ms, 2), "preprocess": round(item.preprocess_ms, 2),
                             "inference": round(infer_ms / batch_size, 2), "batch_inference": round(infer_ms, 2),
                             "batch_size": batch_size}
+    if gate_score is not None:  # how unusual the image looked to the learned stage (lower: more typical)
+        record["gate"] = {"score": round(float(gate_score), 6), "threshold": round(float(classifier.gate.threshold), 6)}
+    if item.flags:
+        record["flags"] = [flag.to_record() for flag in item.flags]
     return record

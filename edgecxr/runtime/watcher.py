@@ -33,7 +33,7 @@ from edgecxr.runtime.lock import ResultsLock
 from edgecxr.runtime.moves import Mover
 from edgecxr.runtime.observer import start_observer
 from edgecxr.runtime.prepare import INTERNAL_ERROR, MISSING_DEPENDENCY, InputLimits, Prepared, prepare
-from edgecxr.runtime.records import classified_record, refusal_record
+from edgecxr.runtime.records import classified_record, out_of_scope_record, refusal_record
 from edgecxr.runtime.scanner import Entry, Settler, scan
 from edgecxr.runtime.sinks import ResultSink
 from edgecxr.runtime.status import OUT_OF_SCOPE, Counters, status_payload
@@ -63,7 +63,7 @@ class Flight:
 
     done: list[tuple[Entry, dict, Prepared]] = field(default_factory=list)
     batch: list[tuple[Entry, Prepared]] = field(default_factory=list)
-    collect: Callable[[], tuple[np.ndarray, float]] | None = None
+    collect: Callable[[], tuple[np.ndarray, list, float]] | None = None
 
 
 class Watcher:
@@ -213,12 +213,13 @@ class Watcher:
         o = self.options
         spec = self.classifier.bundle.spec
         chunks = [entries[i:i + o.batch_size] for i in range(0, len(entries), o.batch_size)]
-        submitted = [pool.submit(prepare, e.path, spec, o.limits) for e in chunks[0]]
+        gate = self.classifier.gate
+        submitted = [pool.submit(prepare, e.path, spec, o.limits, gate) for e in chunks[0]]
         in_flight: Flight | None = None
         for k, chunk in enumerate(chunks):
             prepared = [f.result() for f in submitted]
             if k + 1 < len(chunks) and not stop.is_set():  # decode the next chunk while the engine works
-                submitted = [pool.submit(prepare, e.path, spec, o.limits) for e in chunks[k + 1]]
+                submitted = [pool.submit(prepare, e.path, spec, o.limits, gate) for e in chunks[k + 1]]
             started = self._start(chunk, prepared)
             if in_flight is not None:
                 self._finish(in_flight, backlog=sum(len(c) for c in chunks[k:]))
@@ -233,6 +234,9 @@ class Watcher:
         flight = Flight()
         for entry, item in zip(chunk, prepared):
             if not self._still_current(entry, item):
+                continue
+            if item.refusal is not None:  # the gate's tags or pixels stage: not for this model
+                flight.done.append((entry, out_of_scope_record(self.classifier, entry, item, item.refusal), item))
                 continue
             if item.error is None:
                 flight.batch.append((entry, item))
@@ -252,9 +256,12 @@ class Watcher:
     def _finish(self, flight: Flight, backlog: int) -> None:
         """Wait for the chunk's results, make its lines durable, then feed the sinks and move the files."""
         if flight.collect is not None:
-            probs, infer_ms = self._engine(flight.collect)
-            for (entry, item), p in zip(flight.batch, probs):
-                record = classified_record(self.classifier, entry, item, p, infer_ms, len(flight.batch))
+            probs, judged, infer_ms = self._engine(flight.collect)
+            for (entry, item), p, (score, refusal) in zip(flight.batch, probs, judged):
+                if refusal is not None:  # the learned stage: unlike the images the model was made for
+                    flight.done.append((entry, out_of_scope_record(self.classifier, entry, item, refusal), item))
+                    continue
+                record = classified_record(self.classifier, entry, item, p, infer_ms, len(flight.batch), score)
                 flight.done.append((entry, record, item))
                 self.counters.processed += 1
         records = [record for _, record, _ in flight.done]
