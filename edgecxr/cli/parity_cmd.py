@@ -54,8 +54,9 @@ def parity_check(
     table = Table(title=f"parity with the PyTorch report on {result['data']['n_images']} images "
                         f"(PyTorch accuracy {100 * result['reference']['metrics']['accuracy']:.2f}%)",
                   title_justify="left", caption=f"rule: {result['decision']['description']}", caption_justify="left")
+    gated = any(e.get("gate") for e in result["engines"])
     columns = ("engine", "verdict", "accuracy", "Δ pp", "agree", "flips", *(("uncertain",) if band else ()),
-               "McNemar p", "ECE")
+               "McNemar p", "ECE", *(("gate agree",) if gated else ()))
     for col in columns:
         table.add_column(col, justify="left" if col in ("engine", "verdict") else "right", no_wrap=True)
     for e in result["engines"]:
@@ -63,7 +64,7 @@ def parity_check(
         table.add_row(e["artifact"], f"[{colour}]{e['verdict']}[/{colour}]", f"{100 * e['metrics']['accuracy']:.2f}%",
                       f"{100 * e['deltas']['accuracy']:+.2f}", f"{100 * e['agreement']:.1f}%", str(len(e["flipped"])),
                       *((f"{e['uncertain']['engine']} (PyTorch {e['uncertain']['reference']})",) if band else ()),
-                      f"{e['mcnemar']['p_value']:.3g}", f"{e['ece']:.3f}")
+                      f"{e['mcnemar']['p_value']:.3g}", f"{e['ece']:.3f}", *((_gate_cell(e),) if gated else ()))
     console.print(table)
     for e in result["engines"]:
         for failure in e["failures"]:
@@ -77,6 +78,13 @@ def parity_check(
     console.print(f"overall: {result['verdict']}  ->  {', '.join(str(p) for p in written)}")
     if result["verdict"] != "PASS":
         raise typer.Exit(1)
+
+
+def _gate_cell(engine: dict) -> str:
+    """The learned gate's decisions on this engine against the FP32 graph's (same images)."""
+    gate = engine.get("gate") or {}
+    share = gate.get("agreement")
+    return "n/a" if share is None else f"{100 * share:.1f}% ({len(gate['changed'])})"
 
 
 def _record_qualification(bundle, result: dict, tolerances, folder) -> str:

@@ -11,17 +11,20 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.backends import RunnerOptions, open_runner
+from edgecxr.backends.base import FEATURES, LOGITS
 from edgecxr.bundle import Artifact, Bundle
 from edgecxr.data.folders import hash_and_check, scan_split
 from edgecxr.data.roots import resolve_recorded
 from edgecxr.decision import DecisionRule
 from edgecxr.errors import DataError, EdgecxrError
 from edgecxr.explain.occlusion import DEFAULT_GRID, Grid
+from edgecxr.metrics import softmax
 from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
 from edgecxr.preprocess import load_model_inputs
 from edgecxr.provenance import library_versions, utc_now
 from edgecxr.reporting import build_report, load_report, rows_from_probabilities
 from edgecxr.runtime.selection import runnable_artifacts
+from edgecxr.scope.learned import LearnedGate
 
 PARITY_SCHEMA = "edgecxr.parity/1"
 
@@ -41,12 +44,14 @@ class Tolerances:
     max_accuracy_drop: float = 1.0  # percentage points
     max_recall_drop: float = 2.0  # percentage points, per class
     min_agreement: float = 0.995  # at most 3 flips in 624 images
+    min_gate_agreement: float = 0.995  # the learned gate's refusals, engine vs FP32 graph
 
     def at_least_default(self) -> bool:
         """Strict enough for the verdict to count as qualification (engine selection trusts it)."""
         default = Tolerances()
         return (self.max_accuracy_drop <= default.max_accuracy_drop and self.max_recall_drop <= default.max_recall_drop
-                and self.min_agreement >= default.min_agreement)
+                and self.min_agreement >= default.min_agreement
+                and self.min_gate_agreement >= default.min_gate_agreement)
 
 
 def resolve_inputs(bundle: Bundle, data: Path | None, reference: Path | None) -> tuple[dict, Path]:
@@ -87,9 +92,38 @@ def check_same_data(split, ref: dict, data: Path) -> None:
                     path=data, fix="run parity-check on exactly the images the PyTorch report was made on")
 
 
-def score(artifact: Artifact, inputs: np.ndarray, options: RunnerOptions, advance, batch_size: int = 16) -> np.ndarray:
+def score(artifact: Artifact, inputs: np.ndarray, options: RunnerOptions, advance,
+          batch_size: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities and, where the graph returns them, the gate's features."""
+    probs, features = [], []
     with open_runner(artifact.backend, artifact.path, options) as runner:
-        return runner.probabilities(inputs, batch_size, advance)
+        for start in range(0, len(inputs), batch_size):
+            outputs = runner.infer_outputs(inputs[start:start + batch_size])
+            probs.append(softmax(outputs[LOGITS]))
+            if FEATURES in outputs:
+                features.append(outputs[FEATURES])
+            advance(len(probs[-1]))
+    return np.concatenate(probs), (np.concatenate(features) if features and len(features) == len(probs) else None)
+
+
+def gate_agreement(gate: LearnedGate, reference: np.ndarray, engine: np.ndarray | None, paths: list[str],
+                   minimum: float) -> dict:
+    """The learned stage's decisions on the engine's features against the FP32 graph's, on the
+    same (in-scope) test images: the gate must refuse the same images whatever engine runs it."""
+    if engine is None:
+        return {"agreement": None, "failures": ["the engine returns no gate features (re-export the bundle)"]}
+    ref_scores, eng_scores = gate.scores(reference), gate.scores(engine)
+    ref_out, eng_out = ref_scores > gate.threshold, eng_scores > gate.threshold
+    share = float((ref_out == eng_out).mean()) if len(paths) else 1.0
+    changed = [{"path": paths[i], "reference": bool(ref_out[i]), "engine": bool(eng_out[i]),
+                "score_reference": round(float(ref_scores[i]), 4), "score_engine": round(float(eng_scores[i]), 4)}
+               for i in np.flatnonzero(ref_out != eng_out)]
+    failures = [f"gate agreement {100 * share:.2f}% is under {100 * minimum:g}%"] if share < minimum else []
+    return {"agreement": share, "refused": int(eng_out.sum()), "refused_reference": int(ref_out.sum()),
+            "changed": changed, "threshold": gate.threshold,
+            "score_abs_diff": {"max": float(np.abs(eng_scores - ref_scores).max()) if len(paths) else 0.0,
+                               "mean": float(np.abs(eng_scores - ref_scores).mean()) if len(paths) else 0.0},
+            "failures": failures}
 
 
 def decided_reference(ref: dict, rule: DecisionRule) -> dict:
@@ -184,13 +218,20 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
     inputs = load_model_inputs((s.path for s in split.samples), bundle.spec,
                                progress("decode + preprocess", len(split.samples)))
     engines = []
+    gate, gate_reference = _gate_reference(bundle, inputs, options, progress)
     for artifact in artifacts:
-        probs = score(artifact, inputs, options or RunnerOptions(), progress(artifact.name, len(inputs)))
+        probs, features = score(artifact, inputs, options or RunnerOptions(), progress(artifact.name, len(inputs)))
         rows = rows_from_probabilities(split.samples, split.classes, probs, rule)
         report = build_report(rows, split.classes, meta={"positive_class": ref["positive_class"]})
-        engines.append({"artifact": artifact.name, "backend": artifact.backend, "precision": artifact.precision,
-                        "role": artifact.role, "metrics": report["metrics"], **compare(ref, report, tolerances, rule),
-                        "rows": rows})
+        engine = {"artifact": artifact.name, "backend": artifact.backend, "precision": artifact.precision,
+                  "role": artifact.role, "metrics": report["metrics"], **compare(ref, report, tolerances, rule),
+                  "rows": rows}
+        if gate is not None:
+            engine["gate"] = gate_agreement(gate, gate_reference, features, [s.rel for s in split.samples],
+                                            tolerances.min_gate_agreement)
+            engine["failures"] += engine["gate"]["failures"]
+            engine["verdict"] = "FAIL" if engine["failures"] else "PASS"
+        engines.append(engine)
     section = None if explain is None else _explain(explain, bundle, artifacts, inputs, split, ref, options, progress)
     verdict = "PASS" if all(e["verdict"] == "PASS" for e in engines) and not (section and section["failures"]) \
         else "FAIL"
@@ -209,6 +250,19 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
     if section is not None:
         result["explain"] = section
     return result
+
+
+def _gate_reference(bundle: Bundle, inputs: np.ndarray, options, progress) -> tuple[LearnedGate | None, np.ndarray]:
+    """The bundle's learned gate and the FP32 graph's features on the test images (what each
+    engine's gate decisions are held to), or (None, empty) for a bundle without the gate."""
+    record = (bundle.manifest.get("gate") or {}).get("learned")
+    fp32 = bundle.find("onnxruntime", "fp32")
+    if not record or not fp32:
+        return None, np.zeros((0, 0))
+    _, features = score(fp32[0], inputs, options or RunnerOptions(), progress("gate: FP32 features", len(inputs)))
+    if features is None:
+        return None, np.zeros((0, 0))
+    return LearnedGate.load(bundle.folder, record), features
 
 
 def _explain(request: ExplainRequest, bundle, artifacts, inputs, split, ref, options, progress) -> dict:

@@ -61,6 +61,7 @@ def markdown(result: dict) -> str:
     for e in engines:
         for failure in e["failures"]:
             lines.append(f"\n- {e['artifact']} fails: {failure}")
+    lines += _gate_lines(engines, result["data"]["n_images"])
     lines += ["", "## Paper-form tables (percent; in brackets the change from PyTorch in percentage points)", ""]
     header = "| | " + " | ".join(["PyTorch", *[e["artifact"] for e in engines]]) + " |"
     lines += [header, "|---|" + "---:|" * (1 + len(engines))]
@@ -155,3 +156,23 @@ def write(result: dict, reference_rows: dict, out: Path, explained: tuple | None
         if maps_png:
             written.append(maps_png)
     return written
+
+
+def _gate_lines(engines: list[dict], n: int) -> list[str]:
+    """The intended-use gate's learned stage on each engine, against the FP32 graph's decisions."""
+    gated = [e for e in engines if e.get("gate")]
+    if not gated:
+        return []
+    lines = ["", "## Intended-use gate (learned stage) on the same in-scope test images", "",
+             f"Each engine's out-of-scope decisions against the FP32 graph's, on the {n} test images "
+             "(all of them in scope: a refusal here is a false refusal).", "",
+             "| engine | gate agreement | refused (FP32 refused) | changed | max / mean abs. Δscore |",
+             "|---|---:|---:|---:|---:|"]
+    for e in gated:
+        g = e["gate"]
+        if g.get("agreement") is None:
+            lines.append(f"| {e['artifact']} | n/a | — | — | — |")
+            continue
+        lines.append(f"| {e['artifact']} | {100 * g['agreement']:.2f}% | {g['refused']} ({g['refused_reference']}) | "
+                     f"{len(g['changed'])} | {g['score_abs_diff']['max']:.4f} / {g['score_abs_diff']['mean']:.4f} |")
+    return lines
