@@ -65,13 +65,24 @@ def main_options(
 
 
 def _register() -> None:
-    from edgecxr.cli import bench_cmd, dicom_cmd, export_cmd, info_cmd, parity_cmd, runtime_cmd, service_cmd, train_cmd
+    from edgecxr.cli import (
+        bench_cmd,
+        dicom_cmd,
+        export_cmd,
+        gate_cmd,
+        info_cmd,
+        parity_cmd,
+        runtime_cmd,
+        service_cmd,
+        train_cmd,
+    )
 
     app.command("watch", help=runtime_cmd.watch.__doc__)(runtime_cmd.watch)
     app.command("classify", help=runtime_cmd.classify.__doc__)(runtime_cmd.classify)
     app.command("status", help=runtime_cmd.status.__doc__)(runtime_cmd.status)
     app.command("dicom-listen", help=dicom_cmd.dicom_listen.__doc__)(dicom_cmd.dicom_listen)
     app.command("parity-check", help=parity_cmd.parity_check.__doc__)(parity_cmd.parity_check)
+    app.command("gate-check", help=gate_cmd.gate_check.__doc__)(gate_cmd.gate_check)
     app.command("bench", help=bench_cmd.bench.__doc__)(bench_cmd.bench)
     app.command("info", help=info_cmd.info.__doc__)(info_cmd.info)
     app.command("train", help=train_cmd.train.__doc__)(train_cmd.train)
