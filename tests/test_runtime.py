@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -325,8 +326,20 @@ def test_status_command(bundle_dir, tmp_path, mini_test_images):
     fill_inbox(inbox, mini_test_images[:2])
     run("watch", inbox, "--bundle", bundle_dir, "--once", "--settle-seconds", 0)
     result = run("status", inbox / ".edgecxr")
-    assert result.exit_code == 0, result.output
-    assert "classified 2" in result.stdout and "state: stopped" in result.stdout
+    assert result.exit_code == 1, result.output  # a stopped watcher is not healthy: docs/troubleshooting.md
+    assert "classified 2" in result.stdout and "state: stopped" in result.stdout and "no heartbeat" in result.stdout
+    assert run("status", inbox / ".edgecxr", "--json").exit_code == 1
+    status_file = inbox / ".edgecxr" / "status.json"
+    data = json.loads(status_file.read_text())
+    now = datetime.now(timezone.utc)
+    status_file.write_text(json.dumps({**data, "state": "running", "updated": now.isoformat()}))
+    fresh = run("status", inbox / ".edgecxr")
+    assert fresh.exit_code == 0, fresh.output
+    assert run("status", inbox / ".edgecxr", "--json").exit_code == 0
+    old = (now - timedelta(hours=1)).isoformat()
+    status_file.write_text(json.dumps({**data, "state": "running", "updated": old}))
+    stale = run("status", inbox / ".edgecxr")
+    assert stale.exit_code == 1 and "stale" in stale.stdout and "no heartbeat" in stale.stdout
     missing = run("status", tmp_path)
     assert missing.exit_code == 2 and "no status.json" in missing.stderr
 

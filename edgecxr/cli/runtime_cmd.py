@@ -364,12 +364,18 @@ def status(
     from edgecxr.dicomnet.outbox import summary
 
     holder = lock_holder(out)
-    if json_out:
-        console.print_json(json.dumps({**data, "lock_holder": holder, "outbox": summary(out)}))
-        return
     age = heartbeat_age(data)
     stale = is_stale(data, age)
-    state = f"{data['state']}" + (f" [red](no heartbeat for {age:.0f} s: stopped or hung?)[/red]" if stale else "")
+    if json_out:
+        console.print_json(json.dumps({**data, "lock_holder": holder, "outbox": summary(out), "stale": stale}))
+        if stale or data.get("state") != "running" or data.get("inbox_error"):
+            raise typer.Exit(1)
+        return
+    state = f"{data['state']}" + (f" [red](no heartbeat for {age:.0f} s: stale, stopped or hung?)[/red]" if stale else "")
+    # Only a running watcher with a fresh heartbeat is healthy: a monitoring script checks the exit code alone.
+    stopped = data.get("state") != "running"
+    if stopped:
+        state += f" [red](no heartbeat: the watcher stopped {age:.0f} s ago)[/red]"
     console.print(f"state: {state}; pid {data['pid']}; uptime {data['uptime_s']:.0f} s; inbox {data['inbox']}")
     console.print(f"lock: {f'held by pid {holder}' if holder else 'free (no watcher is running on this folder)'}")
     if data.get("inbox_error"):
@@ -383,7 +389,7 @@ def status(
     for warning in (data.get("drift") or {}).get("warnings") or []:
         console.print(warning, style="yellow", markup=False, highlight=False)
     _print_outbox(out, console)
-    if stale or data.get("inbox_error"):
+    if stale or stopped or data.get("inbox_error"):
         raise typer.Exit(1)
 
 
