@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -48,10 +49,35 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+_UMASK: int | None = None
+_UMASK_LOCK = threading.Lock()
+
+
 def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process umask, read once: the watcher, the DICOM store and exports never change it.
+
+    Reading it by setting it (os.umask) and back is not atomic: threads doing it at once left the
+    umask at 0 for good, and every later file world-writable. So it is read from /proc where Linux
+    shows it, and otherwise set-and-restored exactly once, under a lock, on first use.
+    """
+    global _UMASK
+    with _UMASK_LOCK:
+        if _UMASK is None:
+            _UMASK = _proc_umask()
+            if _UMASK is None:
+                _UMASK = os.umask(0o077)  # a strict mask for the instant it is out, never 0
+                os.umask(_UMASK)
+        return _UMASK
+
+
+def _proc_umask() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None  # not Linux, or a kernel before 4.7
 
 
 def atomic_write_json(path: str | Path, data) -> Path:
