@@ -14,6 +14,7 @@ from pathlib import Path
 from edgecxr.dicomnet.access import AccessPolicy
 from edgecxr.dicomnet.assoc_log import AssociationLog, Say
 from edgecxr.dicomnet.contexts import CANDIDATE_SYNTAXES, add_contexts, decodable_syntaxes
+from edgecxr.dicomnet.identity import new_ae, stamp
 from edgecxr.dicomnet.inbox_store import MIB, InboxStore
 from edgecxr.errors import EdgecxrError
 from edgecxr.optional import require
@@ -53,7 +54,7 @@ class Listener:
 
     def start(self) -> int:
         """Bind and serve in the background; the port actually bound (for --port 0)."""
-        from pynetdicom import AE, evt
+        from pynetdicom import evt
 
         from edgecxr.dicomnet.guarded_server import GuardedServer
 
@@ -62,7 +63,7 @@ class Listener:
         if stale:
             self.say(f"removed {stale} partial file(s) left by a listener that stopped mid-write", event="cleanup",
                      removed=stale)
-        ae = AE(ae_title=o.ae_title)
+        ae = new_ae(o.ae_title)
         ae.maximum_associations = o.max_associations
         ae.require_calling_aet = list(o.policy.allowed_ae)
         ae.require_called_aet = True
@@ -134,11 +135,13 @@ class Listener:
 
 
 def _part10(event) -> bytes:
-    """The instance as a DICOM file: preamble, file meta naming the sender's AE title, the data set as received."""
+    """The instance as a DICOM file: preamble, file meta naming the sender's AE title and edgecxr as the
+    writer, the data set as received."""
     from pynetdicom.dsutils import encode_file_meta
 
     meta = event.file_meta
     meta.SourceApplicationEntityTitle = str(event.assoc.requestor.ae_title).strip()
+    stamp(meta)
     return b"".join((b"\0" * 128, b"DICM", encode_file_meta(meta), event.encoded_dataset(include_meta=False)))
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecxr.dicomnet.destination import Destination
+from edgecxr.dicomnet.identity import new_ae
 from edgecxr.dicomnet.outbox import DestinationBox
 from edgecxr.optional import require
 from edgecxr.provenance import utc_now
@@ -51,7 +52,7 @@ def classify_status(status: int) -> str:
 
 def store(destination: Destination, files: list[Path], options: SendOptions) -> list[Outcome]:
     """Send `files` over one association; one Outcome per file, in order."""
-    pynetdicom = require("pynetdicom", "sending results to a PACS")
+    require("pynetdicom", "sending results to a PACS")
     from pydicom import dcmread
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -64,7 +65,7 @@ def store(destination: Destination, files: list[Path], options: SendOptions) -> 
     files = list(classes)
     if not files:
         return unreadable
-    ae = pynetdicom.AE(ae_title=options.calling_ae_title)
+    ae = new_ae(options.calling_ae_title)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = options.timeout_s
     ae.connection_timeout = min(options.timeout_s, 10.0)
     for uid in sorted(set(classes.values())):

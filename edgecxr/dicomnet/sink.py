@@ -20,6 +20,7 @@ from pathlib import Path
 from edgecxr.data.fingerprint import sha256_file
 from edgecxr.dicomnet.destination import Destination
 from edgecxr.dicomnet.finding import finding_from_record
+from edgecxr.dicomnet.identity import stamp_dataset
 from edgecxr.dicomnet.outbox import Outbox
 from edgecxr.dicomnet.sender import SenderThread, SendOptions
 from edgecxr.dicomnet.sr import Algorithm, build_sr, sr_uid
@@ -142,5 +143,6 @@ class DicomSendSink:
 
 def _encode(ds) -> bytes:
     buffer = io.BytesIO()
+    stamp_dataset(ds)  # edgecxr, not pydicom, as the file's writer
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
