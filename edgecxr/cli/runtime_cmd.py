@@ -26,6 +26,7 @@ from edgecxr.cli.options import (
     ThreadsOpt,
     ViewOpt,
 )
+from edgecxr.cli.send_opts import SendEchoIntervalOpt, with_health
 
 
 def _open_classifier(bundle, backend, precision, device, threads, hint="LATENCY", allow_unqualified=False,
@@ -82,6 +83,7 @@ def watch(
     send_sc: Annotated[bool, typer.Option("--send-sc", help="With --send-sr: also send a Secondary Capture with the result burned in (not for diagnostic use).")] = False,
     send_ae_title: Annotated[str, typer.Option(help="Our (calling) AE title when sending results.")] = "EDGECXR",
     send_retry_max: Annotated[float, typer.Option(help="Longest wait, in seconds, between tries to an unreachable PACS.")] = 300.0,
+    send_echo_interval: SendEchoIntervalOpt = 60.0,
     http: Annotated[str | None, typer.Option(help="Serve a read-only status page at PORT or HOST:PORT, e.g. 127.0.0.1:8080 (a bare port binds loopback; any other address logs a warning).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also write an occlusion map per classified image to OUT/maps/<sha256>.png, made on the same engine after the result line.")] = False,
     explain_queue: Annotated[int, typer.Option(help="Images waiting for a map before newer ones go without (logged).")] = 32,
@@ -127,6 +129,7 @@ def watch(
 
     log = lambda m: say(m, event="log")  # noqa: E731
     sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once)
+    sinks = with_health(sinks, send_echo_interval, log)
     server, page_sinks = _start_status_page(http, out, classifier, say) if http is not None else (None, [])
     explainer = _explain_sink(classifier, out, device, explain_queue, say) if explain else None
     drift = _drift_monitor(classifier, out)

@@ -97,6 +97,22 @@ def _sending(out: Exposition, sending) -> None:
         name = f"edgecxr_sr_{key}_total" if kind == "counter" else f"edgecxr_sr_{key}"
         out.family(name, kind, text, [({"destination": r.get("destination")}, r.get(key)) for r in rows])
     out.family("edgecxr_sr_queued", "gauge", "Results waiting for their SR to be built", sending.get("queued"))
+    _health(out, rows)
+
+
+def _health(out: Exposition, rows: list[dict]) -> None:
+    """The C-ECHO monitor's latest answer per destination (a row's "health"), where it runs."""
+    checked = [(r.get("destination"), r["health"]) for r in rows if isinstance(r.get("health"), dict)]
+    if not checked:
+        return
+    out.family("edgecxr_pacs_reachable", "gauge", "1 when the PACS answered the last C-ECHO, 0 when it did not",
+               [({"destination": d}, None if h.get("reachable") is None else int(bool(h.get("reachable"))))
+                for d, h in checked])
+    out.family("edgecxr_pacs_echo_rtt_seconds", "gauge", "Round trip of the last successful C-ECHO (association "
+               "included)", [({"destination": d}, None if _number(h.get("rtt_ms")) is None else h["rtt_ms"] / 1000)
+                             for d, h in checked])
+    out.family("edgecxr_pacs_last_echo_ok_time_seconds", "gauge", "When the PACS last answered a C-ECHO, in Unix "
+               "seconds", [({"destination": d}, _timestamp(h.get("last_ok"))) for d, h in checked])
 
 
 def _drift(out: Exposition, drift) -> None:

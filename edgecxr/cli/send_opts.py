@@ -1,0 +1,43 @@
+"""`watch --send-sr` extras: C-ECHO health checks of each PACS and TLS, as options and the sink they make.
+
+Kept out of runtime_cmd (already long): watch takes these options and hands them here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgecxr.errors import EdgecxrError
+
+ECHO_TIMEOUT_S = 10.0
+
+SendEchoIntervalOpt = Annotated[float, typer.Option(
+    help="Seconds between C-ECHO checks of each --send-sr PACS (reachable, round trip, last error: in status.json "
+         "and /metrics); 0 turns them off.")]
+SendTlsCertOpt = Annotated[Path | None, typer.Option(
+    help="TLS to the PACS: our client certificate (PEM), with --send-tls-key, for a PACS that asks for one.")]
+SendTlsKeyOpt = Annotated[Path | None, typer.Option(
+    help="TLS to the PACS: the client certificate's private key (PEM, unencrypted).")]
+SendTlsCaOpt = Annotated[Path | None, typer.Option(
+    help="TLS to the PACS: the CA certificate(s) (PEM) that signed the PACS certificate; turns TLS on for every "
+         "--send-sr.")]
+
+
+def with_health(sinks: list, interval_s: float, log: Callable[[str], None]) -> list:
+    """The send sink with a C-ECHO monitor of its destinations (status rows get "health")."""
+    if interval_s < 0:
+        raise EdgecxrError(f"--send-echo-interval {interval_s} is negative", fix="give seconds, e.g. 60, or 0 for none")
+    if not sinks or interval_s == 0:
+        return sinks
+    from edgecxr.dicomnet.health import HealthMonitor, WithHealth
+
+    sink = sinks[0]
+    options = sink.senders[0].options
+    monitor = HealthMonitor([box.destination for box in sink.outbox.boxes], options.calling_ae_title,
+                            interval_s=interval_s, timeout_s=min(ECHO_TIMEOUT_S, interval_s),
+                            context=getattr(options, "tls", None), log=log)
+    return [WithHealth(sink, monitor), *sinks[1:]]
