@@ -58,7 +58,49 @@ def render_unit(config: ServiceConfig) -> str:
         read_only_paths=shlex.quote(str(config.inbox)) if not (config.archive or config.quarantine) else "",
         devices=devices[config.device],
     ).replace("ReadOnlyPaths=\n", "")
+    page = status_page_address(config.extra_options)
+    if page is not None:
+        unit = _open_to_loopback(unit, page)
     return _open_to_pacs(unit, config.send_sr) if config.send_sr else unit
+
+
+def status_page_address(options: str) -> tuple[str, int] | None:
+    """The (host, port) of `--http` in the watch options, or None; a non-loopback address is refused.
+
+    The unit's firewall lets the page answer this host only (IPAddressAllow=localhost): a page bound
+    to a LAN address would start and then be unreachable, so it is refused here with the reason.
+    """
+    from edgecxr.web.server import parse_address
+
+    words = shlex.split(options)
+    value = None
+    for index, word in enumerate(words):
+        if word == "--http":
+            if index + 1 == len(words):
+                raise EdgecxrError("--http in --options has no address",
+                                   fix="write e.g. --options '--http 127.0.0.1:8080'")
+            value = words[index + 1]
+        elif word.startswith("--http="):
+            value = word.split("=", 1)[1]
+    if value is None:
+        return None
+    host, port, loopback = parse_address(value)  # a malformed address is refused there, with the fix
+    if not loopback:
+        raise EdgecxrError(f"--http {value} in --options: the service's sandbox lets the status page answer this "
+                           "computer only (loopback), so a page on another address could not be reached",
+                           fix="use --http 127.0.0.1:PORT (or a bare PORT) and, for other computers, a reverse "
+                               "proxy with TLS and a login in front of it (see docs/status-page.md)")
+    return host, port
+
+
+def _open_to_loopback(unit: str, page: tuple[str, int]) -> str:
+    """--http on loopback: the unit gets a network namespace of its own no more, but talks to this host only."""
+    return (unit.replace("# no network: NFS/SMB shares are mounted by the host and read through the file system\n"
+                         "PrivateNetwork=yes\n",
+                         f"# network: the status page on {page[0]}:{page[1]} answers this host only "
+                         "(IPAddressAllow=localhost below)\nPrivateNetwork=no\n")
+            .replace("RestrictAddressFamilies=AF_UNIX\n", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n")
+            .replace("IPAddressDeny=any\n", "IPAddressDeny=any\nIPAddressAllow=localhost\n"))
 
 
 def _open_to_pacs(unit: str, destinations: tuple[str, ...]) -> str:
@@ -88,9 +130,9 @@ def render_env(config: ServiceConfig) -> str:
         options += ["--send-sr", destination]
     return (
         "# Settings of edgecxr-watch.service (see `edgecxr watch --help`); restart the service after a change.\n"
-        f"EDGECXR_INBOX={config.inbox}\n"
-        f"EDGECXR_OUT={config.out}\n"
-        f"EDGECXR_WATCH_OPTIONS={' '.join(shlex.quote(o) for o in options)}\n"
+        f"EDGECXR_INBOX={env_value(str(config.inbox))}\n"
+        f"EDGECXR_OUT={env_value(str(config.out))}\n"
+        f"EDGECXR_WATCH_OPTIONS={env_value(exec_words(options))}\n"
         "# parity-check verdicts of this box (edgecxr service install --qualify writes them)\n"
         f"EDGECXR_QUALIFICATION_DIR={QUALIFICATION_DIR}\n"
         "# JSON log lines for journald (`journalctl -u edgecxr-watch -o cat | jq`)\n"
@@ -98,6 +140,30 @@ def render_env(config: ServiceConfig) -> str:
         "# Inference threads; uncomment to leave a core to the operating system on small boxes\n"
         "#OMP_NUM_THREADS=1\n"
     )
+
+
+_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-./:,@%+=")
+
+
+def env_value(text: str) -> str:
+    r"""`text` written so systemd's EnvironmentFile= parser reads it back exactly.
+
+    Unquoted, systemd strips leading and trailing spaces and takes `\x` as `x`; inside double
+    quotes only \\ \" \` \$ are escapes (env-file.c), so those four are escaped and nothing else is.
+    """
+    if set(text) <= _PLAIN | {" "} and text == text.strip():  # inner spaces are kept unquoted; the empty value too
+        return text
+    return '"' + "".join("\\" + c if c in '\\"`$' else c for c in text) + '"'
+
+
+def exec_words(words: list[str]) -> str:
+    r"""Words for `$VAR` in ExecStart=: systemd splits the value at whitespace, honouring quotes and \.
+
+    Not shlex.quote: systemd takes a backslash as an escape inside single quotes too, so
+    'C:\x' would lose it. Double quotes with \ and " escaped read back the same in both.
+    """
+    return " ".join(w if w and set(w) <= _PLAIN else '"' + w.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                    for w in words)
 
 
 # Where the unit's own sandbox hides a path from the service: ProtectHome=yes and PrivateTmp=yes.

@@ -58,12 +58,14 @@ def render_listener_unit(config: ListenerConfig) -> str:
 
 
 def render_listener_env(config: ListenerConfig) -> str:
-    options = " ".join(shlex.quote(o) for o in shlex.split(config.options))
+    from edgecxr.service import env_value, exec_words
+
+    options = env_value(exec_words(shlex.split(config.options)))
     return (
         "# Settings of edgecxr-dicom-listen.service (see `edgecxr dicom-listen --help`); restart it after a change.\n"
         "# The port and --allow-ip are in the unit, with the firewall rules built from them: change them by\n"
         "# running `edgecxr service install --dicom-listen` again.\n"
-        f"EDGECXR_INBOX={config.inbox}\n"
+        f"EDGECXR_INBOX={env_value(str(config.inbox))}\n"
         "# e.g. --ae-title EDGECXR --allow-ae CR01,DX02 --tls-cert /etc/edgecxr/tls/node.pem "
         "--tls-key /etc/edgecxr/tls/node.key --tls-ca /etc/edgecxr/tls/scanners-ca.pem\n"
         f"EDGECXR_DICOM_OPTIONS={options}\n"
