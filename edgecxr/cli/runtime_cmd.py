@@ -26,7 +26,14 @@ from edgecxr.cli.options import (
     ThreadsOpt,
     ViewOpt,
 )
-from edgecxr.cli.send_opts import SendEchoIntervalOpt, with_health
+from edgecxr.cli.send_opts import (
+    SendEchoIntervalOpt,
+    SendTlsCaOpt,
+    SendTlsCertOpt,
+    SendTlsKeyOpt,
+    send_tls,
+    with_health,
+)
 
 
 def _open_classifier(bundle, backend, precision, device, threads, hint="LATENCY", allow_unqualified=False,
@@ -84,6 +91,9 @@ def watch(
     send_ae_title: Annotated[str, typer.Option(help="Our (calling) AE title when sending results.")] = "EDGECXR",
     send_retry_max: Annotated[float, typer.Option(help="Longest wait, in seconds, between tries to an unreachable PACS.")] = 300.0,
     send_echo_interval: SendEchoIntervalOpt = 60.0,
+    send_tls_cert: SendTlsCertOpt = None,
+    send_tls_key: SendTlsKeyOpt = None,
+    send_tls_ca: SendTlsCaOpt = None,
     http: Annotated[str | None, typer.Option(help="Serve a read-only status page at PORT or HOST:PORT, e.g. 127.0.0.1:8080 (a bare port binds loopback; any other address logs a warning).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also write an occlusion map per classified image to OUT/maps/<sha256>.png, made on the same engine after the result line.")] = False,
     explain_queue: Annotated[int, typer.Option(help="Images waiting for a map before newer ones go without (logged).")] = 32,
@@ -128,7 +138,8 @@ def watch(
                 label=record.get("label"), code=record.get("error", {}).get("code"))
 
     log = lambda m: say(m, event="log")  # noqa: E731
-    sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once)
+    sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once,
+                        tls=send_tls(send_sr, send_tls_cert, send_tls_key, send_tls_ca))
     sinks = with_health(sinks, send_echo_interval, log)
     server, page_sinks = _start_status_page(http, out, classifier, say) if http is not None else (None, [])
     explainer = _explain_sink(classifier, out, device, explain_queue, say) if explain else None
@@ -169,7 +180,7 @@ def _intended_use(classifier, modality, view, body_part, population_age, populat
                    refuse_age_outside=refuse_age_outside)
 
 
-def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, log, once) -> list:
+def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, log, once, tls=None) -> list:
     """The DICOM SR/SC result sink, when --send-sr names a destination. --once gives the outbox 10 s to
     drain before exit; a service stopping (SIGTERM) only 2 s, inside systemd's stop timeout."""
     from edgecxr.errors import EdgecxrError
@@ -186,7 +197,7 @@ def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, l
     if retry_max <= 0:
         raise EdgecxrError(f"--send-retry-max {retry_max} is not positive", fix="give seconds, e.g. 300")
     options = SendOptions(calling_ae_title=parse_destination(f"{ae_title}@x:1").ae_title, max_retry_s=retry_max,
-                          first_retry_s=min(2.0, retry_max))
+                          first_retry_s=min(2.0, retry_max), tls=tls)
     return [DicomSendSink(out, inbox, destinations, classifier.bundle.manifest, send_sc=send_sc, options=options,
                           log=log, drain_seconds=10.0 if once else 2.0)]
 

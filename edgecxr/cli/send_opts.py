@@ -41,3 +41,14 @@ def with_health(sinks: list, interval_s: float, log: Callable[[str], None]) -> l
                             interval_s=interval_s, timeout_s=min(ECHO_TIMEOUT_S, interval_s),
                             context=getattr(options, "tls", None), log=log)
     return [WithHealth(sink, monitor), *sinks[1:]]
+
+
+def send_tls(targets: list[str] | None, cert: Path | None, key: Path | None, ca: Path | None):
+    """The TLS context for every --send-sr destination, or None for plain DICOM."""
+    from edgecxr.dicomnet.send_tls import client_context
+
+    context = client_context(cert, key, ca)
+    if context is not None and not targets:
+        raise EdgecxrError("--send-tls-cert/--send-tls-key/--send-tls-ca need --send-sr AET@HOST:PORT",
+                           fix="name the PACS with --send-sr, or leave out the TLS options")
+    return context

@@ -9,6 +9,7 @@ not supported, not authorized) will not change its mind: that object moves to fa
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 from edgecxr.dicomnet.destination import Destination
 from edgecxr.dicomnet.identity import new_ae
 from edgecxr.dicomnet.outbox import DestinationBox
+from edgecxr.dicomnet.reach import tls_args, why_unreachable
 from edgecxr.optional import require
 from edgecxr.provenance import utc_now
 
@@ -39,6 +41,7 @@ class SendOptions:
     timeout_s: float = 30.0
     first_retry_s: float = 2.0
     max_retry_s: float = 300.0
+    tls: ssl.SSLContext | None = None  # send_tls.client_context: TLS to every destination
 
 
 def classify_status(status: int) -> str:
@@ -70,9 +73,11 @@ def store(destination: Destination, files: list[Path], options: SendOptions) -> 
     ae.connection_timeout = min(options.timeout_s, 10.0)
     for uid in sorted(set(classes.values())):
         ae.add_requested_context(uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title,
+                         tls_args=tls_args(destination, options.tls))
     if not assoc.is_established:
-        why = "association rejected" if assoc.is_rejected else "no association (unreachable or aborted)"
+        why = "association rejected" if assoc.is_rejected else \
+            f"no association ({why_unreachable(destination, options.tls, min(options.timeout_s, 10.0))})"
         return unreadable + [Outcome(f, RETRY, f"{destination}: {why}") for f in files]
     outcomes = []
     try:
