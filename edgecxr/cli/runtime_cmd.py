@@ -95,6 +95,7 @@ def watch(
     send_tls_key: SendTlsKeyOpt = None,
     send_tls_ca: SendTlsCaOpt = None,
     http: Annotated[str | None, typer.Option(help="Serve a read-only status page at PORT or HOST:PORT, e.g. 127.0.0.1:8080 (a bare port binds loopback; any other address logs a warning).")] = None,
+    http_allow_host: Annotated[list[str] | None, typer.Option(metavar="NAME", help="With --http: a further host name the page may be opened by (repeatable); it always answers to its address, localhost, 127.0.0.1 and [::1], and refuses other names (DNS rebinding).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also write an occlusion map per classified image to OUT/maps/<sha256>.png, made on the same engine after the result line.")] = False,
     explain_queue: Annotated[int, typer.Option(help="Images waiting for a map before newer ones go without (logged).")] = 32,
 ):
@@ -141,7 +142,8 @@ def watch(
     sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once,
                         tls=send_tls(send_sr, send_tls_cert, send_tls_key, send_tls_ca))
     sinks = with_health(sinks, send_echo_interval, log)
-    server, page_sinks = _start_status_page(http, out, classifier, say) if http is not None else (None, [])
+    allow = tuple(http_allow_host or ())
+    server, page_sinks = _start_status_page(http, out, classifier, say, allow) if http is not None else (None, [])
     explainer = _explain_sink(classifier, out, device, explain_queue, say) if explain else None
     drift = _drift_monitor(classifier, out)
     watcher = Watcher(classifier, options, log=log, on_result=on_result,
@@ -213,7 +215,7 @@ def _drift_monitor(classifier, out: Path):
     return monitor
 
 
-def _start_status_page(address: str, out: Path, classifier, say):
+def _start_status_page(address: str, out: Path, classifier, say, allow_hosts: tuple[str, ...] = ()):
     """The page's server (its own threads) and the sink that makes its thumbnails."""
     from edgecxr.web.server import StatusServer, parse_address
     from edgecxr.web.thumbs import ThumbnailSink
@@ -223,7 +225,7 @@ def _start_status_page(address: str, out: Path, classifier, say):
         say(f"warning: the status page listens on {host}, not on loopback: anyone who can reach this address "
             "sees results and file names (it is read-only and shows no DICOM patient fields)", event="warning")
     thumbs = ThumbnailSink(out, classifier.bundle.spec)
-    server = StatusServer(out, host, port, thumbs=thumbs).start()
+    server = StatusServer(out, host, port, thumbs=thumbs, allow_hosts=allow_hosts).start()
     say(f"status page: {server.url} (read-only)", event="http", url=server.url)
     return server, [thumbs]
 

@@ -57,13 +57,59 @@ def parse_address(text: str) -> tuple[str, int, bool]:
     return host, port, loopback
 
 
+class HostCheck:
+    """The Host header allow-list: a web page elsewhere cannot read this page through DNS rebinding.
+
+    A rebinding page points its own name at this box, so its requests carry that name as Host:
+    only this page's own address, localhost and the names given with --http-allow-host are
+    answered. On a wildcard address (0.0.0.0, ::) an IP literal is answered too: a browser sends
+    one only when the user typed it, and it cannot be rebound.
+    """
+
+    LOCAL = frozenset({"localhost", "127.0.0.1", "::1"})
+
+    def __init__(self, bound: str, extra: tuple[str, ...] = ()):
+        self.names = self.LOCAL | {bound.lower().strip("[]")} | {_host_name(n) for n in extra if n.strip()}
+        self.any_ip = bound in ("0.0.0.0", "::", "")
+
+    def allows(self, header: str | None) -> bool:
+        if not header:
+            return False  # HTTP/1.1 requires it; every browser sends it
+        name = _host_name(header)
+        if name in self.names:
+            return True
+        if self.any_ip:
+            try:
+                ipaddress.ip_address(name)
+                return True
+            except ValueError:
+                return False
+        return False
+
+
+def _host_name(header: str) -> str:
+    """`Name:8080`, `[::1]:8080`, `name.` -> `name`, `::1`, `name` (lower case, no port)."""
+    text = header.strip().lower()
+    if text.startswith("["):
+        return text[1:].split("]", 1)[0]
+    if text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    return text.rstrip(".")
+
+
 class StatusServer:
     """Serves OUT's status and results until `stop()`."""
 
-    def __init__(self, out: Path, host: str = "127.0.0.1", port: int = 0, thumbs: ThumbnailSink | None = None):
-        """`thumbs`: the watcher's ThumbnailSink, which makes a thumbnail when a page first asks."""
+    def __init__(self, out: Path, host: str = "127.0.0.1", port: int = 0, thumbs: ThumbnailSink | None = None,
+                 allow_hosts: tuple[str, ...] = ()):
+        """`thumbs`: the watcher's ThumbnailSink, which makes a thumbnail when a page first asks.
+
+        `allow_hosts`: names the page may be reached by besides its address and localhost
+        (`--http-allow-host`); any other Host header is refused (DNS rebinding).
+        """
         handler = type("Handler", (_Handler,), {"feed": ResultsFeed(out, thumbs=thumbs), "status": StatusView(out),
-                                                "out": out, "thumbs": thumbs, "assets": _load_assets()})
+                                                "out": out, "thumbs": thumbs, "assets": _load_assets(),
+                                                "hosts": HostCheck(host, allow_hosts)})
         server_class = _V6Server if ":" in host else ThreadingHTTPServer
         try:
             self.httpd = server_class((host, port), handler)
@@ -104,10 +150,15 @@ class _Handler(BaseHTTPRequestHandler):
     out: Path
     thumbs: ThumbnailSink | None
     assets: dict[str, tuple[bytes, str]]
+    hosts: HostCheck
     server_version = "edgecxr"
     sys_version = ""
 
     def do_GET(self) -> None:
+        if not self.hosts.allows(self.headers.get("Host")):
+            body = (f"this page does not answer to the name {self.headers.get('Host')!r}: open it by the address "
+                    "the watcher prints, or start the watcher with --http-allow-host NAME\n").encode()
+            return self._send(HTTPStatus.MISDIRECTED_REQUEST, body, "text/plain; charset=utf-8")
         url = urlsplit(self.path)
         route = url.path
         if route in self.assets:
