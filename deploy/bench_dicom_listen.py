@@ -74,7 +74,7 @@ def one_round(kind: str, files: list[Path], work: Path) -> float:
     port = free_port()
     if kind == "edgecxr":
         command = [sys.executable, "-m", "edgecxr", "dicom-listen", "--inbox", str(inbox), "--port", str(port),
-                   "--host", "127.0.0.1", "--min-free-mb", "10"]
+                   "--host", "127.0.0.1", "--min-free-mb", "10", "--allow-any-ae"]
     else:
         command = ["storescp", "+xa", "--aetitle", "EDGECXR", "--output-directory", str(inbox), str(port)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -30,15 +30,22 @@ class ListenerConfig:
 
 def check_listener(config: ListenerConfig) -> None:
     """Fail at install, not at the first association, on options the unit cannot express."""
-    from edgecxr.dicomnet.access import AccessPolicy
+    from edgecxr.dicomnet.access import AccessPolicy, require_ae_choice
 
     if not 1 <= config.port <= 65535:
         raise EdgecxrError(f"--dicom-port {config.port} is not a TCP port", fix="use 1-65535, e.g. 11112 or 104")
     AccessPolicy.parse([], list(config.allow_ip), option="--dicom-allow-ip")
-    for word in shlex.split(config.options):
+    words = shlex.split(config.options)
+    for word in words:
         if word in ("--port", "--allow-ip", "--inbox") or word.startswith(("--port=", "--allow-ip=", "--inbox=")):
             raise EdgecxrError(f"--dicom-options may not set {word.split('=')[0]}: the unit's sandbox is built from it",
                                fix="use --dicom-port, --dicom-allow-ip and --inbox instead")
+    ae_titles = [w.split("=", 1)[1] if "=" in w else (words[i + 1] if i + 1 < len(words) else "")
+                 for i, w in enumerate(words) if w == "--allow-ae" or w.startswith("--allow-ae=")]
+    try:  # the unit would otherwise fail at every start, and restart, with this message in the journal
+        require_ae_choice([t for t in ae_titles if t], "--allow-any-ae" in words)
+    except EdgecxrError as exc:
+        raise EdgecxrError(f"--dicom-options: {exc.cause}", fix=f"{exc.fix}, inside --dicom-options") from exc
 
 
 def render_listener_unit(config: ListenerConfig) -> str:

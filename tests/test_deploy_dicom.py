@@ -20,6 +20,7 @@ EXE = Path(shutil.which("edgecxr") or "/bin/true")
 
 
 def _unit(tmp_path, **kw) -> str:
+    kw.setdefault("options", "--allow-ae CR01")
     return render_listener_unit(ListenerConfig(inbox=tmp_path / "inbox", executable=EXE, **kw))
 
 
@@ -90,3 +91,7 @@ def test_install_with_dicom_listen_writes_both_units(tmp_path):
                        (["--options", "--no-recursive"], "--no-recursive")):
         refused = runner.invoke(app, [*base, "--dry-run", *bad])
         assert refused.exit_code == 2 and named in refused.stderr, refused.output
+    for options in ("--ae-title NODE1", "--allow-ae CR01 --allow-any-ae"):  # the unit would fail at every start
+        refused = runner.invoke(app, [*base, "--dry-run", "--dicom-options", options])
+        assert refused.exit_code == 2 and "--allow-ae" in refused.stderr and "--allow-any-ae" in refused.stderr
+    assert runner.invoke(app, [*base, "--dry-run", "--dicom-options", "--allow-any-ae"]).exit_code == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 
 from typer.testing import CliRunner
 
@@ -14,6 +16,7 @@ from tests.dicom_net import (
     dx_dataset,
     inbox_files,
     make_certificates,
+    run_dcmtk,
     scanner,
     spawn_listener,
     start_listener,
@@ -66,7 +69,7 @@ def test_listener_killed_mid_association_leaves_nothing_half_written(dicom_inbox
 
     small = dx_dataset(tmp_path / "small.dcm")
     dx_dataset(tmp_path / "large.dcm", size=3072, seed=1)  # 18 MB: about 1100 PDUs of 16 kB
-    proc, port = spawn_listener(dicom_inbox)
+    proc, port = spawn_listener(dicom_inbox, "--allow-any-ae")
     sent = {"pdus": 0}
 
     def kill_after_some_data(event):  # runs in the scanner's network thread: the kill lands mid-transfer
@@ -87,7 +90,7 @@ def test_listener_killed_mid_association_leaves_nothing_half_written(dicom_inbox
     # a partial write left by a kill during the final fsync is a dot-name the watcher skips; the next start removes it
     partial = dicom_inbox / small.StudyInstanceUID / f".{small.SOPInstanceUID}.dcm.1.receiving"
     partial.write_bytes(b"half")
-    again, port = spawn_listener(dicom_inbox)
+    again, port = spawn_listener(dicom_inbox, "--allow-any-ae")
     try:
         assert store_once(port, tmp_path / "large.dcm").Status == 0x0000  # the scanner's retry succeeds
     finally:
@@ -116,11 +119,32 @@ def test_instance_over_the_size_limit_aborts_the_association(dicom_inbox, tmp_pa
 
 def test_option_errors_name_the_option(tmp_path):
     runner = CliRunner()
-    missing = runner.invoke(app, ["dicom-listen", "--inbox", str(tmp_path / "nope"), "--port", "0"])
+    missing = runner.invoke(app, ["dicom-listen", "--inbox", str(tmp_path / "nope"), "--port", "0", "--allow-any-ae"])
     assert missing.exit_code == 2 and "inbox folder not found" in missing.stderr
     bad = ((["--allow-ip", "10.0.0.0/33"], "--allow-ip"), (["--tls-cert", str(tmp_path)], "--tls-key"),
            (["--ae-title", "A-TITLE-LONGER-THAN-16"], "--ae-title"), (["--allow-ae", "BAD\\AE"], "--allow-ae"),
            (["--max-associations", "0"], "--max-associations"), (["--max-instance-mb", "0"], "--max-instance-mb"))
     for args, text in bad:
-        result = runner.invoke(app, ["dicom-listen", "--inbox", str(tmp_path), "--port", "0", *args])
+        result = runner.invoke(app, ["dicom-listen", "--inbox", str(tmp_path), "--port", "0", *args,
+                                     *([] if "--allow-ae" in args else ["--allow-any-ae"])])
         assert result.exit_code == 2 and text in result.stderr, (args, result.output)
+
+
+def test_a_listener_open_to_any_calling_ae_must_be_asked_for(tmp_path):
+    """No silent default: without --allow-ae or --allow-any-ae the listener does not start, and says both."""
+    base = [sys.executable, "-m", "edgecxr", "dicom-listen", "--inbox", str(tmp_path), "--port", "0",
+            "--host", "127.0.0.1"]
+    for extra in ([], ["--allow-ae", "CR01", "--allow-any-ae"]):
+        done = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "COLUMNS": "400"})
+        assert done.returncode == 2, done.stderr
+        assert "--allow-ae" in done.stderr and "--allow-any-ae" in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []
+    proc, port = spawn_listener(tmp_path, "--allow-ae", "CR01")
+    try:
+        stranger = run_dcmtk("echoscu", "-aet", "STRANGER", "-aec", "EDGECXR", "127.0.0.1", str(port))
+        known = run_dcmtk("echoscu", "-aet", "CR01", "-aec", "EDGECXR", "127.0.0.1", str(port))
+        assert stranger.returncode != 0 and known.returncode == 0, (stranger.stderr, known.stderr)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)

@@ -23,7 +23,7 @@ def test_walkthrough_scanner_to_listener_to_watch_to_pacs(tmp_path):
     pacs = Orthanc(tmp_path / "pacs").start()
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    listener, port = spawn_listener(inbox)
+    listener, port = spawn_listener(inbox, "--allow-ae", "STORESCU")  # dcmtk storescu's calling AE title
     watch = subprocess.Popen([sys.executable, "-m", "edgecxr", "watch", str(inbox), "--recursive",
                               "--archive", str(tmp_path / "done"), "--send-sr", pacs.destination, "--send-sc",
                               "--settle-seconds", "0.5", "--rescan-seconds", "1", "--backend", "onnxruntime"],

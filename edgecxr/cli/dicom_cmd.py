@@ -15,7 +15,8 @@ def dicom_listen(
     port: Annotated[int, typer.Option(help="TCP port (0: any free port, printed at start).")] = 11112,
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface; :: for IPv6).")] = "0.0.0.0",
     ae_title: Annotated[str, typer.Option(help="This node's AE title; associations called to another title are refused.")] = "EDGECXR",
-    allow_ae: Annotated[str, typer.Option(help="Calling AE titles allowed, comma-separated (default: any).")] = "",
+    allow_ae: Annotated[str, typer.Option(help="Calling AE titles allowed, comma-separated (this or --allow-any-ae is required).")] = "",
+    allow_any_ae: Annotated[bool, typer.Option("--allow-any-ae", help="Accept any calling AE title (instead of --allow-ae).")] = False,
     allow_ip: Annotated[str, typer.Option(help="Source addresses or CIDR networks allowed, comma-separated (default: any).")] = "",
     max_associations: Annotated[int, typer.Option(help="Simultaneous associations; more are refused (local limit exceeded).")] = 8,
     min_free_mb: Annotated[float, typer.Option(help="Answer 'out of resources' (A700) when the inbox's disk has less free space.")] = 500.0,
@@ -30,9 +31,10 @@ def dicom_listen(
     import threading
 
     from edgecxr.cli.console import comma_list, err, logger
-    from edgecxr.dicomnet.access import AccessPolicy, check_ae_title, tls_context
+    from edgecxr.dicomnet.access import AccessPolicy, check_ae_title, require_ae_choice, tls_context
     from edgecxr.dicomnet.listener import Listener, ListenOptions
 
+    require_ae_choice(comma_list(allow_ae), allow_any_ae)
     say = logger(err, log_format)
     options = ListenOptions(
         inbox=inbox, host=host, port=port, ae_title=check_ae_title(ae_title, "--ae-title"),

@@ -26,6 +26,22 @@ def check_ae_title(title: str, option: str) -> str:
     return stripped
 
 
+def require_ae_choice(allow_ae: list[str], allow_any_ae: bool, option: str = "--allow-ae") -> None:
+    """A listener on a hospital network must be told who may send: no silent "anyone" default.
+
+    Any machine that can reach the port could otherwise store images into the inbox (and so onto
+    the PACS, once classified), so the open door has to be asked for by name.
+    """
+    any_option = option.replace("--allow-ae", "--allow-any-ae")
+    if allow_ae and allow_any_ae:
+        raise EdgecxrError(f"{option} and {any_option} contradict each other",
+                           fix=f"keep {option} AET[,AET...] to accept only those scanners, or {any_option} alone")
+    if not allow_ae and not allow_any_ae:
+        raise EdgecxrError("the listener must be told which scanners may send: no calling AE title is allowed yet",
+                           fix=f"give {option} AET[,AET...] with the calling AE titles of your modalities "
+                               f"(e.g. {option} CR01,DX02), or {any_option} to accept any calling AE title")
+
+
 @dataclass
 class AccessPolicy:
     allowed_ae: list[str] = field(default_factory=list)  # empty: any calling AE
