@@ -73,14 +73,20 @@ def export(source_path: str | Path, options: ExportOptions, reporter: Reporter |
         raise EdgecxrError("the bundle folder exists", path=out,
                            fix="choose another --out, or pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
+    from edgecxr.exporters.partial import claim, on_sigterm_raise, remove_stale
+
+    for gone in remove_stale(out):
+        reporter.log(f"removed {gone.name}: left by an export that was killed")
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     tmp.chmod(0o777 & ~current_umask())  # readable by the device's service user, like any folder
     started = time.monotonic()
     from edgecxr.exporters.quiet import quiet
 
     try:
-        with quiet():
+        claim(tmp)  # the pid: the next export removes this folder if this process dies without cleaning it
+        with on_sigterm_raise(), quiet():  # SIGTERM (systemctl stop, kill) unwinds into the cleanup below
             result = _export_into(tmp, Path(source_path), options, targets, reporter)
+        claim(tmp, release=True)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
