@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from edgecxr.cli.options import LogFormatOpt
+from edgecxr.cli.send_opts import AuditLogOpt
 
 
 def dicom_listen(
@@ -24,6 +25,7 @@ def dicom_listen(
     tls_cert: Annotated[Path | None, typer.Option(help="TLS: this node's certificate (PEM); with --tls-key.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS: the certificate's private key (PEM, unencrypted).")] = None,
     tls_ca: Annotated[Path | None, typer.Option(help="Mutual TLS: only clients with a certificate signed by this CA (PEM) may connect.")] = None,
+    audit_log: AuditLogOpt = None,
     log_format: LogFormatOpt = "text",
 ):
     """Receive images from the scanner or PACS by DICOM C-STORE (Storage SCP) into a watched folder."""
@@ -31,13 +33,19 @@ def dicom_listen(
     import threading
 
     from edgecxr.cli.console import comma_list, err, logger
+    from edgecxr.cli.send_opts import open_audit
     from edgecxr.dicomnet.access import AccessPolicy, check_ae_title, require_ae_choice, tls_context
+    from edgecxr.dicomnet.audit import audited_say
     from edgecxr.dicomnet.listener import Listener, ListenOptions
 
     require_ae_choice(comma_list(allow_ae), allow_any_ae)
     say = logger(err, log_format)
+    ae_title = check_ae_title(ae_title, "--ae-title")
+    audit = open_audit(audit_log, ae_title)
+    if audit is not None:
+        say = audited_say(say, audit, ae_title)
     options = ListenOptions(
-        inbox=inbox, host=host, port=port, ae_title=check_ae_title(ae_title, "--ae-title"),
+        inbox=inbox, host=host, port=port, ae_title=ae_title, audit=audit,
         policy=AccessPolicy.parse(comma_list(allow_ae), comma_list(allow_ip)), max_associations=max_associations,
         min_free_mb=min_free_mb, max_instance_mb=max_instance_mb, ssl_context=tls_context(tls_cert, tls_key, tls_ca))
     listener = Listener(options, say)
@@ -53,6 +61,9 @@ def dicom_listen(
         stop.wait()
     finally:
         listener.stop()
+        if audit is not None:
+            audit.application(False, ae_title)
+            audit.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     totals = listener.log.totals

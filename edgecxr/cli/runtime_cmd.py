@@ -27,11 +27,14 @@ from edgecxr.cli.options import (
     ViewOpt,
 )
 from edgecxr.cli.send_opts import (
+    AuditLogOpt,
     SendEchoIntervalOpt,
     SendTlsCaOpt,
     SendTlsCertOpt,
     SendTlsKeyOpt,
+    open_audit,
     send_tls,
+    with_audit,
     with_health,
 )
 
@@ -94,6 +97,7 @@ def watch(
     send_tls_cert: SendTlsCertOpt = None,
     send_tls_key: SendTlsKeyOpt = None,
     send_tls_ca: SendTlsCaOpt = None,
+    audit_log: AuditLogOpt = None,
     http: Annotated[str | None, typer.Option(help="Serve a read-only status page at PORT or HOST:PORT, e.g. 127.0.0.1:8080 (a bare port binds loopback; any other address logs a warning).")] = None,
     http_allow_host: Annotated[list[str] | None, typer.Option(metavar="NAME", help="With --http: a further host name the page may be opened by (repeatable); it always answers to its address, localhost, 127.0.0.1 and [::1], and refuses other names (DNS rebinding).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also write an occlusion map per classified image to OUT/maps/<sha256>.png, made on the same engine after the result line.")] = False,
@@ -139,9 +143,10 @@ def watch(
                 label=record.get("label"), code=record.get("error", {}).get("code"))
 
     log = lambda m: say(m, event="log")  # noqa: E731
+    audit = open_audit(audit_log, send_ae_title)
     sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once,
-                        tls=send_tls(send_sr, send_tls_cert, send_tls_key, send_tls_ca))
-    sinks = with_health(sinks, send_echo_interval, log)
+                        tls=send_tls(send_sr, send_tls_cert, send_tls_key, send_tls_ca), audit=audit)
+    sinks = with_audit(with_health(sinks, send_echo_interval, log), audit, send_ae_title)
     allow = tuple(http_allow_host or ())
     server, page_sinks = _start_status_page(http, out, classifier, say, allow) if http is not None else (None, [])
     explainer = _explain_sink(classifier, out, device, explain_queue, say) if explain else None
@@ -182,7 +187,7 @@ def _intended_use(classifier, modality, view, body_part, population_age, populat
                    refuse_age_outside=refuse_age_outside)
 
 
-def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, log, once, tls=None) -> list:
+def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, log, once, tls=None, audit=None) -> list:
     """The DICOM SR/SC result sink, when --send-sr names a destination. --once gives the outbox 10 s to
     drain before exit; a service stopping (SIGTERM) only 2 s, inside systemd's stop timeout."""
     from edgecxr.errors import EdgecxrError
@@ -199,7 +204,8 @@ def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, l
     if retry_max <= 0:
         raise EdgecxrError(f"--send-retry-max {retry_max} is not positive", fix="give seconds, e.g. 300")
     options = SendOptions(calling_ae_title=parse_destination(f"{ae_title}@x:1").ae_title, max_retry_s=retry_max,
-                          first_retry_s=min(2.0, retry_max), tls=tls)
+                          first_retry_s=min(2.0, retry_max), tls=tls,
+                          audit=audit.send_outcomes(ae_title) if audit else None)
     return [DicomSendSink(out, inbox, destinations, classifier.bundle.manifest, send_sc=send_sc, options=options,
                           log=log, drain_seconds=10.0 if once else 2.0)]
 

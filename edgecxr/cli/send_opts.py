@@ -18,6 +18,9 @@ ECHO_TIMEOUT_S = 10.0
 SendEchoIntervalOpt = Annotated[float, typer.Option(
     help="Seconds between C-ECHO checks of each --send-sr PACS (reachable, round trip, last error: in status.json "
          "and /metrics); 0 turns them off.")]
+AuditLogOpt = Annotated[Path | None, typer.Option(
+    help="Append a DICOM audit message (PS3.15 A.5, as IHE ATNA uses) per event to this file, one XML message a "
+         "line: start, stop, receipt, classification, refusal, send, failure, association refused.")]
 SendTlsCertOpt = Annotated[Path | None, typer.Option(
     help="TLS to the PACS: our client certificate (PEM), with --send-tls-key, for a PACS that asks for one.")]
 SendTlsKeyOpt = Annotated[Path | None, typer.Option(
@@ -52,3 +55,25 @@ def send_tls(targets: list[str] | None, cert: Path | None, key: Path | None, ca:
         raise EdgecxrError("--send-tls-cert/--send-tls-key/--send-tls-ca need --send-sr AET@HOST:PORT",
                            fix="name the PACS with --send-sr, or leave out the TLS options")
     return context
+
+
+def open_audit(path: Path | None, ae_title: str):
+    """The audit trail, with its Application Start message written; None without --audit-log."""
+    if path is None:
+        return None
+    import socket
+
+    from edgecxr.dicomnet.audit import AuditLog
+
+    audit = AuditLog(path, f"{ae_title}@{socket.gethostname()}")
+    audit.application(True, ae_title)
+    return audit
+
+
+def with_audit(sinks: list, audit, ae_title: str) -> list:
+    """The sinks, then the audit trail's (last: it writes Application Stop once the others are done)."""
+    if audit is None:
+        return sinks
+    from edgecxr.dicomnet.audit import AuditSink
+
+    return [*sinks, AuditSink(audit, ae_title)]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgecxr.dicomnet.access import AccessPolicy
 from edgecxr.dicomnet.assoc_log import AssociationLog, Say
+from edgecxr.dicomnet.audit import AuditLog
 from edgecxr.dicomnet.contexts import CANDIDATE_SYNTAXES, add_contexts, decodable_syntaxes
 from edgecxr.dicomnet.identity import new_ae, stamp
 from edgecxr.dicomnet.inbox_store import MIB, InboxStore
@@ -33,6 +34,7 @@ class ListenOptions:
     min_free_mb: float = 500.0
     max_instance_mb: float = 512.0  # an instance is held in memory until complete: bound it
     ssl_context: object | None = None  # ssl.SSLContext
+    audit: AuditLog | None = None  # a DICOM audit message per stored instance
 
 
 class Listener:
@@ -131,6 +133,10 @@ class Listener:
             return _status(Dataset, 0xC000, "SOPInstanceUID differs from the request")
         result = self.store.store(study, sop, data)
         self.log.stored(event.assoc, result.outcome, len(data))
+        if self.options.audit is not None and result.outcome == "stored":
+            requestor = event.assoc.requestor
+            self.options.audit.received(str(requestor.ae_title).strip(), str(requestor.address), self.options.ae_title,
+                                        study, str(event.request.AffectedSOPClassUID or ""), sop)
         return _status(Dataset, result.status, result.comment) if result.comment else result.status
 
 

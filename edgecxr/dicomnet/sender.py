@@ -42,6 +42,7 @@ class SendOptions:
     first_retry_s: float = 2.0
     max_retry_s: float = 300.0
     tls: ssl.SSLContext | None = None  # send_tls.client_context: TLS to every destination
+    audit: Callable[[Destination, list[Outcome]], None] | None = None  # AuditLog.send_outcomes
 
 
 def classify_status(status: int) -> str:
@@ -131,6 +132,8 @@ class SenderThread(threading.Thread):
 
     def _settle(self, outcomes: list[Outcome]) -> bool:
         """Record each outcome; True when the destination should be left alone for a while."""
+        if self.options.audit is not None:  # before the files leave pending/: the audit reads their headers
+            self.options.audit(self.box.destination, outcomes)
         sent = 0
         retry = [o for o in outcomes if o.result == RETRY]
         for o in outcomes:
