@@ -98,6 +98,10 @@ def sending(out: Path) -> dict | None:
     return rows[0]
 
 
+def counts(row: dict | None) -> dict | None:
+    return {k: row.get(k) for k in ("destination", "sent", "pending", "failed")} if row else None
+
+
 def manifest() -> dict:
     from edgecxr.bundle import load_bundle
     from edgecxr.runtime.default_bundle import resolve_bundle
@@ -136,8 +140,9 @@ def test_pacs_down_results_arrive_once_after_it_returns(inbox, pacs, tmp_path):
         row = summary(out)[0]
         assert (row["pending"], row["sent"]) == (3, 0) and "no association" in row["last_error"]
         assert len(read_results(out)) == 4  # classification went on while the PACS was down
-        assert wait_for(lambda: sending(out) == {"destination": pacs.destination, "sent": 0, "pending": 3,
-                                                 "failed": 0}, 15), read_status(out)  # the heartbeat shows it
+        assert wait_for(lambda: counts(sending(out)) == {"destination": pacs.destination, "sent": 0, "pending": 3,
+                                                         "failed": 0}, 15), read_status(out)  # the heartbeat shows it
+        assert (sending(out) or {}).get("oldest_pending_s", -1) >= 0
         pacs.start()
         pacs.wait_for(lambda: len(srs_in(pacs)) == 3, timeout=60, what="3 SRs")
         assert wait_for(lambda: (sending(out) or {}).get("sent") == 3, 15), read_status(out)
@@ -146,8 +151,11 @@ def test_pacs_down_results_arrive_once_after_it_returns(inbox, pacs, tmp_path):
         watcher.wake.set()
         thread.join(60)
         classifier.close()
-    assert sink.status() == {"queued": 0, "destinations": [{"destination": pacs.destination, "sent": 3,
-                                                            "pending": 0, "failed": 0}]}
+    status = sink.status()
+    assert (status["queued"], [counts(d) for d in status["destinations"]]) == (
+        0, [{"destination": pacs.destination, "sent": 3, "pending": 0, "failed": 0}])
+    assert [w["name"] for w in status["workers"]] == ["SR builder", f"sender to {pacs.destination}"]
+    assert not any(w["alive"] or w["restarts"] for w in status["workers"])  # stopped, never restarted
     check_srs(pacs, manifest()["checksum"])
     restarted = DicomSendSink(out, inbox, dest, manifest(), options=FAST, log=lambda m: None)
     restarted.close()

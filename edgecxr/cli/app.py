@@ -71,6 +71,7 @@ def _register() -> None:
         export_cmd,
         gate_cmd,
         info_cmd,
+        outbox_cmd,
         parity_cmd,
         runtime_cmd,
         service_cmd,
@@ -92,6 +93,7 @@ def _register() -> None:
     app.command("build-engine", help=export_cmd.build_engine.__doc__)(export_cmd.build_engine)
     app.add_typer(export_cmd.bundle_app, name="bundle")
     app.add_typer(service_cmd.service_app, name="service")
+    app.add_typer(outbox_cmd.outbox_app, name="outbox")
 
 
 _register()

@@ -93,6 +93,7 @@ def watch(
     send_sc: Annotated[bool, typer.Option("--send-sc", help="With --send-sr: also send a Secondary Capture with the result burned in (not for diagnostic use).")] = False,
     send_ae_title: Annotated[str, typer.Option(help="Our (calling) AE title when sending results.")] = "EDGECXR",
     send_retry_max: Annotated[float, typer.Option(help="Longest wait, in seconds, between tries to an unreachable PACS.")] = 300.0,
+    send_give_up: Annotated[tuple[int, float], typer.Option(metavar="ATTEMPTS HOURS", help="Move an object to outbox failed/ after this many 'try again' answers from the PACS, or once it is this many hours old (`edgecxr outbox retry` queues it again).")] = (20, 168.0),
     send_echo_interval: SendEchoIntervalOpt = 60.0,
     send_tls_cert: SendTlsCertOpt = None,
     send_tls_key: SendTlsKeyOpt = None,
@@ -144,7 +145,8 @@ def watch(
 
     log = lambda m: say(m, event="log")  # noqa: E731
     audit = open_audit(audit_log, send_ae_title)
-    sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, send_retry_max, out, inbox, classifier, log, once,
+    sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, (send_retry_max, *send_give_up), out, inbox,
+                        classifier, log, once,
                         tls=send_tls(send_sr, send_tls_cert, send_tls_key, send_tls_ca), audit=audit)
     sinks = with_audit(with_health(sinks, send_echo_interval, log), audit, send_ae_title)
     allow = tuple(http_allow_host or ())
@@ -187,7 +189,7 @@ def _intended_use(classifier, modality, view, body_part, population_age, populat
                    refuse_age_outside=refuse_age_outside)
 
 
-def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, log, once, tls=None, audit=None) -> list:
+def _send_sinks(targets, send_sc, ae_title, retry, out, inbox, classifier, log, once, tls=None, audit=None) -> list:
     """The DICOM SR/SC result sink, when --send-sr names a destination. --once gives the outbox 10 s to
     drain before exit; a service stopping (SIGTERM) only 2 s, inside systemd's stop timeout."""
     from edgecxr.errors import EdgecxrError
@@ -201,10 +203,13 @@ def _send_sinks(targets, send_sc, ae_title, retry_max, out, inbox, classifier, l
     from edgecxr.dicomnet.sink import DicomSendSink
 
     destinations = list(dict.fromkeys(parse_destination(t) for t in targets))
-    if retry_max <= 0:
-        raise EdgecxrError(f"--send-retry-max {retry_max} is not positive", fix="give seconds, e.g. 300")
+    retry_max, attempts, hours = retry
+    if retry_max <= 0 or attempts < 1 or hours <= 0:
+        raise EdgecxrError(f"--send-retry-max {retry_max} / --send-give-up {attempts} {hours}: not positive",
+                           fix="give seconds, e.g. --send-retry-max 300, and e.g. --send-give-up 20 168")
     options = SendOptions(calling_ae_title=parse_destination(f"{ae_title}@x:1").ae_title, max_retry_s=retry_max,
-                          first_retry_s=min(2.0, retry_max), tls=tls,
+                          first_retry_s=min(2.0, retry_max), tls=tls, max_attempts=attempts,
+                          max_age_s=hours * 3600,
                           audit=audit.send_outcomes(ae_title) if audit else None)
     return [DicomSendSink(out, inbox, destinations, classifier.bundle.manifest, send_sc=send_sc, options=options,
                           log=log, drain_seconds=10.0 if once else 2.0)]

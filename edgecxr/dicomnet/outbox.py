@@ -1,15 +1,18 @@
 """The durable outbox in the results folder: what still has to reach each PACS, across restarts.
 
-    OUT/outbox/since.json              results.jsonl line count when sending began (recovery starts there)
+    OUT/outbox/since.json              the last result line recorded when sending began (its path and sha256,
+                                       and the time): recovery starts after it, wherever the ledger keeps it
     OUT/outbox/queue/<uid>.json|.dcm   a result and a hard link (or copy) of its DICOM input, not yet built
     OUT/outbox/<dest>/pending/*.dcm    built SR/SC objects waiting for that destination
     OUT/outbox/<dest>/sent.jsonl       one fsynced line per object the PACS accepted
-    OUT/outbox/<dest>/failed/          objects the PACS refused for good, each with a .json reason
+    OUT/outbox/<dest>/failed/          objects the PACS refused for good, or given up on, each with a .json reason
+    OUT/outbox/<dest>/attempts.json    per object the PACS answered "try again": how often, and when next
     OUT/outbox/<dest>/state.json       destination, last attempt, last error (for `edgecxr status`)
 
 Every file appears by an fsynced rename, so a crash leaves either the old or the new state.
 An object is marked sent before its pending file is removed; a crash between the two is
 cleaned up on start, and a re-send would carry the same SOP Instance UID (idempotent in PACS).
+An object's age is its pending file's mtime (when it was built, or re-queued by `outbox retry`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from edgecxr.dicomnet.destination import Destination
@@ -46,10 +50,56 @@ class DestinationBox:
         for path in self.pending():  # sent, then killed before the pending file was removed
             if path.stem in self.sent:
                 path.unlink(missing_ok=True)
+        self.attempts_path = self.folder / "attempts.json"
+        names = {p.stem for p in self.pending()}
+        self.attempts: dict[str, dict] = {k: v for k, v in (_read_json(self.attempts_path) or {}).items()
+                                          if k in names and isinstance(v, dict)}
         self.write_state(last_error=None)
 
     def pending(self) -> list[Path]:
         return sorted((p for p in self.pending_dir.glob("*.dcm") if not p.name.startswith(".")), key=_age)
+
+    def due(self, now: float | None = None) -> list[Path]:
+        """Pending objects whose turn it is, oldest first: one the PACS asked to retry later waits its
+        own backoff, so objects stuck behind a refusal never hold back newer ones."""
+        now = time.time() if now is None else now
+        return [p for p in self.pending() if float(self.attempts.get(p.stem, {}).get("next_try", 0)) <= now]
+
+    def next_due(self) -> float | None:
+        """When the earliest object waiting out its own backoff is due (Unix seconds), or None."""
+        times = [float(a.get("next_try", 0)) for a in self.attempts.values()]
+        return min(times) if times else None
+
+    def note_retry(self, path: Path, detail: str, wait_s: float) -> int:
+        """One more "try again" answer for this object; its attempt count, kept across restarts."""
+        entry = self.attempts.setdefault(path.stem, {"attempts": 0})
+        entry.update(attempts=int(entry.get("attempts", 0)) + 1, next_try=time.time() + wait_s, last=detail)
+        self._save_attempts()
+        return entry["attempts"]
+
+    def attempts_of(self, path: Path) -> int:
+        return int(self.attempts.get(path.stem, {}).get("attempts", 0))
+
+    @staticmethod
+    def age_of(path: Path) -> float | None:
+        """Seconds since this pending object was built (or re-queued); None when it is gone."""
+        try:
+            return max(time.time() - path.stat().st_mtime, 0.0)
+        except OSError:
+            return None
+
+    def oldest_pending_s(self) -> float | None:
+        """Seconds since the oldest pending object was built (None when nothing is pending)."""
+        ages = [time.time() - _age(p)[0] / 1e9 for p in self.pending()[:1]]
+        return round(max(ages[0], 0.0), 1) if ages else None
+
+    def _save_attempts(self) -> None:
+        with self._lock:
+            atomic_write_json(self.attempts_path, self.attempts)
+
+    def _forget(self, uid: str) -> None:
+        if self.attempts.pop(uid, None) is not None:
+            self._save_attempts()
 
     def known(self, uid: str) -> bool:
         return uid in self.sent or (self.pending_dir / f"{uid}.dcm").exists() or (
@@ -68,11 +118,13 @@ class DestinationBox:
             _append_line(self.sent_path, line)
             self.sent.add(path.stem)
         path.unlink(missing_ok=True)
+        self._forget(path.stem)
 
     def mark_failed(self, path: Path, reason: str) -> None:
         atomic_write_json(self.failed_dir / f"{path.stem}.json", {"failed_at": utc_now(), "reason": reason})
         os.replace(path, self.failed_dir / path.name)
         fsync_dir(self.failed_dir)
+        self._forget(path.stem)
 
     def write_state(self, **fields) -> None:
         path = self.folder / "state.json"
@@ -82,16 +134,18 @@ class DestinationBox:
 
 
 class Outbox:
-    def __init__(self, out: Path, destinations: list[Destination], ledger_lines: int):
+    def __init__(self, out: Path, destinations: list[Destination], records: list[dict]):
         self.root = Path(out) / OUTBOX
         self.queue_dir = self.root / QUEUE
         self.queue_dir.mkdir(parents=True, exist_ok=True)
-        since = self.root / "since.json"
-        line = (_read_json(since) or {}).get("results_line")
-        if not isinstance(line, int):  # first start (or a damaged file): results recorded until now are never sent
-            line = ledger_lines
-            atomic_write_json(since, {"results_line": line, "created": utc_now()})
-        self.since_line = line
+        path = self.root / "since.json"
+        since = _read_json(path) or {}
+        if not isinstance(since.get("results_line"), int):  # first start (or a damaged file): results
+            last = records[-1] if records else None          # recorded until now are never sent
+            since = {"results_line": len(records), "created": utc_now(),
+                     "after": {"path": last["path"], "sha256": last.get("sha256")} if last else None}
+            atomic_write_json(path, since)
+        self.since = since
         self.boxes = [DestinationBox(self.root, d) for d in destinations]
 
     # -- the queue: results accepted, objects not yet built ------------------------------
@@ -133,6 +187,49 @@ class Outbox:
         refused.mkdir(exist_ok=True)
         atomic_write_json(refused / job.name, {"reason": reason, **(_read_json(job) or {})})
         self.drop(job)
+
+
+def since_sending_began(since: dict, records: list[dict]) -> list[dict]:
+    """The result lines recorded after sending was switched on. Found by the last line then recorded
+    (path and sha256), not by its number: the ledger drops damaged lines and so renumbers the rest.
+    When that line is gone itself (it was the damaged one), by time; a since.json older than the
+    anchor has only the line number."""
+    after = since.get("after", "missing")
+    if after is None:  # sending began with an empty ledger: every line is after it
+        return records
+    if isinstance(after, dict):
+        key = (after.get("path"), after.get("sha256"))
+        for index in range(len(records) - 1, -1, -1):
+            if (records[index].get("path"), records[index].get("sha256")) == key:
+                return records[index + 1:]
+        created = str(since.get("created") or "")
+        return [r for r in records if str(r.get("completed_at") or "") >= created]
+    return records[int(since.get("results_line", 0)):]
+
+
+def retry_failed(out: Path, destination: str | None = None) -> dict[str, int]:
+    """Move every failed object (of one destination, or all) back to pending, as a new try: its age
+    and attempt count start again. Returns the count per destination folder."""
+    root = Path(out) / OUTBOX
+    moved: dict[str, int] = {}
+    for folder in sorted(p for p in root.iterdir() if (p / "failed").is_dir()) if root.is_dir() else []:
+        state = _read_json(folder / "state.json") or {}
+        if destination is not None and destination not in (folder.name, state.get("destination")):
+            continue
+        count = 0
+        for obj in sorted((folder / "failed").glob("*.dcm")):
+            target = folder / "pending" / obj.name
+            os.utime(obj)  # its age starts again, or the age rule would give up on it at once
+            os.replace(obj, target)
+            obj.with_suffix(".json").unlink(missing_ok=True)
+            count += 1
+        attempts = _read_json(folder / "attempts.json")
+        if count and attempts:
+            kept = {k: v for k, v in attempts.items() if not (folder / "pending" / f"{k}.dcm").exists()}
+            atomic_write_json(folder / "attempts.json", kept)
+        fsync_dir(folder / "pending")
+        moved[str(state.get("destination", folder.name))] = count
+    return moved
 
 
 def summary(out: Path) -> list[dict]:

@@ -5,6 +5,12 @@ aborted, timed out, out of resources) is retried with exponential backoff, per d
 so one PACS being down never holds back another. A PACS that answers with a failure meant
 for the object itself (it does not match its SOP class, cannot be understood, the class is
 not supported, not authorized) will not change its mind: that object moves to failed/.
+
+A PACS that answers "try again" (out of resources, processing failure, a status it does not
+document) about one object puts that object, not the destination, on its own backoff, so the
+next batch carries newer objects. Give-up rules end the retrying: after `max_attempts` such
+answers, or once an object is older than `max_age_s` (even while the PACS is unreachable), it
+moves to failed/ with the last reason; `edgecxr outbox retry` queues it again.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from edgecxr.dicomnet.destination import Destination
 from edgecxr.dicomnet.identity import new_ae
 from edgecxr.dicomnet.outbox import DestinationBox
 from edgecxr.dicomnet.reach import tls_args, why_unreachable
+from edgecxr.dicomnet.supervise import Supervisor
 from edgecxr.optional import require
 from edgecxr.provenance import utc_now
 
@@ -33,6 +40,7 @@ class Outcome:
     path: Path
     result: str  # sent | failed | retry
     detail: str
+    answered: bool = False  # the PACS gave a status about this very object (not a lost connection)
 
 
 @dataclass
@@ -43,6 +51,8 @@ class SendOptions:
     max_retry_s: float = 300.0
     tls: ssl.SSLContext | None = None  # send_tls.client_context: TLS to every destination
     audit: Callable[[Destination, list[Outcome]], None] | None = None  # AuditLog.send_outcomes
+    max_attempts: int = 20  # "try again" answers about one object before it moves to failed/
+    max_age_s: float = 7 * 86400.0  # an object still not delivered after this long moves to failed/
 
 
 def classify_status(status: int) -> str:
@@ -102,11 +112,12 @@ def _store_one(assoc, path: Path, destination: Destination) -> Outcome:
     if code is None:
         return Outcome(path, RETRY, f"{destination}: no C-STORE response (timeout or abort)")
     result = classify_status(int(code))
-    return Outcome(path, result, f"{destination}: C-STORE status 0x{int(code):04X}")
+    return Outcome(path, result, f"{destination}: C-STORE status 0x{int(code):04X}", answered=True)
 
 
 class SenderThread(threading.Thread):
-    """Drains one destination's pending folder; woken when the builder adds objects."""
+    """Drains one destination's pending folder; woken when the builder adds objects. Its loop runs
+    under a Supervisor: an error (a full disk while writing sent.jsonl) restarts it, visibly."""
 
     def __init__(self, box: DestinationBox, options: SendOptions, log: Callable[[str], None]):
         super().__init__(name=f"send-{box.destination}", daemon=True)
@@ -114,18 +125,23 @@ class SenderThread(threading.Thread):
         self.wake, self.stop = threading.Event(), threading.Event()
         self.delay = 0.0
         self.failing = False  # the last attempt could not deliver: close() need not wait for it
+        self.supervisor = Supervisor(f"sender to {box.destination}", self.stop, log)
 
     def run(self) -> None:
+        self.supervisor.run(self._loop)
+
+    def _loop(self) -> None:
         while not self.stop.is_set():
             self.wake.clear()
-            files = self.box.pending()
+            files = self.box.due()
             if not files:
                 self.failing = False
-                self.wake.wait(5.0)
+                following = self.box.next_due()
+                self.wake.wait(5.0 if following is None else min(5.0, max(following - time.time(), 0.05)))
                 continue
             try:
                 outcomes = store(self.box.destination, files[:BATCH], self.options)
-            except Exception as exc:  # a bug or a library error must not end the thread
+            except Exception as exc:  # a library error: the batch waits, the destination backs off
                 outcomes = [Outcome(f, RETRY, f"{type(exc).__name__}: {exc}") for f in files[:BATCH]]
             if self._settle(outcomes):
                 self.stop.wait(self.delay)
@@ -135,8 +151,9 @@ class SenderThread(threading.Thread):
         if self.options.audit is not None:  # before the files leave pending/: the audit reads their headers
             self.options.audit(self.box.destination, outcomes)
         sent = 0
-        retry = [o for o in outcomes if o.result == RETRY]
         for o in outcomes:
+            if o.result == RETRY:
+                o = self._give_up_or_wait(o)
             if o.result == SENT:
                 self.box.mark_sent(o.path, {"status": o.detail.rsplit(" ", 1)[-1]})
                 sent += 1
@@ -145,19 +162,35 @@ class SenderThread(threading.Thread):
                 self.log(f"{self.box.destination} refused {o.path.name} for good: {o.detail}")
         if sent:
             self.box.write_state(last_sent=utc_now(), last_error=None, next_attempt=None)
-        if not retry:
+        down = [o for o in outcomes if o.result == RETRY and not o.answered]
+        if not down:
             if self.failing:
                 self.log(f"{self.box.destination} reachable again")
             self.failing, self.delay = False, 0.0
             return False
         self.delay = min(max(self.delay * 2, self.options.first_retry_s), self.options.max_retry_s)
         if not self.failing:
-            self.log(f"cannot deliver to {self.box.destination}: {retry[0].detail}; retrying with backoff "
+            self.log(f"cannot deliver to {self.box.destination}: {down[0].detail}; retrying with backoff "
                      f"(up to {self.options.max_retry_s:.0f} s), results stay in the outbox")
         self.failing = True
-        self.box.write_state(last_error=retry[0].detail, last_attempt=utc_now(),
+        self.box.write_state(last_error=down[0].detail, last_attempt=utc_now(),
                              next_attempt=_iso_in(self.delay))
         return True
+
+    def _give_up_or_wait(self, o: Outcome) -> Outcome:
+        """A "try again": the object's own backoff, or failed/ when a give-up rule says so."""
+        age = self.box.age_of(o.path)
+        attempts = self.box.attempts_of(o.path) + int(o.answered)
+        if age is not None and age >= self.options.max_age_s:
+            return Outcome(o.path, FAILED, f"gave up: not delivered within {self.options.max_age_s / 3600:g} h "
+                                           f"({attempts} refusal(s)); last: {o.detail}")
+        if not o.answered:
+            return o  # the destination is down: it backs off as a whole
+        if attempts >= self.options.max_attempts:
+            return Outcome(o.path, FAILED, f"gave up after {attempts} \"try again\" answers; last: {o.detail}")
+        wait = min(self.options.first_retry_s * 2 ** (attempts - 1), self.options.max_retry_s)
+        self.box.note_retry(o.path, o.detail, wait)
+        return o
 
 
 def _iso_in(seconds: float) -> str:

@@ -6,6 +6,8 @@ makes the objects and a sender thread per destination delivers them, so neither 
 build nor an unreachable PACS ever holds up classification. On start, results recorded
 after sending was switched on but never queued (the watcher killed between writing the
 line and queueing) are queued again from the inbox, where such an input still lies.
+Both threads run under a Supervisor (a full disk restarts them, it does not end them), and
+status() reports their liveness, the queue depth and the oldest waiting item's age.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from edgecxr.data.fingerprint import sha256_file
 from edgecxr.dicomnet.destination import Destination
 from edgecxr.dicomnet.finding import finding_from_record
 from edgecxr.dicomnet.identity import stamp_dataset
-from edgecxr.dicomnet.outbox import Outbox
+from edgecxr.dicomnet.outbox import DestinationBox, Outbox, since_sending_began
 from edgecxr.dicomnet.sender import SenderThread, SendOptions
 from edgecxr.dicomnet.sr import Algorithm, build_sr, sr_uid
+from edgecxr.dicomnet.supervise import Supervisor
 from edgecxr.optional import require
 from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.prepare import Prepared
@@ -39,11 +42,13 @@ class DicomSendSink:
             require(module, "sending results to a PACS (--send-sr)")  # refuse at start, not per result
         self.manifest, self.send_sc, self.log, self.drain_seconds = manifest, send_sc, log, drain_seconds
         records = read_results(out)
-        self.outbox = Outbox(out, destinations, len(records))
-        self._recover(records[self.outbox.since_line:], inbox)
+        self.outbox = Outbox(out, destinations, records)
+        self._recover(since_sending_began(self.outbox.since, records), inbox)
         self.stop, self.wake = threading.Event(), threading.Event()
         self.senders = [SenderThread(box, options or SendOptions(), log) for box in self.outbox.boxes]
-        self.builder = threading.Thread(target=self._build_loop, name="build-sr", daemon=True)
+        self.build_supervisor = Supervisor("SR builder", self.stop, log)
+        self.builder = threading.Thread(target=self.build_supervisor.run, args=(self._build_loop,), name="build-sr",
+                                        daemon=True)
         for thread in (self.builder, *self.senders):
             thread.start()
 
@@ -70,11 +75,22 @@ class DicomSendSink:
             thread.join(timeout=max(1.0, deadline - time.monotonic()))
 
     def status(self) -> dict:
-        """Objects sent, pending and failed per PACS, for the heartbeat: counted from what the sender
-        threads keep in memory and the pending/failed folders (small), never by reading sent.jsonl."""
-        return {"queued": len(self.outbox.queued()), "destinations": [
-            {"destination": str(box.destination), "sent": len(box.sent), "pending": len(box.pending()),
-             "failed": sum(1 for _ in box.failed_dir.glob("*.dcm"))} for box in self.outbox.boxes]}
+        """Objects sent, pending and failed per PACS, the oldest pending object's age, and whether the
+        builder and senders are running, for the heartbeat: counted from what the sender threads keep
+        in memory and the pending/failed folders (small), never by reading sent.jsonl."""
+        queued = self.outbox.queued()
+        ages = [a for a in map(DestinationBox.age_of, queued) if a is not None]  # the queue is small: built in seconds
+        return {"queued": len(queued), "oldest_queued_s": round(max(ages), 1) if ages else None,
+                "workers": [self._worker(self.builder, self.build_supervisor),
+                            *(self._worker(s, s.supervisor) for s in self.senders)],
+                "destinations": [
+                    {"destination": str(box.destination), "sent": len(box.sent), "pending": len(box.pending()),
+                     "failed": sum(1 for _ in box.failed_dir.glob("*.dcm")),
+                     "oldest_pending_s": box.oldest_pending_s()} for box in self.outbox.boxes]}
+
+    @staticmethod
+    def _worker(thread: threading.Thread, supervisor: Supervisor) -> dict:
+        return {**supervisor.status(), "alive": thread.is_alive() and not supervisor.gave_up}
 
     # -- building -------------------------------------------------------------------------
     @staticmethod

@@ -97,6 +97,14 @@ def _sending(out: Exposition, sending) -> None:
         name = f"edgecxr_sr_{key}_total" if kind == "counter" else f"edgecxr_sr_{key}"
         out.family(name, kind, text, [({"destination": r.get("destination")}, r.get(key)) for r in rows])
     out.family("edgecxr_sr_queued", "gauge", "Results waiting for their SR to be built", sending.get("queued"))
+    out.family("edgecxr_sr_oldest_pending_seconds", "gauge", "Age of the oldest object waiting for a PACS",
+               [({"destination": r.get("destination")}, r.get("oldest_pending_s")) for r in rows])
+    workers = [w for w in sending.get("workers") or [] if isinstance(w, dict)]
+    out.family("edgecxr_sr_worker_up", "gauge", "1 while the SR builder or a sender thread runs (restarted after "
+               "an error), 0 once it stopped",
+               [({"worker": w.get("name")}, int(bool(w.get("alive")))) for w in workers])
+    out.family("edgecxr_sr_worker_restarts_total", "counter", "Restarts of the SR builder or a sender after an "
+               "error (a full disk)", [({"worker": w.get("name")}, w.get("restarts")) for w in workers])
     _health(out, rows)
 
 
