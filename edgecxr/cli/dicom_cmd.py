@@ -40,6 +40,9 @@ def dicom_listen(
 
     require_ae_choice(comma_list(allow_ae), allow_any_ae)
     say = logger(err, log_format)
+    from edgecxr.warning_log import set_default_log
+
+    set_default_log(lambda line: say(line, event="warning"))  # pydicom's warnings quote the values they reject
     ae_title = check_ae_title(ae_title, "--ae-title")
     audit = open_audit(audit_log, ae_title)
     if audit is not None:

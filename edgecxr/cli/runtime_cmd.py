@@ -117,6 +117,9 @@ def watch(
     InboxCheck(inbox)  # first: OUT (default INBOX/.edgecxr) and the engine's cache in it would create a missing inbox
     out = out or inbox / ".edgecxr"
     say = logger(err, log_format)
+    from edgecxr.warning_log import set_default_log
+
+    set_default_log(lambda line: say(line, event="warning"))  # third-party warnings, without the values they quote
     cache = model_cache if model_cache is not None else out / "model-cache"
     classifier = _open_classifier(bundle, backend, precision, device, threads, performance_hint, allow_unqualified,
                                   qualification_dir, cache)

@@ -39,6 +39,15 @@ COLOUR_INTERPRETATIONS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT
 def decode_dicom(data: bytes, name: str, *, max_pixels: int,
                  modalities: tuple[str, ...] | None = None, part10: bool = True,
                  screen: Callable[[dict], None] | None = None) -> DecodedImage:
+    """Read one DICOM; pydicom's warnings are logged with `name` and without their text (they quote values)."""
+    from edgecxr.warning_log import reading
+
+    with reading(name):
+        return _decode_dicom(data, name, max_pixels=max_pixels, modalities=modalities, part10=part10, screen=screen)
+
+
+def _decode_dicom(data: bytes, name: str, *, max_pixels: int, modalities: tuple[str, ...] | None,
+                  part10: bool, screen: Callable[[dict], None] | None) -> DecodedImage:
     """`part10=False`: a bare data set (ACR-NEMA style, no preamble or meta header), read as dcmtk does.
 
     `screen` is called with `screen_tags(ds)` once the header is read and before any pixel is

@@ -116,8 +116,11 @@ class DicomSendSink:
                 self.wake.wait(5.0)
 
     def _build(self, job: Path) -> None:
+        from edgecxr.warning_log import reading
+
         try:
-            objects = self._objects(json.loads(job.read_text())["record"], job.with_suffix(".dcm"))
+            with reading(f"SR {job.stem}", self.log):  # highdicom and pydicom quote patient values in warnings
+                objects = self._objects(json.loads(job.read_text())["record"], job.with_suffix(".dcm"))
         except Exception as exc:  # a damaged header or an odd value must not stop the node
             self.outbox.refuse(job, f"{type(exc).__name__}: {exc}")
             self.log(f"no SR for {job.stem}: {type(exc).__name__}: {exc} (kept in outbox/unbuildable)")
