@@ -21,7 +21,7 @@ def bundle_copy(tmp_path: Path) -> Path:
     for item in PACKAGED.iterdir():
         if item.is_dir():
             (dst / item.name).symlink_to(item.resolve(), target_is_directory=True)
-        elif item.suffix in (".json", ".md"):
+        elif item.suffix in (".json", ".md", ".npz"):
             shutil.copyfile(item, dst / item.name)
     return dst
 
@@ -35,7 +35,7 @@ def rewrite_manifest(folder: Path, change) -> None:
 
 def test_shipped_bundle_loads_with_its_files_covered():
     bundle = load_bundle(PACKAGED)
-    assert {f["path"] for f in bundle.manifest["files"]} == {"preprocess.json", "report.json"}
+    assert {f["path"] for f in bundle.manifest["files"]} == {"preprocess.json", "report.json", "gate.npz"}
     assert bundle.positive_class == "PNEUMONIA"
     assert json.loads((PACKAGED / "preprocess.json").read_text()) == bundle.manifest["preprocess"]
 
@@ -47,6 +47,16 @@ def test_edited_covered_file_is_refused(tmp_path, name):
     data["edited"] = True
     (folder / name).write_text(json.dumps(data))
     with pytest.raises(EdgecxrError, match=rf"{name}.*does not match its sha256"):
+        load_bundle(folder)
+
+
+def test_edited_gate_arrays_are_refused(tmp_path):
+    """The gate's fitted arrays decide what reaches PACS: a changed byte is a refused bundle."""
+    folder = bundle_copy(tmp_path)
+    data = bytearray((folder / "gate.npz").read_bytes())
+    data[-100] ^= 1
+    (folder / "gate.npz").write_bytes(bytes(data))
+    with pytest.raises(EdgecxrError, match=r"gate.npz.*does not match its sha256"):
         load_bundle(folder)
 
 

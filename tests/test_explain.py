@@ -103,12 +103,12 @@ def test_watch_explain_writes_maps_after_the_results(tmp_path, mini_test_images)
         assert meta["p_explained"] == pytest.approx(records[name]["probabilities"][meta["label"]], abs=1e-4)
         assert meta["scale"]["full_colour_at"] == 30 and len(meta["falls"]) == 7
         assert Image.open(out / "maps" / meta["map"]).size == (MIN_SIDE, MIN_SIDE + BAR)
-    blank = json.loads((out / "maps" / f"{records['blank.png']['sha256']}.json").read_text())
-    assert blank["map"] is None and blank["reason"] == FLAT_INPUT and "no contrast" in blank["reason_text"]
-    assert not (out / "maps" / f"{records['blank.png']['sha256']}.png").exists()
+    # a blank frame never reaches the engine now: the gate's pixel stage refuses it, so no map
+    assert (records["blank.png"]["status"], records["blank.png"]["gate"]["code"]) == ("out_of_scope", "blank")
+    assert not list((out / "maps").glob(f"{records['blank.png']['sha256']}.*"))
     assert records["broken.jpeg"]["status"] == "error"
-    assert len(list((out / "maps").glob("*.json"))) == 3  # a refused file gets no map
-    assert "explain: 2 map(s) written, 1 without a map" in result.output
+    assert len(list((out / "maps").glob("*.json"))) == 2  # a refused file gets no map
+    assert "explain: 2 map(s) written, 0 without a map" in result.output
 
 
 def test_a_full_queue_drops_with_a_log_line_and_never_blocks(tmp_path, reference, mini_test_images):

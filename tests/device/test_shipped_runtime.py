@@ -62,7 +62,11 @@ def test_watch_once_gives_every_sample_one_line(watched):
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert Counter(r["path"] for r in records) == Counter(p.name for p in JPEGS + DICOMS)
-    assert all(r["status"] == "ok" for r in records)
+    # every sample is a frontal paediatric chest radiograph: the intended-use gate may refuse
+    # one of them by chance (it refuses about 1 % of in-scope images by design), with its reason
+    refused = [r for r in records if r["status"] != "ok"]
+    assert len(refused) <= 1 and all(r["status"] == "out_of_scope" and r["gate"]["reason"] for r in refused)
+    assert all("gate" in r and r["gate"]["score"] <= r["gate"]["threshold"] for r in records if r["status"] == "ok")
     assert "P(PNEUMONIA)" in result.stdout  # the bundle's positive class heads the table
     assert "27 new result(s)" in result.stdout
 
@@ -71,9 +75,10 @@ def test_watch_agrees_with_the_pytorch_report(watched):
     _, out, _ = watched
     report = json.loads((PACKAGED / "report.json").read_text())
     pytorch = {r["path"]: r["prediction"] for r in report["rows"]}
-    labels = {json.loads(line)["path"]: json.loads(line)["label"] for line in (out / "results.jsonl").open()}
-    agree = sum(labels[p.name] == pytorch[report_path(p)] for p in JPEGS)
-    assert agree >= len(JPEGS) - 1, f"{agree} of {len(JPEGS)} agree with PyTorch"
+    lines = [json.loads(line) for line in (out / "results.jsonl").open()]
+    labels = {r["path"]: r["label"] for r in lines if r["status"] == "ok"}
+    agree = sum(labels[p.name] == pytorch[report_path(p)] for p in JPEGS if p.name in labels)
+    assert agree >= len(labels) - 2 and len(labels) >= len(JPEGS) - 1, f"{agree} of {len(labels)} agree with PyTorch"
 
 
 def test_dicom_results_carry_identifiers_but_no_patient_data(watched):
@@ -88,9 +93,11 @@ def test_status_after_watch(watched):
     _, out, _ = watched
     result = edgecxr("status", out)
     assert result.returncode == 0, result.stderr
-    assert "state: stopped" in result.stdout and "classified 27" in result.stdout
+    assert "state: stopped" in result.stdout
     data = json.loads(edgecxr("status", out, "--json").stdout)
-    assert data["processed"] == 27 and data["refused"] == 0 and data["bundle"] == "reference-micro-128"
+    assert data["processed"] + data["out_of_scope"] == 27 and data["out_of_scope"] <= 1
+    assert data["refused"] == 0 and data["bundle"] == "reference-micro-128"
+    assert f"classified {data['processed']}" in result.stdout
 
 
 def test_classify_jpeg_dicom_and_a_refusal(tmp_path):
