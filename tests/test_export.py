@@ -119,6 +119,7 @@ def test_the_bundle_records_its_intended_use(bundle_dir):
     shown = " ".join(run("bundle", "inspect", bundle_dir).output.split())
     assert "intended use: CR/DX radiographs of the chest, PA/AP views; population: not stated" in shown
     assert "not recorded in this bundle" not in shown
+    assert "intended-use gate: tags, pixels, learned (fitted on" in shown
 
 
 def test_tampered_artifact_is_refused(bundle_dir, tmp_path):

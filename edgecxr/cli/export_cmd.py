@@ -145,6 +145,7 @@ def _print_summary(bundle, console, verified: bool = True) -> None:
     use = IntendedUse.from_manifest(m)
     console.print(f"intended use: {use.describe()}"
                   + ("" if "intended_use" in m else " (not recorded in this bundle: the defaults)"), highlight=False)
+    console.print(_gate_line(m.get("gate")), highlight=False)
     console.print(f"input {m['input']['name']} {m['input']['shape']} {m['input']['dtype']}; preprocessing: resize "
                   f"{spec.height}x{spec.width} {spec.interpolation}, {spec.channels}, mean {list(spec.mean)}, "
                   f"std {list(spec.std)}")
@@ -186,6 +187,16 @@ def _print_calibration(calib: dict, artifacts, console) -> None:
     console.print(f"calibration: {calib['size']} images from {calib['source']} ({what}); held-out: "
                   f"{calib['heldout']['size']} images"
                   + (f" ({calib['heldout']['what']})" if calib["heldout"].get("what") else ""), highlight=False)
+
+
+def _gate_line(gate: dict | None) -> str:
+    """The gate's pixel and learned stages as export fitted them, or why they are missing."""
+    if not gate:
+        return "intended-use gate: tags only (this bundle records no pixel or learned stage: re-export it to add them)"
+    validation, fit = gate.get("validation") or {}, gate.get("fit") or {}
+    return (f"intended-use gate: tags, pixels, learned (fitted on {fit.get('fit_images', '?')} training images; "
+            f"threshold {gate['learned']['threshold']:.3f} refuses {_pct(validation.get('refusal_rate'))} of "
+            f"{validation.get('images', '?')} validation images)")
 
 
 def _pct(share: float | None) -> str:
