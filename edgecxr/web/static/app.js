@@ -160,10 +160,15 @@
     if (r.fix) parent.append(el("div", `What to do: ${r.fix}`, "fix"));
   }
 
+  function learnedScore(g) {
+    return !!g && g.score !== null && g.score !== undefined && (!g.stage || g.stage === "learned");
+  }
+
   function gateCell(r) {
     const cell = el("td", null, "gate");
     const g = r.gate;
-    if (!g || g.score === null || g.score === undefined) { cell.textContent = "-"; return cell; }
+    // the score column is the learned stage's: a tag or pixel refusal's number is another measure
+    if (!learnedScore(g)) { cell.textContent = "-"; return cell; }
     const limited = g.threshold !== null && g.threshold !== undefined;
     cell.textContent = limited ? `${number(g.score)} (limit ${number(g.threshold)})` : number(g.score);
     if (limited && g.score >= g.threshold) cell.classList.add("over");
@@ -270,7 +275,7 @@
     for (const flag of r.flags || []) fact(facts, "Note", flag.reason, "flag");
     fact(facts, "Probabilities", ok ? probabilities(r) : null);
     fact(facts, "Decision rule", ok ? (r.decision || bundleRule) : null);
-    if (r.gate && r.gate.score !== null && r.gate.score !== undefined) {
+    if (learnedScore(r.gate)) {
       fact(facts, "Out-of-scope score", `${number(r.gate.score)}${r.gate.threshold !== null ? ` (limit ${number(r.gate.threshold)}; lower is more like the training images)` : ""}`);
     }
     fact(facts, "Engine", r.engine);
