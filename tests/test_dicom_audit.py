@@ -138,3 +138,41 @@ def test_dicom_listen_audits_receipt_rejection_start_and_stop(tmp_path):
     assert len(alerts) == 1, kinds
     assert alerts[0].find("ActiveParticipant").get("UserID") == "INTRUDER"
     assert "association refused" in alerts[0].findtext("EventIdentification/EventOutcomeDescription")
+
+
+def test_audit_messages_also_go_to_a_syslog_collector_as_rfc5424(tmp_path):
+    import re
+    import socket
+
+    inbox, trail = tmp_path / "inbox", tmp_path / "audit.log"
+    inbox.mkdir()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as collector:
+        collector.bind(("127.0.0.1", 0))
+        collector.settimeout(10)
+        proc, port = spawn_listener(inbox, "--allow-ae", "SCANNER", "--audit-log", str(trail), "--audit-syslog",
+                                    f"127.0.0.1:{collector.getsockname()[1]}")
+        try:
+            run_dcmtk("echoscu", "-aet", "INTRUDER", "-aec", "EDGECXR", "127.0.0.1", str(port))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        datagrams = [collector.recv(65535) for _ in range(3)]  # start, the refused association, stop
+    header = re.compile(rb"^<85>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \S+ edgecxr \d+ IHE\+RFC-3881 - \xef\xbb\xbf")
+    xml = []
+    for data in datagrams:
+        match = header.match(data)
+        assert match, data[:120]
+        xml.append(data[match.end():].decode("utf-8"))
+    assert xml == trail.read_text().splitlines()  # the same messages as the file, in order
+    assert [kind(d)[:2] for d in messages(trail)] == [("110100", "110120"), ("110113", "110126"),
+                                                      ("110100", "110121")]
+
+
+def test_audit_options_are_checked_at_start(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    base = ["dicom-listen", "--inbox", str(inbox), "--port", "0", "--allow-ae", "SCANNER"]
+    alone = CliRunner().invoke(app, [*base, "--audit-syslog", "127.0.0.1:514"])
+    assert alone.exit_code != 0 and "--audit-syslog needs --audit-log" in alone.output, alone.output
+    bad = CliRunner().invoke(app, [*base, "--audit-log", str(tmp_path / "a.log"), "--audit-syslog", "collector"])
+    assert bad.exit_code != 0 and "is not HOST:PORT" in bad.output, bad.output

@@ -21,6 +21,9 @@ SendEchoIntervalOpt = Annotated[float, typer.Option(
 AuditLogOpt = Annotated[Path | None, typer.Option(
     help="Append a DICOM audit message (PS3.15 A.5, as IHE ATNA uses) per event to this file, one XML message a "
          "line: start, stop, receipt, classification, refusal, send, failure, association refused.")]
+AuditSyslogOpt = Annotated[str | None, typer.Option(
+    metavar="HOST:PORT", help="With --audit-log: also send each audit message to this syslog collector (RFC 5424 "
+                              "over UDP, as IHE ATNA audit repositories take them).")]
 SendTlsCertOpt = Annotated[Path | None, typer.Option(
     help="TLS to the PACS: our client certificate (PEM), with --send-tls-key, for a PACS that asks for one.")]
 SendTlsKeyOpt = Annotated[Path | None, typer.Option(
@@ -57,15 +60,20 @@ def send_tls(targets: list[str] | None, cert: Path | None, key: Path | None, ca:
     return context
 
 
-def open_audit(path: Path | None, ae_title: str):
+def open_audit(path: Path | None, ae_title: str, syslog: str | None = None):
     """The audit trail, with its Application Start message written; None without --audit-log."""
     if path is None:
+        if syslog is not None:
+            raise EdgecxrError("--audit-syslog needs --audit-log PATH",
+                               fix="give --audit-log too: the local file is the record, syslog a copy")
         return None
     import socket
 
     from edgecxr.dicomnet.audit import AuditLog
+    from edgecxr.dicomnet.audit_syslog import SyslogForwarder, parse_collector
 
-    audit = AuditLog(path, f"{ae_title}@{socket.gethostname()}")
+    forward = SyslogForwarder(parse_collector(syslog)) if syslog is not None else None
+    audit = AuditLog(path, f"{ae_title}@{socket.gethostname()}", forward)
     audit.application(True, ae_title)
     return audit
 

@@ -51,8 +51,9 @@ def _coded(parent: ET.Element, tag: str, code: tuple[str, str, str]) -> ET.Eleme
 class AuditLog:
     """Appends one audit message per line to `path`; safe to call from the listener's and senders' threads."""
 
-    def __init__(self, path: Path, source_id: str):
-        self.path, self.source_id = path, source_id
+    def __init__(self, path: Path, source_id: str, forward=None):
+        """`forward`: also called with each message (audit_syslog.SyslogForwarder), after the file has it."""
+        self.path, self.source_id, self.forward = path, source_id, forward
         self.host = socket.gethostname()
         self._lock = threading.Lock()
         self.failures, self.last_error = 0, None  # a failing audit write must never stop a sender or the listener
@@ -66,6 +67,8 @@ class AuditLog:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+            if self.forward is not None and hasattr(self.forward, "close"):
+                self.forward.close()
 
     # -- events ---------------------------------------------------------------------------
     def application(self, started: bool, ae_title: str) -> None:
@@ -205,6 +208,8 @@ class AuditLog:
                 self._file.flush()
             except OSError as exc:  # a full disk: counted and shown by the caller, never raised into a sender
                 self.failures, self.last_error = self.failures + 1, f"{exc.strerror or exc}"
+            if self.forward is not None:
+                self.forward(line)
 
 
 def audited_say(say, audit: AuditLog, ae_title: str):
