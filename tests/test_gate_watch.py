@@ -104,3 +104,36 @@ def test_a_mixed_burst_sends_srs_only_for_images_in_scope(pacs, tmp_path):
     assert len([p for p in (tmp_path / "not-analysed").rglob("*") if p.is_file()]) == 6  # set aside, not archived
     status = json.loads(CliRunner().invoke(app, ["status", str(out), "--json"]).output)
     assert status["out_of_scope"] == 6 and status["out_of_scope_by_code"]["blank"] == 1
+
+
+def _aged_copy(source: Path, dest: Path, age: str) -> None:
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(source)
+    ds.PatientAge = age
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(dest)
+
+
+@pytest.mark.parametrize("option, adult_status", [(None, "ok"), ("--refuse-age-outside", "out_of_scope")])
+def test_an_adult_is_flagged_or_refused_never_answered_as_in_scope(tmp_path, option, adult_status):
+    """The shipped bundle's population is children aged 1-5: a radiograph whose header says 45
+    years is classified with the flag on its line (and so in its SR), or refused on request."""
+    inbox, out = tmp_path / "inbox", tmp_path / "results"
+    inbox.mkdir()
+    source = next(SAMPLES.glob("*.dx.dcm"))
+    _aged_copy(source, inbox / "adult.dcm", "045Y")
+    _aged_copy(source, inbox / "child.dcm", "003Y")
+    args = ["watch", str(inbox), "--once", "--settle-seconds", "0", "--backend", "onnxruntime", "--out", str(out)]
+    result = CliRunner().invoke(app, args + ([option] if option else []))
+    assert result.exit_code == 0, result.output
+    lines = {r["path"]: r for r in read_results(out)}
+    assert lines["child.dcm"]["status"] == "ok" and "flags" not in lines["child.dcm"]
+    adult = lines["adult.dcm"]
+    assert adult["status"] == adult_status
+    if adult_status == "ok":
+        assert [f["code"] for f in adult["flags"]] == ["age_outside_population"] and "45" in adult["flags"][0]["reason"]
+        assert "note:" in result.output  # the table shows the flag under the label
+    else:
+        assert (adult["gate"]["stage"], adult["gate"]["code"]) == ("tags", "age_outside_population")
+    assert "045Y" not in (out / "results.jsonl").read_text()  # the flag says it in words, the tag is not copied
