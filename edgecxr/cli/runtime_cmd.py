@@ -279,7 +279,8 @@ def _print_results(records: list[dict], console) -> None:
     for r in records:
         if r["status"] == "ok":
             t = r["timings_ms"]
-            table.add_row(r["path"], r["label"], f"{r['p_positive']:.3f}", f"{r['backend']}/{r['precision']}",
+            notes = "".join(f"\n[yellow]note: {f['reason']}[/yellow]" for f in r.get("flags", []))
+            table.add_row(r["path"], r["label"] + notes, f"{r['p_positive']:.3f}", f"{r['backend']}/{r['precision']}",
                           f"{t['decode'] + t['preprocess'] + t['inference']:.0f}")
         elif r["status"] == "out_of_scope":
             table.add_row(r["path"], f"[yellow]not analysed: {r['gate']['reason']}[/yellow]", "-", "-", "-")
