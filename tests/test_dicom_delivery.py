@@ -199,3 +199,41 @@ def test_recovery_finds_unsent_results_after_the_ledger_dropped_a_damaged_line_b
         assert srs_in(pacs) == [sr_uid(lines[2]["dicom"]["SOPInstanceUID"], MANIFEST["checksum"])]
     finally:
         pacs.stop()
+
+
+def test_every_object_sent_from_a_scanners_invalid_header_passes_dciodvfy(tmp_path):
+    from tests.test_dicom_sr import dciodvfy_errors, scanner_file
+
+    pacs = Orthanc(tmp_path / "orthanc").start()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for path in sorted(SAMPLES.glob("*.dcm")):  # Patient's Age "58", a UTF-8 name with no character set
+        scanner_file(path, inbox)
+    declared = scanner_file(sorted(SAMPLES.glob("*.dcm"))[0], tmp_path, charset="ISO_IR 192", name="Çelik^Ayşe")
+    ds = pydicom.dcmread(declared)
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()  # a second instance, from a scanner that declares UTF-8
+    ds.save_as(inbox / "declared.dcm")
+    logs: list[str] = []
+    sink = DicomSendSink(tmp_path / "out", inbox, [parse_destination(pacs.destination)], MANIFEST, send_sc=True,
+                         options=FAST, log=logs.append)
+    try:
+        for path in sorted(inbox.glob("*.dcm")):
+            sink.accept(result_line(inbox, path.name), None, path)
+        pacs.wait_for(lambda: len(pacs.instances()) == 8, 120, "4 SRs and 4 SCs")
+        for tags in pacs.instances():
+            stored = tmp_path / f"{tags['SOPInstanceUID']}.dcm"
+            stored.write_bytes(pacs.file(tags["SOPInstanceUID"]))
+            assert dciodvfy_errors(stored) == [], tags["Modality"]
+            back = pydicom.dcmread(stored)
+            assert "PatientAge" not in back
+            if back.get("SpecificCharacterSet") == "ISO_IR 192":
+                assert str(back.PatientName) == "Çelik^Ayşe"
+            else:
+                assert not back.PatientName
+        assert sum(i.get("SpecificCharacterSet") == "ISO_IR 192" for i in pacs.instances()) == 2  # SR and SC
+    finally:
+        sink.close()
+        pacs.stop()
+    said = "\n".join(logs)
+    assert "PatientAge in the source header" in said and "PatientName in the source header" in said, said
+    assert "Müller" not in said and "Çelik" not in said and "Übersicht" not in said

@@ -152,3 +152,66 @@ def test_destination_forms():
     d = parse_destination("ARCHIVE@[::1]:11112")
     assert (d.ae_title, d.host, d.port, str(d)) == ("ARCHIVE", "::1", 11112, "ARCHIVE@[::1]:11112")
     assert "/" not in d.folder_name and ":" not in d.folder_name
+
+
+def scanner_file(source: Path, folder: Path, *, charset: str | None = None, name: str = "Müller^Jürgen") -> Path:
+    """A sample header as real scanners write it: Patient's Age "58" (AS needs "058Y"), the name in
+    UTF-8, and a Specific Character Set declared only when `charset` is given."""
+    from pydicom.dataelem import DataElement
+
+    ds = pydicom.dcmread(source)
+    ds[0x00101010] = DataElement(0x00101010, "AS", b"58")
+    ds[0x00100010] = DataElement(0x00100010, "PN", name.encode("utf-8"))
+    ds[0x00081030] = DataElement(0x00081030, "LO", "Thorax pa/lat, Übersicht".encode())  # StudyDescription
+    if charset:
+        ds.SpecificCharacterSet = charset
+    elif "SpecificCharacterSet" in ds:
+        del ds.SpecificCharacterSet
+    path = folder / f"scanner-{source.name}"
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("source_path", SOURCES, ids=lambda p: p.name)
+def test_invalid_scanner_values_are_left_out_or_emptied_and_the_sr_is_valid(source_path, tmp_path):
+    source = pydicom.dcmread(scanner_file(source_path, tmp_path), stop_before_pixels=True)
+    rec = record("NORMAL", 0.1)
+    logs: list[str] = []
+    sr = build_sr(source, finding_from_record(rec, MANIFEST), Algorithm.from_record(rec), log=logs.append)
+    path = tmp_path / "sr.dcm"
+    sr.save_as(path, enforce_file_format=True)
+    assert dciodvfy_errors(path) == []
+    back = pydicom.dcmread(path)
+    assert "PatientAge" not in back and "StudyDescription" not in back  # optional: left out
+    assert "PatientName" in back and not back.PatientName  # Type 2: present, empty
+    assert back.PatientID == source.PatientID and back.StudyInstanceUID == source.StudyInstanceUID
+    said = "\n".join(logs)
+    assert all(k in said for k in ("PatientAge", "PatientName", "StudyDescription")), said
+    assert "58" not in said and "Müller" not in said and "bersicht" not in said  # keywords, never values
+    assert source.PatientName.original_string == "Müller^Jürgen".encode()  # the caller's header is untouched
+
+
+def test_a_declared_character_set_keeps_the_name_and_the_sc_carries_it(tmp_path):
+    source = pydicom.dcmread(scanner_file(SOURCES[0], tmp_path, charset="ISO_IR 192"))
+    rec = record("PNEUMONIA", 0.9)
+    finding, algorithm = finding_from_record(rec, MANIFEST), Algorithm.from_record(rec)
+    for built in (build_sr(source, finding, algorithm), build_sc(source, np.linspace(0, 1, 64 * 64).reshape(64, 64),
+                                                                  finding, algorithm)):
+        path = tmp_path / f"{built.Modality}.dcm"
+        built.save_as(path, enforce_file_format=True)
+        assert dciodvfy_errors(path) == [], built.Modality
+        back = pydicom.dcmread(path)
+        assert back.SpecificCharacterSet == "ISO_IR 192", built.Modality
+        assert str(back.PatientName) == "Müller^Jürgen" and back.StudyDescription == "Thorax pa/lat, Übersicht"
+        assert "PatientAge" not in back
+
+
+def test_the_sc_of_a_file_without_character_set_is_valid(tmp_path):
+    source = pydicom.dcmread(scanner_file(SOURCES[0], tmp_path))
+    rec = record("PNEUMONIA", 0.9)
+    sc = build_sc(source, np.linspace(0, 1, 64 * 64).reshape(64, 64), finding_from_record(rec, MANIFEST),
+                  Algorithm.from_record(rec))
+    path = tmp_path / "sc.dcm"
+    sc.save_as(path, enforce_file_format=True)
+    assert dciodvfy_errors(path) == []
+    assert not pydicom.dcmread(path).PatientName and "PatientAge" not in pydicom.dcmread(path)

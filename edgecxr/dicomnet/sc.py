@@ -8,11 +8,21 @@ band above it. Same study, its own series, UID derived like the SR's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from edgecxr import __version__
+from edgecxr.dicomnet.copying import checked_header
 from edgecxr.dicomnet.finding import Finding
-from edgecxr.dicomnet.sr import MANUFACTURER, SERIES_DESCRIPTION, Algorithm, copy_patient_and_study, derived_uid
+from edgecxr.dicomnet.sr import (
+    EXTRA_COPIED,
+    MANUFACTURER,
+    SERIES_DESCRIPTION,
+    Algorithm,
+    copy_patient_and_study,
+    derived_uid,
+)
 from edgecxr.optional import require
 
 SC_SERIES_NUMBER = 9902
@@ -66,10 +76,14 @@ def _fitting_font(lines: list[str], width: int):
         size -= 1
 
 
-def build_sc(source, pixels: np.ndarray, finding: Finding, algorithm: Algorithm):
-    """`source` the input's header; `pixels` its display image in [0, 1]."""
+def build_sc(source, pixels: np.ndarray, finding: Finding, algorithm: Algorithm,
+             log: Callable[[str], None] | None = None):
+    """`source` the input's header; `pixels` its display image in [0, 1]. Patient and study attributes
+    are checked as for the SR, and the source's Specific Character Set travels with them."""
     hd = require("highdicom", "building DICOM Secondary Capture results")
     from pydicom.uid import ExplicitVRLittleEndian
+
+    source = checked_header(source, EXTRA_COPIED, log)
 
     image = with_banner(pixels, banner_lines(finding, algorithm))
     sc = hd.sc.SCImage.from_ref_dataset(
@@ -84,6 +98,8 @@ def build_sc(source, pixels: np.ndarray, finding: Finding, algorithm: Algorithm)
     sc.BurnedInAnnotation = "YES"
     sc.Laterality = source.get("Laterality") or source.get("ImageLaterality") or None  # Type 2C: chest is unpaired
     sc.ImageComments = "AI result burned in; not for diagnostic use"
+    if "SpecificCharacterSet" in source:  # the copied names and descriptions are in it
+        sc.SpecificCharacterSet = source.SpecificCharacterSet
     copy_patient_and_study(source, sc)
     return sc
 

@@ -135,14 +135,18 @@ class DicomSendSink:
 
         source = dcmread(source_path, stop_before_pixels=not self.send_sc)
         finding, algorithm = finding_from_record(record, self.manifest), Algorithm.from_record(record)
-        built = [build_sr(source, finding, algorithm)]
+        built = [build_sr(source, finding, algorithm, log=self._header_log(source_path))]
         if self.send_sc:
             from edgecxr.data.dicom import decode_dicom
             from edgecxr.dicomnet.sc import build_sc
 
             pixels = decode_dicom(source_path.read_bytes(), str(source_path), max_pixels=10**9).pixels
-            built.append(build_sc(source, pixels, finding, algorithm))
+            built.append(build_sc(source, pixels, finding, algorithm))  # its header was checked and logged once
         return [(str(ds.SOPInstanceUID), _encode(ds)) for ds in built]
+
+    def _header_log(self, source_path: Path) -> Callable[[str], None]:
+        """Says which input an attribute came from (its outbox job name: the SR's UID), never its value."""
+        return lambda message: self.log(f"SR {source_path.stem}: {message}")
 
     # -- crash recovery -------------------------------------------------------------------
     def _recover(self, records: list[dict], inbox: Path) -> None:

@@ -16,9 +16,11 @@ same result twice replaces nothing and duplicates nothing in the PACS.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgecxr import __version__
+from edgecxr.dicomnet.copying import checked_header
 from edgecxr.dicomnet.finding import ABSENT, INDETERMINATE, PRESENT, Finding
 from edgecxr.optional import require
 
@@ -58,10 +60,14 @@ def sr_uid(source_sop_uid: str, checksum: str) -> str:
     return derived_uid("SR", source_sop_uid, checksum)
 
 
-def build_sr(source, finding: Finding, algorithm: Algorithm):
-    """`source` is the input's header (pydicom Dataset, pixel data not needed)."""
+def build_sr(source, finding: Finding, algorithm: Algorithm, log: Callable[[str], None] | None = None):
+    """`source` is the input's header (pydicom Dataset, pixel data not needed). Its patient and study
+    attributes are checked (copying.checked_header) before highdicom copies them; `log` hears of any
+    left out or emptied, by keyword."""
     hd = require("highdicom", "building DICOM SR results")
     from pydicom.sr.codedict import codes
+
+    source = checked_header(source, EXTRA_COPIED, log)
 
     codes_ = _codes(hd, finding.positive_class)
     algorithm_id = hd.sr.AlgorithmIdentification(
