@@ -13,16 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def median_ms(call, runs: int) -> float:
-    """Median wall time of `call()` in milliseconds, after one untimed call."""
-    call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+from edgecxr.timing import median_ms  # noqa: F401  (re-exported for the deploy/ benchmarks)
 
 
 def _percentiles(times_ms: list[float]) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecxr.timing import median_ms
+
 MIN_AGREEMENT = 0.98
 
 
@@ -19,6 +21,4 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict:
 
 def latency_ms(runner, one: np.ndarray, runs: int = 10) -> float:
     """Median batch-1 latency; a rough figure for the manifest, `edgecxr bench` measures properly."""
-    from edgecxr.bench.measure import median_ms
-
     return round(median_ms(lambda: runner.infer(one), runs), 2)
