@@ -237,3 +237,15 @@ def test_every_object_sent_from_a_scanners_invalid_header_passes_dciodvfy(tmp_pa
     said = "\n".join(logs)
     assert "PatientAge in the source header" in said and "PatientName in the source header" in said, said
     assert "Müller" not in said and "Çelik" not in said and "Übersicht" not in said
+
+
+def test_an_object_removed_by_hand_leaves_no_backoff_behind(tmp_path):
+    """Else the sender would keep waking for an object that is gone (a busy loop at 20 Hz)."""
+    box = DestinationBox(tmp_path / "outbox", parse_destination("PACS@127.0.0.1:104"))
+    box.add("1.2.3", b"not sent yet")
+    box.note_retry(box.pending_dir / "1.2.3.dcm", "PACS@127.0.0.1:104: C-STORE status 0xA700", 60)
+    assert box.due() == [] and box.next_due() is not None  # waiting its own backoff
+    (box.pending_dir / "1.2.3.dcm").unlink()
+    assert box.due() == [] and box.next_due() is None
+    assert json.loads(box.attempts_path.read_text()) == {}
+    assert DestinationBox(tmp_path / "outbox", parse_destination("PACS@127.0.0.1:104")).attempts == {}

@@ -63,7 +63,11 @@ class DestinationBox:
         """Pending objects whose turn it is, oldest first: one the PACS asked to retry later waits its
         own backoff, so objects stuck behind a refusal never hold back newer ones."""
         now = time.time() if now is None else now
-        return [p for p in self.pending() if float(self.attempts.get(p.stem, {}).get("next_try", 0)) <= now]
+        pending = self.pending()
+        gone = set(self.attempts) - {p.stem for p in pending}  # removed by hand: no backoff to wait for
+        for uid in gone:
+            self._forget(uid)
+        return [p for p in pending if float(self.attempts.get(p.stem, {}).get("next_try", 0)) <= now]
 
     def next_due(self) -> float | None:
         """When the earliest object waiting out its own backoff is due (Unix seconds), or None."""
