@@ -200,7 +200,9 @@ def test_results_recorded_but_never_queued_are_recovered_and_earlier_ones_are_no
     watcher.run(threading.Event())  # recorded with no sending configured
     classifier.close()
     DicomSendSink(out, inbox, dest, manifest(), options=FAST, log=lambda m: None).close()  # sending switched on
-    shutil.move(early / "NORMAL-IM-0045-0001.dx.dcm", inbox / "late.dcm")
+    late = pydicom.dcmread(early / "NORMAL-IM-0045-0001.dx.dcm")  # a new instance: the same one again is a duplicate
+    late.SOPInstanceUID = late.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    late.save_as(inbox / "late.dcm")
     watcher, classifier = watcher_for(inbox, out, None, once=True)
     watcher.run(threading.Event())  # the line is written, then the "crash": the sink never sees it
     classifier.close()

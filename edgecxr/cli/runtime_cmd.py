@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import deque
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +39,8 @@ from edgecxr.cli.send_opts import (
     with_audit,
     with_health,
 )
+
+TABLE_ROWS = 50  # `watch --once` shows its last results in a table; every one of them is in results.jsonl
 
 
 def _open_classifier(bundle, backend, precision, device, threads, hint="LATENCY", allow_unqualified=False,
@@ -139,9 +142,11 @@ def watch(
         batch_size=batch_size, once=once, poll=poll, archive=archive, quarantine=quarantine,
         limits=InputLimits(max_pixels=max_pixels, max_bytes=max_bytes, modalities=use.accepted_modalities(),
                            intended_use=use))
-    new: list[dict] = []
+    new: deque[dict] = deque(maxlen=TABLE_ROWS)  # the table's last rows: a year's backlog is never held whole
+    count = [0]
 
     def on_result(record: dict) -> None:
+        count[0] += 1
         if once:
             new.append(record)  # a table at the end; a long-running watch logs each line instead
         elif not quiet:
@@ -179,8 +184,10 @@ def watch(
         if server is not None:
             server.stop()
     if new and not quiet:
-        _print_results(new, console)
-    console.print(f"{len(new)} new result(s) this run; {counters.processed} classified, {counters.out_of_scope} not "
+        if count[0] > len(new):
+            console.print(f"the last {len(new)} of {count[0]} new results (all are in results.jsonl):")
+        _print_results(list(new), console)
+    console.print(f"{count[0]} new result(s) this run; {counters.processed} classified, {counters.out_of_scope} not "
                   f"analysed (outside the intended use) and {counters.refused} refused (unreadable) in total "
                   f"-> {out / 'results.jsonl'}")
 
@@ -227,7 +234,7 @@ def _drift_monitor(classifier, out: Path):
     from edgecxr.runtime.ledger import read_results
 
     monitor = DriftMonitor.for_manifest(classifier.bundle.manifest)
-    monitor.seed(read_results(out)[-monitor.window:])
+    monitor.seed(read_results(out, last=monitor.window))  # read from the end: never a year of lines
     return monitor
 
 
@@ -262,6 +269,8 @@ def _explain_sink(classifier, out: Path, device: str, queue_size: int, say):
 def _one_line(r: dict) -> str:
     if r["status"] == "out_of_scope":
         return f"not analysed {r['path']}: {r['gate']['reason']} ({r['gate']['stage']} check)"
+    if r["status"] == "duplicate":
+        return f"duplicate {r['path']}: judged before as {r['duplicate_of']['path']}"
     if r["status"] != "ok":
         return f"refused {r['path']}: {r['error']['message']}"
     flags = "".join(f"  [{f['reason']}]" for f in r.get("flags", []))
@@ -284,6 +293,8 @@ def _print_results(records: list[dict], console) -> None:
                           f"{t['decode'] + t['preprocess'] + t['inference']:.0f}")
         elif r["status"] == "out_of_scope":
             table.add_row(r["path"], f"[yellow]not analysed: {r['gate']['reason']}[/yellow]", "-", "-", "-")
+        elif r["status"] == "duplicate":
+            table.add_row(r["path"], f"duplicate of {r['duplicate_of']['path']}", "-", "-", "-")
         else:
             table.add_row(r["path"], f"[red]refused: {r['error']['code']}[/red]", "-", "-", "-")
     console.print(table)

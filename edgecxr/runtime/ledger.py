@@ -11,6 +11,13 @@ and mtime is still classified.
 A damaged line in the middle (a disk error, a hand edit) must not crash-loop a service: the
 whole ledger is copied aside as `results.jsonl.damaged-<time>`, the damaged lines are
 counted and dropped from the live ledger, and the watcher goes on.
+
+Exactly once across archive and resend: an image judged before (status "ok" or "out_of_scope")
+that arrives again under another name, a DICOM instance by its SOP Instance UID and any other
+file by its sha256, gets one line with status "duplicate" naming the earlier line, and nothing
+else (no second SR: sinks send "ok" lines only). This holds for lines written in the last
+DUPLICATE_DAYS days. The ledger never holds the lines themselves: per judged image it keeps a
+16-byte key and the byte offset of its line, and reads that one line back on a match.
 """
 
 from __future__ import annotations
@@ -18,13 +25,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
 
-from edgecxr.fsutil import atomic_write_text, fsync_dir
+from edgecxr.fsutil import fsync_dir
 from edgecxr.provenance import utc_now
 
 RESULTS = "results.jsonl"
 RESULT_SCHEMA = "edgecxr.result/1"
+DUPLICATE = "duplicate"
+DUPLICATE_DAYS = 365  # an image judged within this many days is a duplicate when it comes again
+JUDGED = ("ok", "out_of_scope")  # lines a later copy is a duplicate of (an unreadable file may be read later)
 
 
 class Ledger:
@@ -33,12 +45,19 @@ class Ledger:
         self.out.mkdir(parents=True, exist_ok=True)
         self.path = self.out / RESULTS
         self.repaired_bytes = self._repair()
-        self.versions: set[tuple[str, str]] = set()
-        # rel -> (identity, sha256, status) of its last line; identity = (size, mtime_ns, inode, ctime_ns)
-        self.stats: dict[str, tuple[tuple, str, str]] = {}
+        # Compact on purpose (a year of lines): keys are Python hashes of the path or content, never the lines.
+        self.versions: set[int] = set()  # hash((path, sha256)) of every line
+        # hash(path) -> (hash(identity), sha256 as bytes, status) of its last line; identity = (size, mtime_ns,
+        # inode, ctime_ns): a file whose identity hash matches was recorded as it is and is not read again
+        self.stats: dict[int, tuple[int, bytes, str]] = {}
         self.counts = {"ok": 0, "error": 0}
         self.damaged_lines: list[int] = []  # 1-based line numbers dropped from the live ledger
         self.damaged_copy: Path | None = None
+        # hash of a sha256 or SOP Instance UID -> byte offset of the line that judged it (checked on reading
+        # it back, so a hash collision is never a false duplicate); pending: this burst's, not yet written
+        self.judged: dict[int, int] = {}
+        self.pending: dict[int, str] = {}
+        self._end = 0  # the byte offset the next line is written at
         self._load()
         new = not self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -69,30 +88,44 @@ class Ledger:
             return len(data) - keep
 
     def _load(self) -> None:
+        """Index every line in one streaming pass; damaged lines are set aside, then the clean file indexed."""
         if not self.path.exists():
             return
-        good: list[bytes] = []
+        cutoff = _iso_days_ago(DUPLICATE_DAYS)
         with open(self.path, "rb") as handle:
+            offset = 0
             for number, raw in enumerate(handle, 1):
-                if not raw.strip():
-                    continue
-                record = _parse(raw)
+                record = _parse(raw) if raw.strip() else {}
                 if record is None:
                     self.damaged_lines.append(number)
-                    continue
-                good.append(raw if raw.endswith(b"\n") else raw + b"\n")
-                self._index(record)
+                elif record:
+                    self._index(record, offset, cutoff)
+                offset += len(raw)
+            self._end = offset
         if self.damaged_lines:
-            self._set_aside(good)
+            self._set_aside()
+            self.versions, self.stats, self.judged = set(), {}, {}
+            self.counts = {"ok": 0, "error": 0}
+            damaged, self.damaged_lines = self.damaged_lines, []
+            self._load()  # the offsets of the clean file
+            self.damaged_lines = damaged
 
-    def _set_aside(self, good: list[bytes]) -> None:
+    def _set_aside(self) -> None:
         """Keep the damaged ledger whole beside the live one, then drop its damaged lines once."""
         stamp = utc_now().replace(":", "").replace("+0000", "Z")
         self.damaged_copy = self.path.with_name(f"{RESULTS}.damaged-{stamp}")
         shutil.copy2(self.path, self.damaged_copy)
         with open(self.damaged_copy, "rb") as handle:
             os.fsync(handle.fileno())
-        atomic_write_text(self.path, b"".join(good).decode("utf-8", "surrogateescape"))
+        clean = self.path.with_name(f".{RESULTS}.clean")
+        with open(self.damaged_copy, "rb") as source, open(clean, "wb") as target:
+            for raw in source:  # streamed: a year of lines is never held at once
+                if raw.strip() and _parse(raw) is not None:
+                    target.write(raw if raw.endswith(b"\n") else raw + b"\n")
+            target.flush()
+            os.fsync(target.fileno())
+        os.replace(clean, self.path)
+        fsync_dir(self.out)
 
     def start_notes(self) -> list[str]:
         """What the start repaired, for the log: said once, when it happened."""
@@ -108,37 +141,72 @@ class Ledger:
                          "inputs, if still in the inbox, are classified again")
         return notes
 
-    def _index(self, record: dict) -> None:
-        rel, sha = record["path"], record.get("sha256", "")
-        status = record.get("status", "error")
-        self.versions.add((rel, sha))
-        self.stats[rel] = (identity_of(record), sha, status)
+    def _index(self, record: dict, offset: int, cutoff: str = "") -> None:
+        rel, sha = record["path"], str(record.get("sha256", ""))
+        status = sys.intern(str(record.get("status", "error")))
+        self.versions.add(hash((rel, sha)))
+        self.stats[hash(rel)] = (hash(identity_of(record)), _packed(sha), status)
         self.counts[status] = self.counts.get(status, 0) + 1
+        if status in JUDGED and str(record.get("completed_at", "")) >= cutoff:
+            for key in _keys(sha, _uid(record)):
+                self.judged[key] = offset
+                self.pending.pop(key, None)
+
+    def earlier(self, sha256: str, uid: str | None) -> dict | None:
+        """The line (path, completed_at) that already judged this DICOM instance or these bytes within
+        DUPLICATE_DAYS, or one of this burst not yet written; None for an image seen for the first time."""
+        for key in _keys(sha256, uid):
+            if key in self.pending:
+                return {"path": self.pending[key], "completed_at": None}
+            offset = self.judged.get(key)
+            record = self._line_at(offset) if offset is not None else None
+            if (record is not None and str(record.get("completed_at", "")) >= _iso_days_ago(DUPLICATE_DAYS)
+                    and (record.get("sha256") == sha256 or (uid and _uid(record) == uid))):
+                return {"path": record["path"], "completed_at": record.get("completed_at")}
+        return None
+
+    def reserve(self, sha256: str, uid: str | None, rel: str) -> None:
+        """An image on its way to a line: a copy of it later in the same burst is its duplicate."""
+        for key in _keys(sha256, uid):
+            self.pending.setdefault(key, rel)
+
+    def _line_at(self, offset: int) -> dict | None:
+        with open(self.path, "rb") as handle:
+            handle.seek(offset)
+            return _parse(handle.readline())
 
     def seen_unchanged(self, rel: str, identity: tuple) -> bool:
         """True when the last line for `rel` was written for this very file (size, mtime, inode, ctime)."""
-        known = self.stats.get(rel)
-        return known is not None and known[0] == identity
+        known = self.stats.get(hash(rel))
+        return known is not None and known[0] == hash(identity)
+
+    def recorded(self, rel: str) -> tuple[str, str]:
+        """(sha256, status) of the last line for `rel`."""
+        _, sha, status = self.stats[hash(rel)]
+        return (sha.hex() if len(sha) == 32 else sha.decode("utf-8", "surrogateescape")), status
 
     def has_version(self, rel: str, sha256: str) -> bool:
-        return (rel, sha256) in self.versions
+        return hash((rel, sha256)) in self.versions
 
     def remember_stat(self, rel: str, identity: tuple, sha256: str) -> None:
         """Same content under a new identity (touched, copied again): no new line, but no rehash next time."""
-        self.stats[rel] = (identity, sha256, self.stats.get(rel, ((), "", "ok"))[2])
+        status = self.stats.get(hash(rel), (0, b"", "ok"))[2]
+        self.stats[hash(rel)] = (hash(identity), _packed(sha256), status)
 
     def append(self, records: list[dict]) -> None:
         """Write the lines and make them durable; only then are their inputs done."""
         if not records:
             return
-        payload = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records)
-        data = payload.encode("utf-8", "backslashreplace")
+        lines = [(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
+                 for r in records]
+        data = b"".join(lines)
         written = 0
         while written < len(data):
             written += os.write(self._fd, data[written:])
         os.fsync(self._fd)
-        for record in records:
-            self._index(record)
+        for record, line in zip(records, lines):
+            self._index(record, self._end)
+            self._end += len(line)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -151,9 +219,32 @@ def identity_of(record: dict) -> tuple:
     return (record.get("size", -1), record.get("mtime_ns", -1), record.get("inode", -1), record.get("ctime_ns", -1))
 
 
+def _uid(record: dict) -> str | None:
+    dicom = record.get("dicom")
+    return dicom.get("SOPInstanceUID") if isinstance(dicom, dict) else None
+
+
+def _keys(sha256: str, uid: str | None) -> list[int]:
+    """A DICOM instance by its SOP Instance UID, any file by its bytes' sha256."""
+    return ([hash(("uid", uid))] if uid else []) + ([hash(("sha", sha256))] if sha256 else [])
+
+
+def _packed(sha256: str) -> bytes:
+    """A sha256 in 32 bytes rather than 64 characters (a hand-edited odd value is kept as it is)."""
+    try:
+        return bytes.fromhex(sha256) if len(sha256) == 64 else sha256.encode("utf-8", "surrogateescape")
+    except ValueError:
+        return sha256.encode("utf-8", "surrogateescape")
+
+
+def _iso_days_ago(days: float) -> str:
+    """`completed_at` of a line written `days` ago (utc_now's format compares as text)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - days * 86400))
+
+
 def _parse(raw: bytes) -> dict | None:
     try:
-        record = json.loads(raw)
+        record = json.loads(raw.decode("utf-8"))  # decoded first: json's own encoding sniffing is slower
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("path"), str):
@@ -161,15 +252,29 @@ def _parse(raw: bytes) -> dict | None:
     return record
 
 
-def read_results(out_dir: str | Path) -> list[dict]:
-    """Every complete line (a torn last line, left by a crash, is not a result)."""
+def read_results(out_dir: str | Path, last: int | None = None) -> list[dict]:
+    """Every complete line (a torn last line, left by a crash, is not a result); with `last`, only the
+    last that many, read from the end of the file so that a year of results is never loaded for them."""
     path = Path(out_dir) / RESULTS
     if not path.exists():
         return []
+    data = path.read_bytes() if last is None else _tail(path, last)
     records = []
-    for line in path.read_bytes().splitlines():
+    for line in data.splitlines():
         record = _parse(line)
         if record is not None:
             records.append(record)
-    return records
+    return records if last is None else records[-last:] if last > 0 else []
 
+
+def _tail(path: Path, lines: int, block: int = 1 << 16) -> bytes:
+    """At least the last `lines` + 1 lines of the file (the first may be cut: it is dropped)."""
+    with open(path, "rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        start = end
+        data = b""
+        while start > 0 and data.count(b"\n") <= lines + 1:
+            start = max(0, start - block)
+            handle.seek(start)
+            data = handle.read(end - start)
+    return data if start == 0 else data[data.index(b"\n") + 1:]

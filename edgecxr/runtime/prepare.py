@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import time
 import traceback
@@ -101,7 +102,11 @@ def _read(path: Path, limits: InputLimits) -> bytes:
                               fix="give image files, or watch a folder with `edgecxr watch`")
         if st.st_size > limits.max_bytes:
             raise _too_many_bytes(path, st.st_size, limits)
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: a FIFO swapped in since the stat must not block the open; fstat checks what opened
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise DecodeError("not_a_file", "this is not a regular file (a pipe, socket or device)",
+                                  path=path, fix="give image files, or watch a folder with `edgecxr watch`")
             data = handle.read(limits.max_bytes + 1)  # it may have grown since the stat
         if len(data) > limits.max_bytes:
             raise _too_many_bytes(path, len(data), limits)

@@ -9,7 +9,7 @@ patient data never does.
 from __future__ import annotations
 
 from edgecxr.provenance import utc_now
-from edgecxr.runtime.ledger import RESULT_SCHEMA
+from edgecxr.runtime.ledger import DUPLICATE, RESULT_SCHEMA
 from edgecxr.runtime.prepare import Prepared
 from edgecxr.runtime.scanner import Entry
 from edgecxr.runtime.status import iso
@@ -36,6 +36,14 @@ def refusal_record(classifier, entry: Entry, item: Prepared) -> dict:
         raise ValueError(f"{entry.rel} has no refusal to record")  # a caller's bug, not an input's
     record = base_record(classifier, entry, item, status="error")
     record["error"] = {"code": error.code, "message": str(error)}
+    return record
+
+
+def duplicate_record(classifier, entry: Entry, item: Prepared, earlier: dict) -> dict:
+    """An image judged before (same SOP Instance UID, or the same bytes) that came again: not judged
+    twice, and never sent again (sinks send "ok" lines only). `duplicate_of` names the earlier line."""
+    record = base_record(classifier, entry, item, status=DUPLICATE)
+    record["duplicate_of"] = earlier
     return record
 
 

@@ -2,9 +2,15 @@
 
 A file is complete when its size and mtime have not changed for the settle time and its
 name is not one that scanners and copy tools use while writing (`.*`, `~*`, `*.tmp`,
-`*.part`, `*.partial`): those are waited on until renamed. Symbolic links that lead
-outside the inbox are never followed; edgecxr's own output folders inside the inbox are
-skipped. Subfolders are read by default: export nodes write `study/series/IMG0001`.
+`*.part`, `*.partial`): those are waited on until renamed. Subfolders are read by default:
+export nodes write `study/series/IMG0001`; edgecxr's own output folders inside the inbox are
+skipped.
+
+Every real file is read once, however many links lead to it. A symbolic link is never read
+itself: one leading outside the inbox is reported and not followed, and one leading inside it
+(a file, or a folder such as `a/loop -> ..`) is resolved to what the walk reads anyway under its
+own name. Folders are walked once each by (device, inode), so no link or bind mount can make a
+scan loop, and hard links to one file give one entry. The scan stops at once when asked to stop.
 A name that is not valid UTF-8 (an SMB share written by an old system) is kept for reading
 but recorded with its odd bytes escaped (`\\xe9`), so the results file stays valid JSON.
 """
@@ -12,7 +18,10 @@ but recorded with its odd bytes escaped (`\\xe9`), so the results file stays val
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import stat
+import threading
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart")
@@ -43,17 +52,29 @@ class ScanResult:
     files: dict[str, Entry]
     temporary: int  # names waited on until renamed
     outside_links: list[str]  # links leading outside the inbox, never followed
+    inside_links: int = 0  # links inside the inbox: what they lead to is read under its own name
+    stopped: bool = False  # cut short by the stop event: the caller is stopping
+    seen: set[tuple[int, int]] = field(default_factory=set)  # (st_dev, st_ino) of folders and files visited
 
 
-def scan(inbox: Path, *, recursive: bool, exclude: list[Path]) -> ScanResult:
+def scan(inbox: Path, *, recursive: bool, exclude: list[Path], stop: threading.Event | None = None) -> ScanResult:
+    """Bounded: each folder is listed at most once per scan, and `stop` is checked before each one."""
     root = inbox.resolve()
     result = ScanResult({}, 0, [])
     excluded = {p.resolve() for p in exclude}
-    stack = [root]
+    stack = deque([root])  # breadth first, names sorted: the same name wins on every scan
     while stack:
-        folder = stack.pop()
+        if stop is not None and stop.is_set():
+            result.stopped = True
+            break
+        folder = stack.popleft()
         try:
-            entries = list(os.scandir(folder))
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in result.seen:
+                continue
+            result.seen.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)  # the same name wins each time
         except OSError:
             continue
         for entry in entries:
@@ -64,21 +85,27 @@ def scan(inbox: Path, *, recursive: bool, exclude: list[Path]) -> ScanResult:
     return result
 
 
-def _visit(entry: os.DirEntry, root: Path, recursive: bool, excluded: set[Path], stack: list[Path],
+def _visit(entry: os.DirEntry, root: Path, recursive: bool, excluded: set[Path], stack: deque[Path],
            result: ScanResult) -> None:
     path = Path(entry.path)
     rel = recorded_name(path.relative_to(root).as_posix())
-    if entry.is_symlink() and not path.resolve().is_relative_to(root):
-        result.outside_links.append(rel)
+    if entry.is_symlink():
+        if path.resolve().is_relative_to(root):
+            result.inside_links += 1
+        else:
+            result.outside_links.append(rel)
         return
-    if entry.is_dir():
-        if recursive and path.resolve() not in excluded and not entry.name.startswith("."):
+    st = entry.stat(follow_symlinks=False)
+    if stat.S_ISDIR(st.st_mode):
+        if recursive and path not in excluded and not entry.name.startswith("."):
             stack.append(path)
         return
     if is_temporary_name(entry.name):
         result.temporary += 1
         return
-    st = entry.stat()
+    if (st.st_dev, st.st_ino) in result.seen:  # a hard link to a file already listed
+        return
+    result.seen.add((st.st_dev, st.st_ino))
     result.files[rel] = Entry(rel, path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 

@@ -33,7 +33,7 @@ from edgecxr.runtime.lock import ResultsLock
 from edgecxr.runtime.moves import Mover
 from edgecxr.runtime.observer import start_observer
 from edgecxr.runtime.prepare import INTERNAL_ERROR, MISSING_DEPENDENCY, InputLimits, Prepared, prepare
-from edgecxr.runtime.records import classified_record, out_of_scope_record, refusal_record
+from edgecxr.runtime.records import classified_record, duplicate_record, out_of_scope_record, refusal_record
 from edgecxr.runtime.scanner import Entry, Settler, scan
 from edgecxr.runtime.sinks import ResultSink
 from edgecxr.runtime.status import OUT_OF_SCOPE, Counters, status_payload
@@ -54,6 +54,7 @@ class WatchOptions:
     limits: InputLimits = field(default_factory=InputLimits)
     status_seconds: float = HEARTBEAT_SECONDS
     decode_threads: int = 2
+    empty_folder_seconds: float = 60.0  # an emptied study/series folder is removed once unchanged this long
 
 
 @dataclass
@@ -88,7 +89,7 @@ class Watcher:
         self.inbox_check = check_folders(o.inbox, {"--out": o.out, "--archive": o.archive,
                                                    "--quarantine": o.quarantine}, self.log)
         self.excluded = [p for p in (o.out, o.archive, o.quarantine) if p is not None]
-        self.mover = Mover(o.archive, o.quarantine, self.counters, self.log)
+        self.mover = Mover(o.archive, o.quarantine, self.counters, self.log, o.inbox, o.empty_folder_seconds)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> Counters:
@@ -131,7 +132,10 @@ class Watcher:
                     if not self._inbox_ok():
                         self._idle(o.rescan_seconds, stop)
                         continue
-                    found = scan(o.inbox, recursive=o.recursive, exclude=self.excluded)
+                    found = scan(o.inbox, recursive=o.recursive, exclude=self.excluded, stop=stop)
+                    if found.stopped:
+                        break
+                    self.mover.sweep()
                     for rel in set(found.outside_links) - warned_links:
                         self.log(f"not following {rel}: a symbolic link that leads outside the inbox")
                         warned_links.add(rel)
@@ -300,7 +304,8 @@ class Watcher:
             self.log(f"result sink {name} failed: {type(exc).__name__}: {exc}")
 
     def _still_current(self, entry: Entry, item: Prepared) -> bool:
-        """False for a file gone, still being written, already recorded, or unreadable on this box yet."""
+        """False for a file gone, still being written, already recorded, unreadable on this box yet,
+        or judged before under another name (its "duplicate" line is written here)."""
         try:
             st = entry.path.stat()
         except OSError:
@@ -316,6 +321,21 @@ class Watcher:
             self.deferred[entry.rel] = entry.identity
             self.counters.last_error = f"{entry.rel}: {item.error.cause}"
             return False
+        return not self._duplicate(entry, item)
+
+    def _duplicate(self, entry: Entry, item: Prepared) -> bool:
+        """An image judged before (resent, or archived and copied back) gets one "duplicate" line here."""
+        uid = item.meta.get("SOPInstanceUID")
+        earlier = self.ledger.earlier(item.sha256, uid)
+        if earlier is None:
+            if item.error is None:
+                self.ledger.reserve(item.sha256, uid, entry.rel)  # a copy later in this burst is its duplicate
+            return False
+        record = duplicate_record(self.classifier, entry, item, earlier)
+        self._append([record])
+        if self.on_result is not None:
+            self.on_result(record)
+        self.mover.move(entry.path, entry.rel, record["status"], record["sha256"])
         return True
 
     def _engine(self, call: Callable, *args):
@@ -330,7 +350,7 @@ class Watcher:
     # -- after the line is durable ---------------------------------------------------------
     def _move_done(self, entry: Entry) -> None:
         """A recorded file still in the inbox (e.g. a crash between line and move): move it now."""
-        _, sha, status = self.ledger.stats[entry.rel]
+        sha, status = self.ledger.recorded(entry.rel)
         self.mover.move(entry.path, entry.rel, status, sha)
 
     def _heartbeat(self, force: bool = False) -> None:
