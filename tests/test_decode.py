@@ -1,6 +1,7 @@
 """The one decoder: raster formats, DICOM display pipeline, and every kind of bad file."""
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,27 @@ def test_text_named_dcm_is_refused(tmp_path):
     with pytest.raises(DecodeError) as info:
         decode_file(path)
     assert info.value.code == "not_dicom"
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_model_input(tmp_path):
+    """Pillow's draft mode: a 4,096-pixel JPEG decodes to 1,024 on its long side (a sixteenth of the
+    memory), and the model input differs from a full decode by a fraction of a grey level."""
+    from PIL import Image
+
+    from edgecxr.data.decode import DEFAULT_MAX_PIXELS, JPEG_DRAFT_SIDE, decode_file, set_pillow_limit
+    from edgecxr.preprocess import PreprocessSpec
+
+    set_pillow_limit(DEFAULT_MAX_PIXELS)  # Pillow's limit is process-wide: an earlier test may have lowered it
+
+    sample = sorted((Path(__file__).parents[1] / "edgecxr" / "samples" / "chest-xrays").glob("*.jpeg"))[0]
+    big = Image.open(sample).convert("L").resize((4096, 3072), Image.BILINEAR)
+    big.save(tmp_path / "big.jpg", quality=92)
+    big.save(tmp_path / "big.png")
+    drafted, whole = decode_file(tmp_path / "big.jpg").pixels, decode_file(tmp_path / "big.png").pixels
+    assert drafted.shape == (768, JPEG_DRAFT_SIDE) and whole.shape == (3072, 4096)
+    spec = PreprocessSpec(height=128, width=128)
+    difference = np.abs(spec(drafted) - spec(whole)).max() * 0.229  # back to [0, 1] grey levels
+    assert difference < 4 / 255
+    small = Image.open(sample).convert("L").resize((2000, 1500))
+    small.save(tmp_path / "small.jpg", quality=92)
+    assert decode_file(tmp_path / "small.jpg").pixels.shape == (1500, 2000)  # under twice the side: whole
