@@ -77,7 +77,10 @@ def scan(inbox: Path, *, recursive: bool, exclude: list[Path], stop: threading.E
                 entries = sorted(listing, key=lambda e: e.name)  # the same name wins each time
         except OSError:
             continue
-        for entry in entries:
+        for number, entry in enumerate(entries, 1):
+            if number % 1000 == 0 and stop is not None and stop.is_set():  # one folder may hold a year of files
+                result.stopped = True
+                return result
             try:
                 _visit(entry, root, recursive, excluded, stack, result)
             except (OSError, RuntimeError, ValueError):  # vanished, a link loop: never stops a scan
