@@ -76,4 +76,7 @@ def test_a_refused_request_says_why(tmp_path, receiver):
         result = commit(wrong, [stored], receiver, calling_ae="EDGECXR", wait_s=3)
     finally:
         pacs.stop()
-    assert result.committed == [] and "rejected the association" in result.error
+    # pynetdicom sometimes loses the A-ASSOCIATE-RJ when Orthanc closes right after it: either words will do
+    assert result.committed == [] and ("rejected the association" in result.error or
+                                       "accepted the connection, then closed" in result.error), result.error
+    assert "NOTORTHANC" in result.error
