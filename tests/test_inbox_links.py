@@ -241,3 +241,13 @@ def test_the_last_results_are_read_from_the_end_of_a_long_ledger(tmp_path):
     every = read_results(tmp_path)
     assert len(every) == 3000
     assert read_results(tmp_path, last=50) == every[-50:] and read_results(tmp_path, last=5000) == every
+
+
+def test_the_status_page_says_a_duplicate_was_sent_again_not_that_it_could_not_be_read():
+    from edgecxr.web.feed import public_record
+
+    shown = public_record(7, {"path": "st1/se2/IMG1-again", "status": "duplicate", "sha256": "a" * 64,
+                              "duplicate_of": {"path": "st1/se1/IMG1", "completed_at": "2026-12-07T12:00:00+00:00"}})
+    assert shown["status"] == "duplicate" and shown["error_code"] is None and shown["label"] is None
+    assert shown["reason"] == "sent again: this image was already analysed as st1/se1/IMG1"
+    assert "PACS" in shown["fix"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgecxr.metrics import positive_class_index
 from edgecxr.runtime.heartbeat import STATUS, heartbeat_age, is_stale
-from edgecxr.runtime.ledger import RESULTS
+from edgecxr.runtime.ledger import DUPLICATE, RESULTS
 
 THUMBS = "thumbs"
 MAPS = "maps"  # explanation overlays: <out>/maps/<sha256>.png, written by `watch --explain`
@@ -57,17 +57,23 @@ def positive_probability(record: dict) -> tuple[str | None, float | None]:
 def public_record(seq: int, record: dict) -> dict:
     """The fields of one result line that the page shows; never DICOM attributes.
 
-    `status` is "ok", "out_of_scope" (the intended-use gate refused it: `gate` says why) or
-    "refused" (the file could not be read: `error_code`, and `reason`/`fix` in words).
+    `status` is "ok", "out_of_scope" (the intended-use gate refused it: `gate` says why), "duplicate"
+    (sent again after it was analysed: `reason` names the earlier file) or "refused" (the file could
+    not be read: `error_code`, and `reason`/`fix` in words).
     """
     status = record.get("status")
     ok = status == "ok"
-    shown = "ok" if ok else OUT_OF_SCOPE if status == OUT_OF_SCOPE else "refused"
+    shown = "ok" if ok else OUT_OF_SCOPE if status == OUT_OF_SCOPE else DUPLICATE if status == DUPLICATE else "refused"
     positive, p = positive_probability(record) if ok else (None, None)
     gate = gate_view(record.get("gate"))
     reason, fix = None, None
     if shown == OUT_OF_SCOPE:
         reason = (gate or {}).get("reason") or "outside the intended use (no reason recorded)"
+    elif shown == DUPLICATE:  # sent again: its result is the earlier line's
+        earlier = record.get("duplicate_of")
+        earlier = earlier if isinstance(earlier, dict) else {}
+        reason = _text(f"sent again: this image was already analysed as {earlier.get('path', '?')}")
+        fix = "nothing: the earlier result stands, and no second result went to the PACS"
     elif shown == "refused":
         reason, fix = plain_error(record.get("error"), str(record.get("path", "")))
     error = record["error"] if isinstance(record.get("error"), dict) else {}

@@ -4,7 +4,7 @@
 (() => {
   const MAX_ROWS = 500;
   const NOT_ANALYSED_LISTED = 8;  // the panel lists the newest few; the table's filter shows them all
-  const KIND = { out_of_scope: "outside intended use", refused: "could not be read" };
+  const KIND = { out_of_scope: "outside intended use", refused: "could not be read", duplicate: "sent again" };
   const STAGE = { tags: "the image's DICOM header", pixels: "the pixel check (blank, exposure, noise)",
     learned: "the comparison with the training images" };
   const $ = (id) => document.getElementById(id);
