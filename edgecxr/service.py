@@ -54,8 +54,9 @@ def render_unit(config: ServiceConfig) -> str:
         raise EdgecxrError(f"unknown --device {config.device!r}", fix="use cpu, nvidia or intel-gpu")
     unit = template.format(
         user=config.user, executable=config.executable,
-        read_write_paths=" ".join(shlex.quote(str(p)) for p in writable),
-        read_only_paths=shlex.quote(str(config.inbox)) if not (config.archive or config.quarantine) else "",
+        # systemd reads these lists with C escapes inside quotes too: shlex's '\x' would lose the backslash
+        read_write_paths=exec_words([str(p) for p in writable]),
+        read_only_paths=exec_words([str(config.inbox)]) if not (config.archive or config.quarantine) else "",
         devices=devices[config.device],
     ).replace("ReadOnlyPaths=\n", "")
     page = status_page_address(config.extra_options)

@@ -49,6 +49,8 @@ def check_listener(config: ListenerConfig) -> None:
 
 
 def render_listener_unit(config: ListenerConfig) -> str:
+    from edgecxr.service import exec_words
+
     check_listener(config)
     template = resources.files("edgecxr").joinpath(f"deploy_templates/{LISTEN_UNIT}").read_text()
     if config.port < PRIVILEGED_PORTS:  # e.g. 104, DICOM's registered port
@@ -57,7 +59,7 @@ def render_listener_unit(config: ListenerConfig) -> str:
     else:
         capabilities = "CapabilityBoundingSet=\nAmbientCapabilities=\nPrivateUsers=yes"
     return template.format(
-        user=config.user, executable=config.executable, port=config.port, inbox=shlex.quote(str(config.inbox)),
+        user=config.user, executable=config.executable, port=config.port, inbox=exec_words([str(config.inbox)]),
         allow_ip_option=f" --allow-ip {','.join(config.allow_ip)}" if config.allow_ip else "",
         ip_address_allow=" ".join(("localhost", *config.allow_ip)) if config.allow_ip else "any",
         capabilities=capabilities,

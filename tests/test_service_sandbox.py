@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
 from edgecxr.service import ServiceConfig, render_env, render_unit
-from edgecxr.service_dicom import ListenerConfig, render_listener_env
+from edgecxr.service_dicom import ListenerConfig, render_listener_env, render_listener_unit
 from tests.tools import require_tool
 
 # systemd's user environment generator reads environment.d files with the same parser (env-file.c,
@@ -104,3 +104,15 @@ def test_listener_env_paths_survive_systemds_own_parsing(tmp_path):
     read = _systemd_reads(render_listener_env(config), tmp_path)
     assert read["EDGECXR_INBOX"] == str(inbox)
     assert read["EDGECXR_DICOM_OPTIONS"] == '--allow-ae CR01 --tls-cert "/etc/tls dir/node.pem"'
+
+
+def test_unit_path_lists_quote_spaces_and_backslashes_as_systemd_reads_them(tmp_path):
+    inbox = tmp_path / "scanner share\\CR01 "
+    inbox.mkdir()
+    executable = Path(shutil.which("edgecxr") or "/bin/true")
+    unit = render_unit(ServiceConfig(inbox=inbox, out=tmp_path / "out", executable=executable))
+    # C escapes apply inside quotes in unit files: '\C' (shlex) is no escape systemd knows, "\\C" is a backslash
+    assert f'ReadOnlyPaths="{str(inbox).replace(chr(92), chr(92) * 2)}"\n' in unit
+    _verify(unit, tmp_path)
+    listener = render_listener_unit(ListenerConfig(inbox=inbox, executable=executable, options="--allow-any-ae"))
+    assert f'ReadWritePaths="{str(inbox).replace(chr(92), chr(92) * 2)}"\n' in listener
