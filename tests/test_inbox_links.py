@@ -133,6 +133,7 @@ def test_a_resent_instance_or_a_copy_back_gets_one_duplicate_line_and_no_sr(tmp_
     assert later["back/chest.jpeg"]["duplicate_of"]["path"] == "chest.jpeg"
     assert later["back/chest-2.jpeg"]["duplicate_of"]["path"] == "chest.jpeg"
     assert "duplicate" in second.stdout
+    assert json.loads((out / "status.json").read_text())["duplicates"] == 3  # what monitoring sees
     # the archive holds one copy of each image, the duplicates wait in quarantine, the inbox is empty
     assert sorted(p.name for p in archive.rglob("*") if p.is_file()) == ["IMG1", "chest.jpeg"]
     assert sorted(p.name for p in quarantine.rglob("*") if p.is_file()) == ["IMG1-again", "chest-2.jpeg",

@@ -42,6 +42,7 @@ class Counters:
     inbox_error: str | None = None  # set while the inbox is missing, unreadable or unmounted
     damaged_ledger_lines: int = 0
     out_of_scope: int = 0  # refused by the intended-use gate (all of results.jsonl, as processed and refused)
+    duplicates: int = 0  # judged before and sent again: one "duplicate" line each (all of results.jsonl)
     # since this watcher started (Prometheus counters may restart): gate refusals and unreadable files by code
     out_of_scope_by_code: dict[str, int] = field(default_factory=dict)
     refused_by_code: dict[str, int] = field(default_factory=dict)

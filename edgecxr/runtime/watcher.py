@@ -28,7 +28,7 @@ from edgecxr.fsutil import atomic_write_json
 from edgecxr.runtime.checks import check_folders
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.heartbeat import HEARTBEAT_SECONDS, STATUS
-from edgecxr.runtime.ledger import Ledger
+from edgecxr.runtime.ledger import DUPLICATE, Ledger
 from edgecxr.runtime.lock import ResultsLock
 from edgecxr.runtime.moves import Mover
 from edgecxr.runtime.observer import start_observer
@@ -117,6 +117,7 @@ class Watcher:
         self.counters.processed = self.ledger.counts.get("ok", 0)
         self.counters.refused = self.ledger.counts.get("error", 0)
         self.counters.out_of_scope = self.ledger.counts.get(OUT_OF_SCOPE, 0)
+        self.counters.duplicates = self.ledger.counts.get(DUPLICATE, 0)
 
     def _loop(self, stop: threading.Event) -> None:
         o = self.options
@@ -333,6 +334,7 @@ class Watcher:
             return False
         record = duplicate_record(self.classifier, entry, item, earlier)
         self._append([record])
+        self.counters.duplicates += 1
         if self.on_result is not None:
             self.on_result(record)
         self.mover.move(entry.path, entry.rel, record["status"], record["sha256"])
