@@ -77,8 +77,10 @@ def test_watch_agrees_with_the_pytorch_report(watched):
     pytorch = {r["path"]: r["prediction"] for r in report["rows"]}
     lines = [json.loads(line) for line in (out / "results.jsonl").open()]
     labels = {r["path"]: r["label"] for r in lines if r["status"] == "ok"}
-    agree = sum(labels[p.name] == pytorch[report_path(p)] for p in JPEGS if p.name in labels)
-    assert agree >= len(labels) - 2 and len(labels) >= len(JPEGS) - 1, f"{agree} of {len(labels)} agree with PyTorch"
+    classified = [p for p in JPEGS if p.name in labels]  # all but at most the gate's one false refusal
+    agree = sum(labels[p.name] == pytorch[report_path(p)] for p in classified)
+    assert len(classified) >= len(JPEGS) - 1 and agree >= len(classified) - 1, \
+        f"{agree} of {len(classified)} agree with PyTorch"
 
 
 def test_dicom_results_carry_identifiers_but_no_patient_data(watched):
