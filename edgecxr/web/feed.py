@@ -145,6 +145,25 @@ def drift_view(drift) -> dict | None:
     return {**whole, "warnings": warnings[:20], "checks": checks}
 
 
+def pacs_view(sending) -> list[dict]:
+    """Each --send-sr destination as the page shows it: counts and the C-ECHO health check's answer."""
+    if not isinstance(sending, dict):
+        return []
+    rows = []
+    for row in _list(sending.get("destinations"))[:20]:
+        if not isinstance(row, dict):
+            continue
+        health = row.get("health") if isinstance(row.get("health"), dict) else {}
+        counts = {k: row.get(k) if isinstance(row.get(k), int) else None for k in ("sent", "pending", "failed")}
+        rtt = health.get("rtt_ms")
+        rows.append({"destination": _text(row.get("destination", "")), **counts,
+                     "reachable": health.get("reachable") if isinstance(health.get("reachable"), bool) else None,
+                     "last_ok": _text(health["last_ok"]) if isinstance(health.get("last_ok"), str) else None,
+                     "last_error": _text(health["last_error"]) if isinstance(health.get("last_error"), str) else None,
+                     "rtt_ms": rtt if isinstance(rtt, (int, float)) and not isinstance(rtt, bool) else None})
+    return rows
+
+
 class ResultsFeed:
     """The latest result lines, numbered from 1 in file order, read incrementally."""
 
@@ -242,7 +261,8 @@ class StatusView:
             age = float("inf")
         view = {k: status.get(k) for k in STATUS_FIELDS}
         return {**view, "decision_rule": decision_text(status.get("decision")),
-                "drift": drift_view(status.get("drift")), "age_s": round(age, 1) if age != float("inf") else None,
+                "drift": drift_view(status.get("drift")),
+                "pacs": pacs_view(status.get("sending")), "age_s": round(age, 1) if age != float("inf") else None,
                 "stale": is_stale(status, age), "disk_free_bytes": free}
 
     def _read(self) -> dict | None:

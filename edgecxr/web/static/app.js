@@ -91,6 +91,7 @@
     $("h-started").textContent = s.started ? clock(s.started) : "-";
     $("h-version").textContent = s.edgecxr || "-";
     showDrift(s.drift);
+    showPacs(s.pacs || []);
   }
 
   function figure(id, big, small) {  // a count large, what it is made of small beneath
@@ -111,6 +112,23 @@
     const head = `${lines.length} checks over the last ${drift.images ?? "?"} images; `
       + (warnings.length ? `${warnings.length} beyond what chance explains` : "none beyond what chance explains");
     $("h-drift").replaceChildren(el("div", head), ...lines.map((line) => el("div", line, "check")));
+  }
+
+  function showPacs(rows) {  // the C-ECHO check of each --send-sr destination, and its outbox counts
+    const down = rows.filter((p) => p.reachable === false);
+    $("pacs-alert").hidden = down.length === 0;
+    $("pacs-problems").replaceChildren(...down.map((p) => el("li",
+      `${p.destination}: ${p.last_error || "no answer"}` + (p.last_ok ? ` (last answered ${clock(p.last_ok)})` : ""))));
+    if (!rows.length) {
+      $("h-pacs").textContent = "not sending results to a PACS (no --send-sr)";
+      return;
+    }
+    $("h-pacs").replaceChildren(...rows.map((p) => {
+      const state = p.reachable === true ? `answering (${p.rtt_ms ?? "?"} ms)`
+        : p.reachable === false ? `not answering: ${p.last_error || "no answer"}` : "not checked yet";
+      return el("div", `${p.destination}: ${state}; sent ${p.sent ?? "-"}, waiting ${p.pending ?? "-"}, `
+        + `refused ${p.failed ?? "-"}`, "check");
+    }));
   }
 
   function lostContact() {
