@@ -24,6 +24,16 @@ def dicom_inbox(tmp_path) -> Path:
     return folder
 
 
+@pytest.fixture
+def pacs(tmp_path):
+    """A real PACS (Orthanc on loopback, its own storage under tmp_path); call .start() in the test."""
+    from tests.orthanc import Orthanc
+
+    server = Orthanc(tmp_path / "orthanc")
+    yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _own_qualification_dir(tmp_path_factory):
     """Engine choice in tests reads this session's parity verdicts, never the developer's own."""

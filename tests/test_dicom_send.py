@@ -46,13 +46,6 @@ def inbox(tmp_path) -> Path:
     return folder
 
 
-@pytest.fixture
-def pacs(tmp_path):
-    server = Orthanc(tmp_path / "orthanc")
-    yield server
-    server.stop()
-
-
 def sources(folder: Path) -> dict[str, str]:
     """SOP Instance UID -> Study Instance UID of the sample DICOMs."""
     found = {}

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
 from edgecxr.runtime.ledger import read_results
-from tests.orthanc import Orthanc
 from tests.tools import require_module
 
 SAMPLES = Path(__file__).parents[1] / "edgecxr" / "samples" / "chest-xrays"
@@ -64,13 +63,6 @@ def _mixed_inbox(folder: Path) -> dict[str, str]:
     Image.fromarray(np.ascontiguousarray(chest[::-1, ::-1])).save(folder / "upside-down.png")
     expected["upside-down.png"] = "learned"
     return expected
-
-
-@pytest.fixture
-def pacs(tmp_path):
-    server = Orthanc(tmp_path / "orthanc")
-    yield server
-    server.stop()
 
 
 def test_a_mixed_burst_sends_srs_only_for_images_in_scope(pacs, tmp_path):
