@@ -153,7 +153,7 @@ def pacs_view(sending) -> list[dict]:
     for row in _list(sending.get("destinations"))[:20]:
         if not isinstance(row, dict):
             continue
-        health = row.get("health") if isinstance(row.get("health"), dict) else {}
+        health: dict = row["health"] if isinstance(row.get("health"), dict) else {}
         counts = {k: row.get(k) if isinstance(row.get(k), int) else None for k in ("sent", "pending", "failed")}
         rtt = health.get("rtt_ms")
         rows.append({"destination": _text(row.get("destination", "")), **counts,
