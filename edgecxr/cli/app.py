@@ -67,6 +67,7 @@ def main_options(
 def _register() -> None:
     from edgecxr.cli import (
         bench_cmd,
+        classify_cmd,
         dicom_cmd,
         export_cmd,
         gate_cmd,
@@ -79,7 +80,7 @@ def _register() -> None:
     )
 
     app.command("watch", help=runtime_cmd.watch.__doc__)(runtime_cmd.watch)
-    app.command("classify", help=runtime_cmd.classify.__doc__)(runtime_cmd.classify)
+    app.command("classify", help=classify_cmd.classify.__doc__)(classify_cmd.classify)
     app.command("status", help=runtime_cmd.status.__doc__)(runtime_cmd.status)
     app.command("dicom-listen", help=dicom_cmd.dicom_listen.__doc__)(dicom_cmd.dicom_listen)
     app.command("parity-check", help=parity_cmd.parity_check.__doc__)(parity_cmd.parity_check)
