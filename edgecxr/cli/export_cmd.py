@@ -15,6 +15,7 @@ from edgecxr.cli.options import (
     RefuseAgeOutsideOpt,
     ViewOpt,
 )
+from edgecxr.defaults import DEFAULT_SEED
 from edgecxr.reporter import Reporter
 
 bundle_app = typer.Typer(help="Look into model bundles.", no_args_is_help=True)
@@ -46,7 +47,7 @@ def export(
     calib_data: Annotated[Path | None, typer.Option(help="Calibration images (one subfolder per class); default: the run's training images.")] = None,
     calib_size: Annotated[int, typer.Option(help="Calibration images, a stratified seeded sample.")] = 300,
     heldout_size: Annotated[int, typer.Option(help="Held-out images (not calibration) for the agreement check.")] = 200,
-    seed: Annotated[int, typer.Option(help="Seed for the calibration and held-out samples.")] = 1216,
+    seed: Annotated[int, typer.Option(help="Seed for the calibration and held-out samples.")] = DEFAULT_SEED,
     calib_candidates: Annotated[int, typer.Option(help="Calibration samples tried per INT8 engine (seeds SEED, SEED+1, ...); each engine keeps the one closest to FP32 on validation images that are not held out.")] = 4,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
     strict: Annotated[bool, typer.Option("--strict", help="Fail when an INT8 engine agrees with FP32 on under 98% of held-out images.")] = False,

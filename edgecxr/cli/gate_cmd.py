@@ -15,6 +15,7 @@ from edgecxr.cli.options import (
     QualificationDirOpt,
     ThreadsOpt,
 )
+from edgecxr.defaults import DEFAULT_SEED
 
 
 def gate_check(
@@ -25,7 +26,7 @@ def gate_check(
     precision: PrecisionOpt = "auto",
     threads: ThreadsOpt = None,
     limit_per_group: Annotated[int | None, typer.Option(help="At most this many cases per group (a quick look); default: all.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the wrong-presentation sample and the synthetic frames.")] = 1216,
+    seed: Annotated[int, typer.Option(help="Seed for the wrong-presentation sample and the synthetic frames.")] = DEFAULT_SEED,
     allow_unqualified: AllowUnqualifiedOpt = False,
     qualification_dir: QualificationDirOpt = None,
 ):

@@ -40,6 +40,7 @@ from edgecxr.cli.send_opts import (
     with_audit,
     with_health,
 )
+from edgecxr.data.decode import DEFAULT_MAX_PIXELS
 
 TABLE_ROWS = 50  # `watch --once` shows its last results in a table; every one of them is in results.jsonl
 
@@ -90,7 +91,7 @@ def watch(
     population_age: PopulationAgeOpt = None,
     population_text: PopulationTextOpt = None,
     refuse_age_outside: RefuseAgeOutsideOpt = None,
-    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = 100_000_000,
+    max_pixels: Annotated[int, typer.Option(help="Refuse images with more pixels (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     max_bytes: Annotated[int, typer.Option(help="Refuse files larger than this.")] = 512 * 1024 * 1024,
     quiet: Annotated[bool, typer.Option("--quiet", help="No table of results, only the summary.")] = False,
     log_format: LogFormatOpt = "text",

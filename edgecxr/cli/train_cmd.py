@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from edgecxr.defaults import DEFAULT_SEED
 from edgecxr.training.presets import PRESETS
 
 _PRESET_HELP = "; ".join(f"{name}: {p['about']}" for name, p in PRESETS.items())
@@ -25,7 +26,7 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (seed study: 2e-5).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size per device (32).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (0.01).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for split, init, order, augmentation (1216).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for split, init, order, augmentation (default 1216).")] = None,
     val_fraction: Annotated[float | None, typer.Option(help="Share of train carved out for validation when val/ is missing or small (0.1).")] = None,
     class_weights: Annotated[str | None, typer.Option(help="auto (inverse class frequency) or none.")] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing (0).")] = None,
@@ -76,7 +77,7 @@ def pretrain(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
     mask_ratio: Annotated[float, typer.Option(help="Share of mask patches hidden (SimMIM: 0.6).")] = 0.6,
     mask_patch_size: Annotated[int, typer.Option(help="Side of a masked square in pixels; a multiple of the model's patch size dividing the image size.")] = 32,
-    seed: Annotated[int, typer.Option(help="Seed for init, order, augmentation and masks.")] = 1216,
+    seed: Annotated[int, typer.Option(help="Seed for init, order, augmentation and masks.")] = DEFAULT_SEED,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (fp16 on GPU only).")] = "auto",
     workers: Annotated[int, typer.Option(help="Data-loader processes (-1: one per two cores, at most 4).")] = -1,

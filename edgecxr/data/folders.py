@@ -19,6 +19,7 @@ import numpy as np
 from edgecxr.data.decode import SUPPORTED_SUFFIXES, decode_bytes
 from edgecxr.data.fingerprint import dataset_fingerprint, sha256_bytes
 from edgecxr.data.patients import describe, group_of
+from edgecxr.defaults import DEFAULT_SEED
 from edgecxr.errors import DataError, DecodeError
 
 MIN_VAL_PER_CLASS = 50
@@ -139,7 +140,7 @@ def stratified_split(samples: Sequence[Sample], fraction: float, seed: int, n_cl
     return train, val
 
 
-def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = 1216,
+def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = DEFAULT_SEED,
                  val_files: Sequence[str] | None = None) -> DataSet:
     """Read the layout of ROOT; `val_files` replays a recorded carved split."""
     root = Path(root)

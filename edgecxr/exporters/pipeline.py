@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.bundle import BUNDLE_SCHEMA, MANIFEST, REFERENCE_REPORT, covered_files, file_entry, manifest_checksum
+from edgecxr.defaults import DEFAULT_SEED
 from edgecxr.errors import EdgecxrError
 from edgecxr.exporters.agreement import MIN_AGREEMENT
 from edgecxr.fsutil import atomic_write_json, current_umask
@@ -38,7 +39,7 @@ class ExportOptions:
     calib_data: Path | None = None
     calib_size: int = 300
     heldout_size: int = 200
-    seed: int = 1216
+    seed: int = DEFAULT_SEED
     calib_candidates: int = 4  # calibration samples tried per INT8 engine (seeds seed, seed+1, ...)
     opset: int = 18
     strict: bool = False

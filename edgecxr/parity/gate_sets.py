@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from edgecxr.data.decode import SUPPORTED_SUFFIXES, decode_file
+from edgecxr.defaults import DEFAULT_SEED
 from edgecxr.errors import DecodeError
 from edgecxr.optional import available
 from edgecxr.parity import gate_sources
@@ -79,7 +80,7 @@ class _Build:
         return case
 
 
-def build_sets(out_dir: Path, chest_folder: Path | None, *, seed: int = 1216,
+def build_sets(out_dir: Path, chest_folder: Path | None, *, seed: int = DEFAULT_SEED,
                limit_per_group: int | None = None, advance=None) -> GateSets:
     """Write the out-of-scope files into `out_dir` and list every case (in-scope ones in place).
     `limit_per_group` keeps the first N of each group, taken in turn from each kind."""

@@ -15,11 +15,12 @@ try:
 except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser, from the [train] extra
     import tomli as tomllib  # type: ignore[no-redef]
 
+from edgecxr.defaults import DEFAULT_SEED
 from edgecxr.errors import EdgecxrError
 from edgecxr.training.presets import PRESETS
 
 # The seed study's fine-tuning.
-SEED_DEFAULTS = {"lr": 2e-5, "epochs": 15, "batch_size": 32, "weight_decay": 0.01, "seed": 1216}
+SEED_DEFAULTS = {"lr": 2e-5, "epochs": 15, "batch_size": 32, "weight_decay": 0.01, "seed": DEFAULT_SEED}
 
 
 @dataclass

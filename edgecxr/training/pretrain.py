@@ -19,6 +19,7 @@ import numpy as np
 from edgecxr.data.decode import SUPPORTED_SUFFIXES
 from edgecxr.data.folders import Sample, Split, drop_bad, hash_and_check
 from edgecxr.data.roots import portable_path
+from edgecxr.defaults import DEFAULT_SEED
 from edgecxr.errors import EdgecxrError
 from edgecxr.fsutil import atomic_write_json
 from edgecxr.preprocess import PreprocessSpec
@@ -46,7 +47,7 @@ class PretrainConfig:
     max_grad_norm: float = 5.0
     mask_ratio: float = 0.6
     mask_patch_size: int = 32
-    seed: int = 1216
+    seed: int = DEFAULT_SEED
     device: str = "auto"
     precision: str = "auto"
     workers: int = -1
