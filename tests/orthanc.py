@@ -18,6 +18,7 @@ from pathlib import Path
 from tests.tools import require_tool, wait_for
 
 AET = "ORTHANC"
+DICOMWEB_PLUGINS = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so")
 
 
 def free_port() -> int:
@@ -27,7 +28,8 @@ def free_port() -> int:
 
 
 class Orthanc:
-    def __init__(self, folder: Path, *, dicom_port: int | None = None, allowed_aets=("EDGECXR",)):
+    def __init__(self, folder: Path, *, dicom_port: int | None = None, allowed_aets=("EDGECXR",),
+                 dicomweb: bool = False):
         self.binary = require_tool("Orthanc")
         self.folder = folder
         self.dicom_port = dicom_port or free_port()
@@ -43,10 +45,20 @@ class Orthanc:
             "DicomModalities": {aet.lower(): [aet, "127.0.0.1", 104] for aet in allowed_aets},
             "StableAge": 1, "OverwriteInstances": False,
         }))
+        if dicomweb:  # the DICOMweb plugin (Debian package orthanc-dicomweb) at /dicom-web/
+            plugin = next((p for p in DICOMWEB_PLUGINS if Path(p).is_file()), None) or require_tool(
+                "orthanc-dicomweb-plugin")  # never on PATH: skips (fails under CI) with the install hint
+            config = json.loads(self.config.read_text())
+            config.update(Plugins=[plugin], DicomWeb={"Enable": True, "Root": "/dicom-web/"})
+            self.config.write_text(json.dumps(config))
 
     @property
     def destination(self) -> str:
         return f"{AET}@127.0.0.1:{self.dicom_port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/dicom-web"
 
     def start(self, timeout: float = 60.0) -> Orthanc:
         log = open(self.folder / "orthanc.log", "ab")  # noqa: SIM115 (Orthanc writes to it until stopped)

@@ -31,6 +31,7 @@ from edgecxr.cli.options import (
 from edgecxr.cli.send_opts import (
     AuditLogOpt,
     AuditSyslogOpt,
+    SendAllowHttpOpt,
     SendEchoIntervalOpt,
     SendTlsCaOpt,
     SendTlsCertOpt,
@@ -95,7 +96,7 @@ def watch(
     max_bytes: Annotated[int, typer.Option(help="Refuse files larger than this.")] = 512 * 1024 * 1024,
     quiet: Annotated[bool, typer.Option("--quiet", help="No table of results, only the summary.")] = False,
     log_format: LogFormatOpt = "text",
-    send_sr: Annotated[list[str] | None, typer.Option(metavar="AET@HOST:PORT", help="Send each DICOM input's result as a DICOM SR to this PACS (repeat for several); queued durably in OUT/outbox.")] = None,
+    send_sr: Annotated[list[str] | None, typer.Option(metavar="AET@HOST:PORT|URL", help="Send each DICOM input's result as a DICOM SR to this PACS (repeat for several): by C-STORE to AET@HOST:PORT, or by DICOMweb STOW-RS to a base URL such as https://pacs:8042/dicom-web; queued durably in OUT/outbox.")] = None,
     send_sc: Annotated[bool, typer.Option("--send-sc", help="With --send-sr: also send a Secondary Capture with the result burned in (not for diagnostic use).")] = False,
     send_ae_title: Annotated[str, typer.Option(help="Our (calling) AE title when sending results.")] = "EDGECXR",
     send_retry_max: Annotated[float, typer.Option(help="Longest wait, in seconds, between tries to an unreachable PACS.")] = 300.0,
@@ -104,6 +105,7 @@ def watch(
     send_tls_cert: SendTlsCertOpt = None,
     send_tls_key: SendTlsKeyOpt = None,
     send_tls_ca: SendTlsCaOpt = None,
+    send_allow_http: SendAllowHttpOpt = False,
     audit_log: AuditLogOpt = None,
     audit_syslog: AuditSyslogOpt = None,
     http: Annotated[str | None, typer.Option(help="Serve a read-only status page at PORT or HOST:PORT, e.g. 127.0.0.1:8080 (a bare port binds loopback; any other address logs a warning).")] = None,
@@ -159,7 +161,8 @@ def watch(
     audit = open_audit(audit_log, send_ae_title, audit_syslog)
     sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, (send_retry_max, *send_give_up), out, inbox,
                         classifier, log, once,
-                        tls=send_tls(send_sr, send_tls_cert, send_tls_key, send_tls_ca), audit=audit)
+                        tls=send_tls(send_sr, send_tls_cert, send_tls_key, send_tls_ca), audit=audit,
+                        allow_http=send_allow_http)
     sinks = with_audit(with_health(sinks, send_echo_interval, log), audit, send_ae_title)
     allow = tuple(http_allow_host or ())
     server, page_sinks = _start_status_page(http, out, classifier, say, allow) if http is not None else (None, [])
@@ -203,7 +206,8 @@ def _intended_use(classifier, modality, view, body_part, population_age, populat
                    refuse_age_outside=refuse_age_outside)
 
 
-def _send_sinks(targets, send_sc, ae_title, retry, out, inbox, classifier, log, once, tls=None, audit=None) -> list:
+def _send_sinks(targets, send_sc, ae_title, retry, out, inbox, classifier, log, once, tls=None, audit=None,
+                allow_http=False) -> list:
     """The DICOM SR/SC result sink, when --send-sr names a destination. --once gives the outbox 10 s to
     drain before exit; a service stopping (SIGTERM) only 2 s, inside systemd's stop timeout."""
     from edgecxr.errors import EdgecxrError
@@ -217,6 +221,9 @@ def _send_sinks(targets, send_sc, ae_title, retry, out, inbox, classifier, log, 
     from edgecxr.dicomnet.sink import DicomSendSink
 
     destinations = list(dict.fromkeys(parse_destination(t) for t in targets))
+    from edgecxr.dicomnet.stow import check_web_destinations
+
+    check_web_destinations(destinations, tls, allow_http)
     retry_max, attempts, hours = retry
     if retry_max <= 0 or attempts < 1 or hours <= 0:
         raise EdgecxrError(f"--send-retry-max {retry_max} / --send-give-up {attempts} {hours}: not positive",

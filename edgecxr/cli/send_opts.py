@@ -24,6 +24,9 @@ AuditLogOpt = Annotated[Path | None, typer.Option(
 AuditSyslogOpt = Annotated[str | None, typer.Option(
     metavar="HOST:PORT", help="With --audit-log: also send each audit message to this syslog collector (RFC 5424 "
                               "over UDP, as IHE ATNA audit repositories take them).")]
+SendAllowHttpOpt = Annotated[bool, typer.Option(
+    "--send-allow-http", help="Allow a plain http:// DICOMweb --send-sr to another machine (results, with patient ID "
+                              "and name, travel unencrypted); without it only loopback may be plain http.")]
 SendTlsCertOpt = Annotated[Path | None, typer.Option(
     help="TLS to the PACS: our client certificate (PEM), with --send-tls-key, for a PACS that asks for one.")]
 SendTlsKeyOpt = Annotated[Path | None, typer.Option(

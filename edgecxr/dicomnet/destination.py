@@ -1,4 +1,5 @@
-"""`AET@HOST:PORT`: the one way a DICOM destination is written on the command line and on disk."""
+"""`AET@HOST:PORT` (DIMSE) or `https://HOST[:PORT]/PATH` (DICOMweb STOW-RS): the one way a DICOM destination
+is written on the command line and on disk."""
 
 from __future__ import annotations
 
@@ -27,8 +28,29 @@ class Destination:
         return _SAFE.sub("_", f"{self.ae_title}@{self.host}_{self.port}")
 
 
+@dataclass(frozen=True)
+class WebDestination(Destination):
+    """A DICOMweb service (STOW-RS): `url` is its base, e.g. https://pacs:8042/dicom-web. It stays a
+    Destination (ae_title is the URL, as the audit trail names the peer) so the outbox, the sender thread
+    and the status rows take it unchanged; sender.store and the health check dispatch on the type."""
+
+    url: str = ""
+    path: str = ""  # the base path, without a trailing slash
+    scheme: str = "https"
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def folder_name(self) -> str:
+        return _SAFE.sub("_", f"{self.scheme}_{self.host}_{self.port}{self.path}")
+
+
 def parse_destination(text: str) -> Destination:
-    """Parse AET@HOST:PORT (IPv6 hosts in brackets); errors say what is wrong and how to write it."""
+    """Parse AET@HOST:PORT (IPv6 hosts in brackets) or a DICOMweb base URL; errors say what is wrong and
+    how to write it."""
+    if text.lower().startswith(("http://", "https://")):
+        return _parse_url(text)
     fix = "write it as AET@HOST:PORT, e.g. PACS@10.0.0.5:104"
     aet, at, rest = text.rpartition("@")
     host, colon, port = rest.rpartition(":")
@@ -46,12 +68,39 @@ def parse_destination(text: str) -> Destination:
     return Destination(aet.strip(), host, int(port))
 
 
+def _parse_url(text: str) -> WebDestination:
+    from urllib.parse import urlsplit
+
+    fix = "write it as https://HOST[:PORT]/PATH, e.g. https://pacs.example.org/dicom-web"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise EdgecxrError(f"DICOMweb destination {text!r} is not a URL ({exc})", fix=fix) from exc
+    if not parts.hostname:
+        raise EdgecxrError(f"DICOMweb destination {text!r} has no host", fix=fix)
+    if parts.username or parts.password:  # it would be written to state.json, the logs and the audit trail
+        raise EdgecxrError(f"DICOMweb destination {parts.scheme}://{parts.hostname}/...: a user name or password "
+                           "in the URL is not supported (it would be written to the logs)",
+                           fix="give the URL without credentials; use a client certificate (--send-tls-cert)")
+    if parts.query or parts.fragment:
+        raise EdgecxrError(f"DICOMweb destination {text!r}: a query or fragment is not part of a base URL", fix=fix)
+    scheme = parts.scheme.lower()
+    port = port or (443 if scheme == "https" else 80)
+    path = parts.path.rstrip("/")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    url = f"{scheme}://{host}:{port}{path}"
+    return WebDestination(url, parts.hostname, port, url=url, path=path, scheme=scheme)
+
+
 def resolved(destination: Destination) -> Destination:
     """The destination with its host as an IP address: a sandboxed unit may reach that address and
     nothing else, DNS included, so names are resolved once, at install time."""
     import ipaddress
     import socket
 
+    if isinstance(destination, WebDestination):  # the URL's host name is what its certificate names: kept
+        return destination
     try:
         ipaddress.ip_address(destination.host)
         return destination

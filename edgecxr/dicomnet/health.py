@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edgecxr.dicomnet.destination import Destination
+from edgecxr.dicomnet.destination import Destination, WebDestination
 from edgecxr.dicomnet.reach import EchoResult, echo
 from edgecxr.provenance import utc_now
 
@@ -50,7 +50,12 @@ class HealthMonitor(threading.Thread):
 
     def check(self, destination: Destination) -> Health:
         try:
-            result = echo(destination, self.calling_ae, self.timeout_s, self.context)
+            if isinstance(destination, WebDestination):  # DICOMweb: an HTTP check in place of C-ECHO
+                from edgecxr.dicomnet import stow
+
+                result = stow.check(destination, self.timeout_s, self.context)
+            else:
+                result = echo(destination, self.calling_ae, self.timeout_s, self.context)
         except Exception as exc:  # a library error is a failed check, never the end of the monitor
             result = EchoResult(False, None, f"{type(exc).__name__}: {exc}")
         now = utc_now()

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecxr.dicomnet.destination import Destination
+from edgecxr.dicomnet.destination import Destination, WebDestination
 from edgecxr.dicomnet.identity import new_ae
 from edgecxr.dicomnet.outbox import DestinationBox
 from edgecxr.dicomnet.reach import tls_args, why_unreachable
@@ -66,6 +66,10 @@ def classify_status(status: int) -> str:
 
 def store(destination: Destination, files: list[Path], options: SendOptions) -> list[Outcome]:
     """Send `files` over one association; one Outcome per file, in order."""
+    if isinstance(destination, WebDestination):  # DICOMweb: STOW-RS, same outcomes, same outbox
+        from edgecxr.dicomnet import stow
+
+        return stow.store(destination, files, options)
     require("pynetdicom", "sending results to a PACS")
     from pydicom import dcmread
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian

@@ -1,0 +1,173 @@
+"""`watch --send-sr URL`: results sent by DICOMweb STOW-RS to a real Orthanc with its DICOMweb plugin
+(Debian's orthanc-dicomweb), through the same durable outbox as C-STORE: once each, kept while the
+server is down, and a refused object in failed/ with the reason."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgecxr.cli.app import app
+from edgecxr.dicomnet.destination import WebDestination, parse_destination
+from edgecxr.dicomnet.outbox import DestinationBox, summary
+from edgecxr.dicomnet.sender import FAILED, RETRY, SenderThread, SendOptions
+from edgecxr.dicomnet.sink import DicomSendSink
+from edgecxr.errors import EdgecxrError
+from tests.orthanc import Orthanc
+from tests.test_dicom_send import SAMPLES, check_srs, manifest, srs_in, watcher_for
+from tests.tools import require_module, wait_for
+
+pydicom = require_module("pydicom")
+require_module("pynetdicom")
+pytest.importorskip("onnxruntime")
+FAST = SendOptions(first_retry_s=0.2, max_retry_s=0.5, timeout_s=10)
+
+
+@pytest.fixture
+def web_pacs(tmp_path):
+    server = Orthanc(tmp_path / "orthanc", dicomweb=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def inbox(tmp_path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for path in sorted(SAMPLES.glob("*.dcm")):
+        shutil.copyfile(path, folder / path.name)
+    return folder
+
+
+def sent_lines(out: Path) -> list[dict]:
+    [folder] = [p for p in (out / "outbox").iterdir() if (p / "pending").is_dir()]
+    return [json.loads(line) for line in (folder / "sent.jsonl").read_text().splitlines()]
+
+
+def test_watch_sends_each_result_once_by_stow_rs(inbox, web_pacs, tmp_path):
+    web_pacs.start()
+    out = tmp_path / "results"
+    args = ["watch", str(inbox), "--once", "--settle-seconds", "0", "--backend", "onnxruntime", "--out", str(out),
+            "--send-sr", web_pacs.dicomweb_url + "/", "--send-echo-interval", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    check_srs(web_pacs, manifest()["checksum"])  # one SR per DICOM input, in its study, read back from Orthanc
+    row = summary(out)[0]
+    assert (row["destination"], row["sent"], row["pending"], row["failed"]) == (web_pacs.dicomweb_url, 3, 0, 0), row
+    assert {line["status"] for line in sent_lines(out)} == {"200"}
+    again = CliRunner().invoke(app, [*args, "--archive", str(tmp_path / "done")])  # the same inputs, once more
+    assert again.exit_code == 0, again.output
+    assert len(web_pacs.instances()) == 3 and len(sent_lines(out)) == 3  # nothing sent twice
+
+
+def test_stopped_server_keeps_results_pending_and_they_arrive_once_after(inbox, web_pacs, tmp_path):
+    out = tmp_path / "results"
+    dest = [parse_destination(web_pacs.dicomweb_url)]
+    sink = DicomSendSink(out, inbox, dest, manifest(), options=FAST, log=lambda m: None)
+    watcher, classifier = watcher_for(inbox, out, sink, rescan_seconds=0.2, archive=tmp_path / "done")
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,))
+    thread.start()
+    try:
+        assert wait_for(lambda: summary(out) and summary(out)[0]["pending"] == 3 and summary(out)[0]["last_error"],
+                        120), summary(out)
+        row = summary(out)[0]
+        assert (row["pending"], row["sent"], row["failed"]) == (3, 0, 0)
+        assert "connection refused" in row["last_error"] and str(web_pacs.http_port) in row["last_error"], row
+        web_pacs.start()
+        web_pacs.wait_for(lambda: len(srs_in(web_pacs)) == 3, timeout=60, what="3 SRs")
+        assert wait_for(lambda: summary(out)[0]["sent"] == 3, 15), summary(out)
+    finally:
+        stop.set()
+        watcher.wake.set()
+        thread.join(60)
+        classifier.close()
+    restarted = DicomSendSink(out, inbox, dest, manifest(), options=FAST, log=lambda m: None)
+    restarted.close()
+    assert (summary(out)[0]["pending"], summary(out)[0]["sent"], summary(out)[0]["failed"]) == (0, 3, 0)
+    assert len(web_pacs.instances()) == 3
+    check_srs(web_pacs, manifest()["checksum"])
+
+
+def test_an_object_the_server_refuses_goes_to_failed_with_the_reason(web_pacs, tmp_path):
+    web_pacs.start()
+    box = DestinationBox(tmp_path / "outbox", parse_destination(web_pacs.dicomweb_url))
+    good = pydicom.dcmread(next(SAMPLES.glob("*.dcm")))
+    box.add(str(good.SOPInstanceUID), next(SAMPLES.glob("*.dcm")).read_bytes())
+    damaged = bytes(128) + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff" + b"not a data set" * 20  # a torn element
+    box.add("1.2.3.4.5", damaged)
+    logged: list[str] = []
+    sender = SenderThread(box, FAST, logged.append)
+    sender.start()
+    try:
+        assert wait_for(lambda: len(box.sent) == 1 and (box.failed_dir / "1.2.3.4.5.json").exists(), 30), logged
+    finally:
+        sender.stop.set()
+        sender.wake.set()
+        sender.join(10)
+    reason = json.loads((box.failed_dir / "1.2.3.4.5.json").read_text())["reason"]
+    assert "STOW-RS HTTP 400" in reason and "refused the object" in reason and web_pacs.dicomweb_url in reason
+    assert (box.failed_dir / "1.2.3.4.5.dcm").read_bytes() == damaged and box.pending() == []
+    assert [i["SOPInstanceUID"] for i in web_pacs.instances()] == [str(good.SOPInstanceUID)]
+    assert any("refused 1.2.3.4.5.dcm for good" in line for line in logged), logged
+
+
+def test_failed_sop_sequence_from_orthanc_is_read_per_object(web_pacs, tmp_path):
+    """Orthanc answers 409 with the instance in the Failed SOP Sequence (reason 0x0110) when it is posted
+    to another study's URL: that answer, read by the client, names the object and a "try again"."""
+    from edgecxr.dicomnet.stow import BOUNDARY, outcome_of
+
+    web_pacs.start()
+    sample = next(SAMPLES.glob("*.dcm"))
+    uid = str(pydicom.dcmread(sample, stop_before_pixels=True).SOPInstanceUID)
+    body = (f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode() + sample.read_bytes()
+            + f"\r\n--{BOUNDARY}--\r\n".encode())
+    conn = http.client.HTTPConnection("127.0.0.1", web_pacs.http_port, timeout=10)
+    conn.request("POST", "/dicom-web/studies/1.2.3", body,
+                 {"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
+                  "Accept": "application/dicom+json"})
+    response = conn.getresponse()
+    answer = response.read()
+    conn.close()
+    destination = parse_destination(web_pacs.dicomweb_url)
+    assert isinstance(destination, WebDestination)
+    mine = outcome_of(tmp_path / f"{uid}.dcm", destination, response.status, response.reason, answer)
+    assert (response.status, mine.result, mine.answered) == (409, RETRY, True), mine
+    assert "failure reason 0x0110: processing failure" in mine.detail, mine.detail
+    other = outcome_of(tmp_path / "9.9.9.dcm", destination, response.status, response.reason, answer)
+    assert other.result == FAILED and "409" in other.detail  # a 409 without this object named: refused
+    assert web_pacs.instances() == []
+
+
+def test_health_check_over_http(web_pacs):
+    from edgecxr.dicomnet.health import HealthMonitor
+
+    destination = parse_destination(web_pacs.dicomweb_url)
+    monitor = HealthMonitor([destination], "EDGECXR", interval_s=60, timeout_s=5, log=lambda m: None)
+    down = monitor.check(destination)
+    assert down.reachable is False and "connection refused" in (down.last_error or ""), down
+    web_pacs.start()
+    up = monitor.check(destination)
+    assert up.reachable is True and up.rtt_ms is not None and up.last_ok, up
+
+
+def test_destination_urls_and_plain_http_policy():
+    from edgecxr.dicomnet.stow import check_web_destinations
+
+    loopback = parse_destination("http://127.0.0.1:8042/dicom-web/")
+    assert isinstance(loopback, WebDestination) and str(loopback) == "http://127.0.0.1:8042/dicom-web"
+    assert parse_destination("https://pacs.example.org/dicom-web").port == 443
+    check_web_destinations([loopback], None, allow_http=False)  # loopback: allowed
+    remote = parse_destination("http://10.0.0.5:8042/dicom-web")
+    with pytest.raises(EdgecxrError) as refused:
+        check_web_destinations([remote], None, allow_http=False)
+    assert "unencrypted" in str(refused.value) and "--send-allow-http" in (refused.value.fix or "")
+    check_web_destinations([remote], None, allow_http=True)
+    with pytest.raises(EdgecxrError, match="password"):
+        parse_destination("https://user:secret@pacs.example.org/dicom-web")
