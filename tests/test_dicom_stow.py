@@ -4,6 +4,7 @@ server is down, and a refused object in failed/ with the reason."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
@@ -149,9 +150,11 @@ def test_health_check_over_http(web_pacs):
     from edgecxr.dicomnet.health import HealthMonitor
 
     destination = parse_destination(web_pacs.dicomweb_url)
-    monitor = HealthMonitor([destination], "EDGECXR", interval_s=60, timeout_s=5, log=lambda m: None)
+    logged: list[str] = []
+    monitor = HealthMonitor([destination], "EDGECXR", interval_s=60, timeout_s=5, log=logged.append)
     down = monitor.check(destination)
     assert down.reachable is False and "connection refused" in (down.last_error or ""), down
+    assert logged and "does not answer its DICOMweb check" in logged[0], logged
     web_pacs.start()
     up = monitor.check(destination)
     assert up.reachable is True and up.rtt_ms is not None and up.last_ok, up
@@ -171,3 +174,117 @@ def test_destination_urls_and_plain_http_policy():
     check_web_destinations([remote], None, allow_http=True)
     with pytest.raises(EdgecxrError, match="password"):
         parse_destination("https://user:secret@pacs.example.org/dicom-web")
+
+
+def test_the_service_takes_a_dicomweb_url_by_address_only():
+    from edgecxr.dicomnet.destination import resolved
+
+    by_address = parse_destination("https://10.0.0.5:8042/dicom-web")
+    assert resolved(by_address) == by_address
+    with pytest.raises(EdgecxrError, match="IP address"):
+        resolved(parse_destination("https://pacs.example.org/dicom-web"))
+
+
+class TlsRelay:
+    """TLS in front of Orthanc's HTTP port: Orthanc 1.10.1 as Debian builds it crashes (SIGSEGV) on its first
+    HTTPS connection, so the test terminates TLS here (Python's ssl, the test CA's server certificate) and
+    passes the bytes on; every STOW-RS answer still comes from Orthanc."""
+
+    def __init__(self, certs: dict[str, Path], target_port: int):
+        import socket
+        import ssl
+
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(certs["server.pem"], certs["server.key"])
+        self.target_port, self.stop = target_port, threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                raw, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw) -> None:
+        import socket
+        import ssl
+
+        try:
+            raw.settimeout(10)
+            client = self.context.wrap_socket(raw, server_side=True)
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=10)
+        except (OSError, ssl.SSLError):  # the client did not trust us, or Orthanc is down: the client sees it
+            raw.close()
+            return
+        back = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
+        back.start()
+        self._pump(client, upstream)
+        back.join(10)
+        client.close()
+        upstream.close()
+
+    @staticmethod
+    def _pump(source, sink) -> None:
+        import socket
+
+        for _ in range(100_000):  # bounded: a test object is a few hundred kB
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                with contextlib.suppress(OSError):
+                    sink.shutdown(socket.SHUT_WR)
+                return
+            sink.sendall(data)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.fixture
+def tls_web_pacs(tmp_path, web_pacs):
+    from tests.dicom_net import make_certificates
+
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    certs = make_certificates(folder)
+    web_pacs.start()
+    relay = TlsRelay(certs, web_pacs.http_port)
+    yield web_pacs, f"https://127.0.0.1:{relay.port}/dicom-web", certs
+    relay.close()
+
+
+def send_one(tmp_path: Path, url: str, *options: str):
+    inbox, out = tmp_path / "inbox1", tmp_path / "out1"
+    inbox.mkdir(parents=True)
+    shutil.copyfile(next(SAMPLES.glob("*.dcm")), inbox / "x.dcm")
+    result = CliRunner().invoke(app, ["watch", str(inbox), "--once", "--settle-seconds", "0", "--backend",
+                                      "onnxruntime", "--out", str(out), "--send-sr", url, "--send-echo-interval",
+                                      "0", *options])
+    return result, (summary(out) or [None])[0]
+
+
+def test_https_with_the_right_ca_arrives_and_with_the_wrong_ca_stays_pending(tmp_path, tls_web_pacs):
+    server, url, certs = tls_web_pacs
+    result, row = send_one(tmp_path / "wrong", url, "--send-tls-ca", str(certs["rogue.pem"]))
+    assert result.exit_code == 0, result.output  # classified; the SR waits in the outbox
+    assert (row["sent"], row["pending"], row["failed"]) == (0, 1, 0), row
+    assert "not trusted" in row["last_error"] and "--send-tls-ca" in row["last_error"], row
+    assert server.instances() == []
+    result, row = send_one(tmp_path / "right", url, "--send-tls-ca", str(certs["ca.pem"]))
+    assert result.exit_code == 0, result.output
+    assert (row["sent"], row["pending"], row["failed"]) == (1, 0, 0), row
+    assert [i["Modality"] for i in server.instances()] == ["SR"]
+    plain = url.replace("https://", "http://")
+    result, row = send_one(tmp_path / "plain", plain, "--send-tls-ca", str(certs["ca.pem"]))
+    assert result.exit_code != 0 and row is None  # refused at start: TLS options with an http:// URL
+    assert "plain http" in result.output, result.output

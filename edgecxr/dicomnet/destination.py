@@ -99,8 +99,15 @@ def resolved(destination: Destination) -> Destination:
     import ipaddress
     import socket
 
-    if isinstance(destination, WebDestination):  # the URL's host name is what its certificate names: kept
-        return destination
+    if isinstance(destination, WebDestination):
+        try:
+            ipaddress.ip_address(destination.host)
+            return destination
+        except ValueError:  # https checks the certificate against the URL's host: a name cannot become an address
+            raise EdgecxrError(f"DICOMweb destination {destination}: the service's sandbox lets it reach IP addresses "
+                               "only (no DNS), and a host name cannot be replaced by its address in an https URL",
+                               fix="give the URL with the server's IP address (its certificate must name that "
+                                   "address), e.g. https://10.0.0.5:8042/dicom-web") from None
     try:
         ipaddress.ip_address(destination.host)
         return destination

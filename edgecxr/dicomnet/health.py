@@ -64,10 +64,11 @@ class HealthMonitor(threading.Thread):
             after = Health(reachable=result.ok, last_ok=now if result.ok else before.last_ok, last_checked=now,
                            last_error=result.error if not result.ok else before.last_error, rtt_ms=result.rtt_ms)
             self._health[destination] = after
+        check = "its DICOMweb check" if isinstance(destination, WebDestination) else "C-ECHO"
         if before.reachable is not False and not result.ok:
-            self.log(f"PACS {destination} does not answer C-ECHO: {result.error}")
+            self.log(f"PACS {destination} does not answer {check}: {result.error}")
         elif before.reachable is False and result.ok:
-            self.log(f"PACS {destination} answers C-ECHO again ({result.rtt_ms} ms)")
+            self.log(f"PACS {destination} answers {check} again ({result.rtt_ms} ms)")
         return after
 
     def snapshot(self, destination: Destination | str) -> dict | None:
