@@ -32,10 +32,15 @@ from edgecxr.cli.send_opts import (
     AuditLogOpt,
     AuditSyslogOpt,
     SendAllowHttpOpt,
+    SendCommitListenOpt,
+    SendCommitOpt,
+    SendCommitWaitOpt,
     SendEchoIntervalOpt,
+    SendKeepOpt,
     SendTlsCaOpt,
     SendTlsCertOpt,
     SendTlsKeyOpt,
+    commit_options,
     open_audit,
     send_tls,
     with_audit,
@@ -105,6 +110,10 @@ def watch(
     send_tls_cert: SendTlsCertOpt = None,
     send_tls_key: SendTlsKeyOpt = None,
     send_tls_ca: SendTlsCaOpt = None,
+    send_commit: SendCommitOpt = False,
+    send_commit_listen: SendCommitListenOpt = "11113",
+    send_commit_wait: SendCommitWaitOpt = 60.0,
+    send_keep: SendKeepOpt = (90.0, 50.0),
     send_allow_http: SendAllowHttpOpt = False,
     audit_log: AuditLogOpt = None,
     audit_syslog: AuditSyslogOpt = None,
@@ -161,6 +170,8 @@ def watch(
     audit = open_audit(audit_log, send_ae_title, audit_syslog)
     sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, (send_retry_max, *send_give_up), out, inbox,
                         classifier, log, once,
+                        commit=commit_options(send_commit, send_commit_listen, send_commit_wait, send_ae_title,
+                                              send_sr), keep=send_keep,
                         tls=send_tls(send_sr, send_tls_cert, send_tls_key, send_tls_ca), audit=audit,
                         allow_http=send_allow_http)
     sinks = with_audit(with_health(sinks, send_echo_interval, log), audit, send_ae_title)
@@ -207,6 +218,7 @@ def _intended_use(classifier, modality, view, body_part, population_age, populat
 
 
 def _send_sinks(targets, send_sc, ae_title, retry, out, inbox, classifier, log, once, tls=None, audit=None,
+                commit=None, keep=(90.0, 50.0),
                 allow_http=False) -> list:
     """The DICOM SR/SC result sink, when --send-sr names a destination. --once gives the outbox 10 s to
     drain before exit; a service stopping (SIGTERM) only 2 s, inside systemd's stop timeout."""
@@ -231,8 +243,14 @@ def _send_sinks(targets, send_sc, ae_title, retry, out, inbox, classifier, log, 
     options = SendOptions(calling_ae_title=parse_destination(f"{ae_title}@x:1").ae_title, max_retry_s=retry_max,
                           first_retry_s=min(2.0, retry_max), tls=tls, max_attempts=attempts,
                           max_age_s=hours * 3600,
-                          audit=audit.send_outcomes(ae_title) if audit else None)
+                          audit=audit.send_outcomes(ae_title) if audit else None, commit=commit)
+    from edgecxr.dicomnet.retention import Retention
+
+    if keep[0] <= 0 or keep[1] <= 0:
+        raise EdgecxrError(f"--send-keep {keep[0]:g} {keep[1]:g}: not positive",
+                           fix="give days and megabytes, e.g. --send-keep 90 50")
     return [DicomSendSink(out, inbox, destinations, classifier.bundle.manifest, send_sc=send_sc, options=options,
+                          retention=Retention(*keep),
                           log=log, drain_seconds=10.0 if once else 2.0)]
 
 
@@ -360,6 +378,8 @@ def _print_outbox(out: Path, console) -> None:
 
     for row in summary(out):
         line = f"PACS {row['destination']}: pending {row['pending']}, sent {row['sent']}, failed {row['failed']}"
+        if row.get("committed") or row.get("awaiting_commitment"):
+            line += f" (committed {row['committed']}, stored awaiting commitment {row['awaiting_commitment']})"
         if row["queued"]:
             line += f"; {row['queued']} result(s) still being built"
         if row["last_error"]:

@@ -35,6 +35,41 @@ SendTlsCaOpt = Annotated[Path | None, typer.Option(
     help="TLS to the PACS: the CA certificate(s) (PEM) that signed the PACS certificate; turns TLS on for every "
          "--send-sr.")]
 
+SendCommitOpt = Annotated[bool, typer.Option(
+    "--send-commit", help="With --send-sr: a result counts as delivered only once the PACS commits it (DICOM Storage "
+                          "Commitment, push model); until then it waits in OUT/outbox/<PACS>/awaiting/.")]
+SendCommitListenOpt = Annotated[str, typer.Option(
+    metavar="[HOST:]PORT", help="With --send-commit: where we listen for the PACS's commitment results "
+                                "(N-EVENT-REPORT), under --send-ae-title; the PACS must know this AE title, "
+                                "host and port. A bare port listens on every address.")]
+SendCommitWaitOpt = Annotated[float, typer.Option(
+    help="With --send-commit: seconds to wait for the PACS's commitment result; after 3 requests unanswered "
+         "this long, the object moves to outbox failed/.")]
+
+SendKeepOpt = Annotated[tuple[float, float], typer.Option(
+    metavar="DAYS MB", help="Retention per PACS: OUT/outbox/<PACS>/sent.jsonl and failed/ keep records younger than "
+                            "DAYS and at most MB each; older ones are removed (the last rotated sent lines stay in "
+                            "sent.1.jsonl). Results already sent are still never sent again.")]
+
+
+def commit_options(enabled: bool, listen: str, wait_s: float, ae_title: str, targets: list[str] | None):
+    """The commitment listener and its limits for --send-commit, or None without it."""
+    if not enabled:
+        return None
+    if not targets:
+        raise EdgecxrError("--send-commit needs --send-sr AET@HOST:PORT", fix="name the PACS with --send-sr")
+    if wait_s <= 0:
+        raise EdgecxrError(f"--send-commit-wait {wait_s} is not positive", fix="give seconds, e.g. 60")
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise EdgecxrError(f"--send-commit-listen {listen!r}: the port is not a number from 1 to 65535",
+                           fix="give [HOST:]PORT, e.g. 11113 or 10.0.0.7:11113")
+    from edgecxr.dicomnet.commit_outbox import CommitOptions
+    from edgecxr.dicomnet.commitment import CommitmentReceiver
+
+    receiver = CommitmentReceiver(ae_title, host=host.strip("[]") or "0.0.0.0", port=int(port))
+    return CommitOptions(receiver, wait_s=wait_s)
+
 
 def with_health(sinks: list, interval_s: float, log: Callable[[str], None]) -> list:
     """The send sink with a C-ECHO monitor of its destinations (status rows get "health")."""

@@ -8,8 +8,8 @@ opens to us, so `CommitmentReceiver` listens for it (the PACS must know our AE t
 port). `commit()` does both and waits, bounded, for the answer: each object ends committed, failed
 with the PACS's reason, or unknown when the PACS never answers (`error` says so).
 
-Not yet wired into the outbox: a caller decides what "delivered" means (issue 24 asks for
-"committed" where a destination is configured to commit).
+`commit_outbox.py` wires it into the outbox (`watch --send-commit`): there an object counts as
+delivered only once committed.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ class CommitResult:
     committed: list[str] = field(default_factory=list)  # SOP Instance UIDs the PACS took responsibility for
     failed: dict[str, str] = field(default_factory=dict)  # SOP Instance UID -> the PACS's reason, in words
     error: str | None = None  # set when nothing is known: request refused, or no answer in time
+    refused: bool = False  # the PACS answered the N-ACTION with a failure status (not a lost connection)
+
+
+class CommitmentRefused(EdgecxrError):
+    """The PACS took the association but answered the commitment request with a failure status."""
 
 
 class CommitmentReceiver:
@@ -51,6 +56,7 @@ class CommitmentReceiver:
         self.ae.add_supported_context(PUSH_MODEL, scu_role=False, scp_role=True)  # the PACS reports as SCP
         self._results: dict[str, CommitResult] = {}
         self._done = threading.Condition()
+        self._stopped = False
         try:
             self.server = self.ae.start_server((host, port), block=False, ssl_context=context,
                                                evt_handlers=[(evt.EVT_N_EVENT_REPORT, self.on_report)])
@@ -81,7 +87,10 @@ class CommitmentReceiver:
             return self._results.pop(transaction_uid, None)
 
     def stop(self) -> None:
-        self.server.shutdown()
+        """Stop listening; a second call (the sink's close, then its owner's) does nothing."""
+        if not self._stopped:
+            self._stopped = True
+            self.server.shutdown()
 
 
 def request(destination: Destination, objects: list[tuple[str, str]], receiver: CommitmentReceiver, *,
@@ -120,8 +129,9 @@ def request(destination: Destination, objects: list[tuple[str, str]], receiver: 
     code = getattr(status, "Status", None)
     if code is None or int(code) != 0:
         said = "no answer" if code is None else f"status 0x{int(code):04X}"
-        raise EdgecxrError(f"{destination} did not accept the storage commitment request ({said})",
-                           fix="check the PACS supports Storage Commitment as SCP for our AE title")
+        raise (CommitmentRefused if code is not None else EdgecxrError)(
+            f"{destination} did not accept the storage commitment request ({said})",
+            fix="check the PACS supports Storage Commitment as SCP for our AE title")
     return transaction
 
 
@@ -133,7 +143,7 @@ def commit(destination: Destination, objects: list[tuple[str, str]], receiver: C
         transaction = request(destination, objects, receiver, calling_ae=calling_ae, timeout_s=timeout_s,
                               context=context)
     except EdgecxrError as exc:
-        return CommitResult("", error=str(exc))
+        return CommitResult("", error=str(exc), refused=isinstance(exc, CommitmentRefused))
     result = receiver.wait(transaction, wait_s)
     if result is None:
         return CommitResult(transaction, error=f"{destination} sent no storage commitment result within "

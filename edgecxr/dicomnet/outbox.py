@@ -1,10 +1,14 @@
 """The durable outbox in the results folder: what still has to reach each PACS, across restarts.
 
     OUT/outbox/since.json              the last result line recorded when sending began (its path and sha256,
-                                       and the time): recovery starts after it, wherever the ledger keeps it
+                                       and the time): recovery starts after it, wherever the ledger keeps it;
+                                       `recover_after`: results older are not recovered (retention.py)
     OUT/outbox/queue/<uid>.json|.dcm   a result and a hard link (or copy) of its DICOM input, not yet built
     OUT/outbox/<dest>/pending/*.dcm    built SR/SC objects waiting for that destination
-    OUT/outbox/<dest>/sent.jsonl       one fsynced line per object the PACS accepted
+    OUT/outbox/<dest>/awaiting/*.dcm   with --send-commit: stored by C-STORE, waiting for the PACS's storage
+                                       commitment (a .json beside each: C-STORE status, requests so far)
+    OUT/outbox/<dest>/sent.jsonl       one fsynced line per object the PACS accepted (and, with --send-commit,
+                                       committed: its commitment time and Transaction UID)
     OUT/outbox/<dest>/failed/          objects the PACS refused for good, or given up on, each with a .json reason
     OUT/outbox/<dest>/attempts.json    per object the PACS answered "try again": how often, and when next
     OUT/outbox/<dest>/state.json       destination, last attempt, last error (for `edgecxr status`)
@@ -41,15 +45,24 @@ class DestinationBox:
         self.folder = root / destination.folder_name
         self.pending_dir = self.folder / "pending"
         self.failed_dir = self.folder / "failed"
+        self.awaiting_dir = self.folder / "awaiting"  # stored, not yet committed (only with --send-commit)
         self.pending_dir.mkdir(parents=True, exist_ok=True)
+        self.awaiting_dir.mkdir(parents=True, exist_ok=True)
         self.failed_dir.mkdir(parents=True, exist_ok=True)
         self.sent_path = self.folder / "sent.jsonl"
         _cut_torn_tail(self.sent_path)
-        self.sent = {line["sop_instance_uid"] for line in _read_jsonl(self.sent_path)}
+        self.sent: set[str] = set()
+        self.committed = 0  # sent lines that carry a commitment (status.json lists them as committed)
+        for line in _read_jsonl(self.sent_path):
+            self.sent.add(line["sop_instance_uid"])
+            self.committed += bool(line.get("committed_at"))
         self._lock = threading.Lock()
-        for path in self.pending():  # sent, then killed before the pending file was removed
+        for path in self.pending() + self.awaiting():  # sent, then killed before the file was removed
             if path.stem in self.sent:
-                path.unlink(missing_ok=True)
+                self._remove(path)
+        for sidecar in self.awaiting_dir.glob("*.json"):  # its object committed, failed or moved by hand
+            if not sidecar.with_suffix(".dcm").exists():
+                sidecar.unlink(missing_ok=True)
         self.attempts_path = self.folder / "attempts.json"
         names = {p.stem for p in self.pending()}
         self.attempts: dict[str, dict] = {k: v for k, v in (_read_json(self.attempts_path) or {}).items()
@@ -106,8 +119,37 @@ class DestinationBox:
             self._save_attempts()
 
     def known(self, uid: str) -> bool:
-        return uid in self.sent or (self.pending_dir / f"{uid}.dcm").exists() or (
-            self.failed_dir / f"{uid}.dcm").exists()
+        return uid in self.sent or any((folder / f"{uid}.dcm").exists()
+                                       for folder in (self.pending_dir, self.awaiting_dir, self.failed_dir))
+
+    def awaiting(self) -> list[Path]:
+        """Objects the PACS stored and has not yet committed, oldest first."""
+        return sorted((p for p in self.awaiting_dir.glob("*.dcm") if not p.name.startswith(".")), key=_age)
+
+    def mark_stored(self, path: Path, info: dict) -> None:
+        """C-STORE success where the destination commits: the object waits in awaiting/ (a rename, so a
+        crash leaves it either pending, sent again with the same UID, or awaiting) until the PACS commits."""
+        target = self.awaiting_dir / path.name
+        os.replace(path, target)
+        fsync_dir(self.awaiting_dir)
+        atomic_write_json(target.with_suffix(".json"), {"stored_at": utc_now(), "requests": 0, **info})
+        self._forget(path.stem)
+
+    def awaiting_info(self, path: Path) -> dict:
+        """What the C-STORE said and how often commitment was asked (missing after a crash: nothing yet)."""
+        return _read_json(path.with_suffix(".json")) or {"requests": 0}
+
+    def note_commit_request(self, path: Path, detail: str) -> int:
+        """One more commitment request the PACS did not answer in time; the count, kept across restarts."""
+        info = self.awaiting_info(path)
+        info.update(requests=int(info.get("requests", 0)) + 1, last=detail)
+        atomic_write_json(path.with_suffix(".json"), info)
+        return info["requests"]
+
+    def _remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        if path.parent == self.awaiting_dir:
+            path.with_suffix(".json").unlink(missing_ok=True)
 
     def add(self, uid: str, data: bytes) -> bool:
         """Queue one built object; False when this destination already has it."""
@@ -121,13 +163,16 @@ class DestinationBox:
         with self._lock:
             _append_line(self.sent_path, line)
             self.sent.add(path.stem)
-        path.unlink(missing_ok=True)
+            self.committed += bool(line.get("committed_at"))
+        self._remove(path)
         self._forget(path.stem)
 
     def mark_failed(self, path: Path, reason: str) -> None:
         atomic_write_json(self.failed_dir / f"{path.stem}.json", {"failed_at": utc_now(), "reason": reason})
         os.replace(path, self.failed_dir / path.name)
         fsync_dir(self.failed_dir)
+        if path.parent == self.awaiting_dir:
+            path.with_suffix(".json").unlink(missing_ok=True)
         self._forget(path.stem)
 
     def write_state(self, **fields) -> None:
@@ -151,6 +196,14 @@ class Outbox:
             atomic_write_json(path, since)
         self.since = since
         self.boxes = [DestinationBox(self.root, d) for d in destinations]
+
+    def set_recovery_horizon(self, seconds: float) -> None:
+        """Results completed before this (Unix seconds) are no longer looked at by crash recovery: their
+        sent records may be gone (retention.py says why that is safe)."""
+        from datetime import datetime, timezone
+
+        self.since["recover_after"] = datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=0).isoformat()
+        atomic_write_json(self.root / "since.json", self.since)
 
     # -- the queue: results accepted, objects not yet built ------------------------------
     def enqueue(self, uid: str, record: dict, source: Path) -> None:
@@ -197,7 +250,15 @@ def since_sending_began(since: dict, records: list[dict]) -> list[dict]:
     """The result lines recorded after sending was switched on. Found by the last line then recorded
     (path and sha256), not by its number: the ledger drops damaged lines and so renumbers the rest.
     When that line is gone itself (it was the damaged one), by time; a since.json older than the
-    anchor has only the line number."""
+    anchor has only the line number. Results completed before `recover_after` (set when retention removed
+    sent or failed records) are left out."""
+    horizon = str(since.get("recover_after") or "")
+    if horizon:
+        return [r for r in _since_anchor(since, records) if str(r.get("completed_at") or "") >= horizon]
+    return _since_anchor(since, records)
+
+
+def _since_anchor(since: dict, records: list[dict]) -> list[dict]:
     after = since.get("after", "missing")
     if after is None:  # sending began with an empty ledger: every line is after it
         return records
@@ -245,10 +306,14 @@ def summary(out: Path) -> list[dict]:
     queued = len([p for p in (root / QUEUE).glob("*.json") if not p.name.startswith(".")])
     for folder in sorted(p for p in root.iterdir() if (p / "pending").is_dir()):
         state = _read_json(folder / "state.json") or {}
+        sent = committed = 0
+        for line in _read_jsonl(folder / "sent.jsonl"):
+            sent, committed = sent + 1, committed + bool(line.get("committed_at"))
         rows.append({
             "destination": state.get("destination", folder.name),
             "pending": len([p for p in (folder / "pending").glob("*.dcm") if not p.name.startswith(".")]),
-            "sent": sum(1 for _ in _read_jsonl(folder / "sent.jsonl")),
+            "awaiting_commitment": len(list((folder / "awaiting").glob("*.dcm"))),
+            "sent": sent, "committed": committed,
             "failed": len(list((folder / "failed").glob("*.dcm"))),
             "queued": queued, "last_error": state.get("last_error"), "last_sent": state.get("last_sent"),
             "next_attempt": state.get("next_attempt"),

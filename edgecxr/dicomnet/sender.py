@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecxr.dicomnet.destination import Destination, WebDestination
 from edgecxr.dicomnet.identity import new_ae
@@ -29,6 +30,9 @@ from edgecxr.dicomnet.reach import tls_args, why_unreachable
 from edgecxr.dicomnet.supervise import Supervisor
 from edgecxr.optional import require
 from edgecxr.provenance import utc_now
+
+if TYPE_CHECKING:
+    from edgecxr.dicomnet.commit_outbox import CommitOptions
 
 SENT, FAILED, RETRY = "sent", "failed", "retry"
 PERMANENT = (0x0117, 0x0122, 0x0124)
@@ -53,6 +57,7 @@ class SendOptions:
     audit: Callable[[Destination, list[Outcome]], None] | None = None  # AuditLog.send_outcomes
     max_attempts: int = 20  # "try again" answers about one object before it moves to failed/
     max_age_s: float = 7 * 86400.0  # an object still not delivered after this long moves to failed/
+    commit: CommitOptions | None = None  # --send-commit: delivered means committed (commit_outbox.py)
 
 
 def classify_status(status: int) -> str:
@@ -129,6 +134,8 @@ class SenderThread(threading.Thread):
         self.wake, self.stop = threading.Event(), threading.Event()
         self.delay = 0.0
         self.failing = False  # the last attempt could not deliver: close() need not wait for it
+        # Storage commitment is a DIMSE service: a DICOMweb (STOW-RS) destination, a subclass, delivers on store
+        self.commit = options.commit if type(box.destination) is Destination else None
         self.supervisor = Supervisor(f"sender to {box.destination}", self.stop, log)
 
     def run(self) -> None:
@@ -138,17 +145,36 @@ class SenderThread(threading.Thread):
         while not self.stop.is_set():
             self.wake.clear()
             files = self.box.due()
-            if not files:
+            committing = self.commit is not None and bool(self.box.awaiting())
+            if not files and not committing:
                 self.failing = False
                 following = self.box.next_due()
                 self.wake.wait(5.0 if following is None else min(5.0, max(following - time.time(), 0.05)))
                 continue
-            try:
-                outcomes = store(self.box.destination, files[:BATCH], self.options)
-            except Exception as exc:  # a library error: the batch waits, the destination backs off
-                outcomes = [Outcome(f, RETRY, f"{type(exc).__name__}: {exc}") for f in files[:BATCH]]
-            if self._settle(outcomes):
+            if files:
+                try:
+                    outcomes = store(self.box.destination, files[:BATCH], self.options)
+                except Exception as exc:  # a library error: the batch waits, the destination backs off
+                    outcomes = [Outcome(f, RETRY, f"{type(exc).__name__}: {exc}") for f in files[:BATCH]]
+                if self._settle(outcomes):
+                    self.stop.wait(self.delay)
+                    continue
+            if self.commit is not None and self._commit():
                 self.stop.wait(self.delay)
+
+    def _commit(self) -> bool:
+        """Ask the PACS to commit what it stored; True when it could not be asked (back off)."""
+        from edgecxr.dicomnet.commit_outbox import settle_commitments
+
+        if self.commit is None:
+            return False
+        down = settle_commitments(self.box, self.commit, calling_ae=self.options.calling_ae_title,
+                                  timeout_s=self.options.timeout_s, tls=self.options.tls,
+                                  max_age_s=self.options.max_age_s, log=self.log)
+        if down is not None:
+            return self._back_off(down)
+        self.failing, self.delay = False, 0.0
+        return False
 
     def _settle(self, outcomes: list[Outcome]) -> bool:
         """Record each outcome; True when the destination should be left alone for a while."""
@@ -158,7 +184,9 @@ class SenderThread(threading.Thread):
         for o in outcomes:
             if o.result == RETRY:
                 o = self._give_up_or_wait(o)
-            if o.result == SENT:
+            if o.result == SENT and self.commit is not None:  # delivered once committed
+                self.box.mark_stored(o.path, {"status": o.detail.rsplit(" ", 1)[-1]})
+            elif o.result == SENT:
                 self.box.mark_sent(o.path, {"status": o.detail.rsplit(" ", 1)[-1]})
                 sent += 1
             elif o.result == FAILED:
@@ -172,13 +200,16 @@ class SenderThread(threading.Thread):
                 self.log(f"{self.box.destination} reachable again")
             self.failing, self.delay = False, 0.0
             return False
+        return self._back_off(down[0].detail)
+
+    def _back_off(self, detail: str) -> bool:
+        """The destination could not be reached: wait longer each time, say so once, note it for status."""
         self.delay = min(max(self.delay * 2, self.options.first_retry_s), self.options.max_retry_s)
         if not self.failing:
-            self.log(f"cannot deliver to {self.box.destination}: {down[0].detail}; retrying with backoff "
+            self.log(f"cannot deliver to {self.box.destination}: {detail}; retrying with backoff "
                      f"(up to {self.options.max_retry_s:.0f} s), results stay in the outbox")
         self.failing = True
-        self.box.write_state(last_error=down[0].detail, last_attempt=utc_now(),
-                             next_attempt=_iso_in(self.delay))
+        self.box.write_state(last_error=detail, last_attempt=utc_now(), next_attempt=_iso_in(self.delay))
         return True
 
     def _give_up_or_wait(self, o: Outcome) -> Outcome:

@@ -24,6 +24,7 @@ from edgecxr.dicomnet.destination import Destination
 from edgecxr.dicomnet.finding import finding_from_record
 from edgecxr.dicomnet.identity import stamp_dataset
 from edgecxr.dicomnet.outbox import DestinationBox, Outbox, since_sending_began
+from edgecxr.dicomnet.retention import Retention, Rotator
 from edgecxr.dicomnet.sender import SenderThread, SendOptions
 from edgecxr.dicomnet.sr import Algorithm, build_sr, sr_uid
 from edgecxr.dicomnet.supervise import Supervisor
@@ -37,13 +38,16 @@ class DicomSendSink:
 
     def __init__(self, out: Path, inbox: Path, destinations: list[Destination], manifest: dict, *,
                  send_sc: bool = False, options: SendOptions | None = None,
-                 log: Callable[[str], None] = print, drain_seconds: float = 10.0):
+                 log: Callable[[str], None] = print, drain_seconds: float = 10.0,
+                 retention: Retention | None = None):
         for module in ("pydicom", "highdicom", "pynetdicom"):
             require(module, "sending results to a PACS (--send-sr)")  # refuse at start, not per result
         self.manifest, self.send_sc, self.log, self.drain_seconds = manifest, send_sc, log, drain_seconds
         records = read_results(out)
         self.outbox = Outbox(out, destinations, records)
         self._recover(since_sending_began(self.outbox.since, records), inbox)
+        self.rotator = Rotator(self.outbox, retention or Retention(), log)
+        self.rotator.maybe()  # after recovery: the horizon it may set must not hide a result not yet queued
         self.stop, self.wake = threading.Event(), threading.Event()
         self.senders = [SenderThread(box, options or SendOptions(), log) for box in self.outbox.boxes]
         self.build_supervisor = Supervisor("SR builder", self.stop, log)
@@ -73,6 +77,9 @@ class DicomSendSink:
             sender.wake.set()
         for thread in (self.builder, *self.senders):
             thread.join(timeout=max(1.0, deadline - time.monotonic()))
+        commit = self.senders[0].options.commit if self.senders else None
+        if commit is not None:  # what still awaits commitment is asked for again after the restart
+            commit.receiver.stop()
 
     def status(self) -> dict:
         """Objects sent, pending and failed per PACS, the oldest pending object's age, and whether the
@@ -85,6 +92,7 @@ class DicomSendSink:
                             *(self._worker(s, s.supervisor) for s in self.senders)],
                 "destinations": [
                     {"destination": str(box.destination), "sent": len(box.sent), "pending": len(box.pending()),
+                     "awaiting_commitment": len(box.awaiting()), "committed": box.committed,
                      "failed": sum(1 for _ in box.failed_dir.glob("*.dcm")),
                      "oldest_pending_s": box.oldest_pending_s()} for box in self.outbox.boxes]}
 
@@ -104,11 +112,13 @@ class DicomSendSink:
     def _work_left(self) -> bool:
         if self.outbox.queued():
             return self.builder.is_alive()
-        return any(s.box.pending() and not s.failing and s.is_alive() for s in self.senders)
+        return any((s.box.pending() or (s.commit and s.box.awaiting())) and not s.failing and s.is_alive()
+                   for s in self.senders)
 
     def _build_loop(self) -> None:
         while not self.stop.is_set():
             self.wake.clear()
+            self.rotator.maybe()
             jobs = self.outbox.queued()
             for job in jobs:
                 self._build(job)
