@@ -80,3 +80,31 @@ def test_a_refused_request_says_why(tmp_path, receiver):
     assert result.committed == [] and ("rejected the association" in result.error or
                                        "accepted the connection, then closed" in result.error), result.error
     assert "NOTORTHANC" in result.error
+
+
+def test_results_nobody_waits_for_are_kept_only_up_to_a_bound(receiver):
+    """Late reports (a request given up on, or one from before a restart) must not pile up for ever."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, build_role
+
+    from edgecxr.dicomnet.commitment import PUSH_MODEL, PUSH_MODEL_INSTANCE, UNCLAIMED
+
+    ae = AE(ae_title="ORTHANC")
+    ae.add_requested_context(PUSH_MODEL)
+    role = build_role(PUSH_MODEL, scp_role=True)  # the PACS sends the N-EVENT-REPORT: it asks for the SCP role
+    assoc = ae.associate("127.0.0.1", receiver.port, ae_title="EDGECXR", ext_neg=[role])
+    assert assoc.is_established
+    try:
+        for i in range(UNCLAIMED + 20):
+            ds = Dataset()
+            ds.TransactionUID = f"2.25.{i + 1}"
+            item = Dataset()
+            item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = DX, f"2.25.9{i}"
+            ds.ReferencedSOPSequence = [item]
+            status, _ = assoc.send_n_event_report(ds, 1, PUSH_MODEL, PUSH_MODEL_INSTANCE)
+            assert status.Status == 0
+    finally:
+        assoc.release()
+    assert len(receiver._results) == UNCLAIMED
+    assert receiver.wait("2.25.1", 0) is None  # the oldest went
+    assert receiver.wait(f"2.25.{UNCLAIMED + 20}", 0).committed == [f"2.25.9{UNCLAIMED + 19}"]

@@ -26,6 +26,8 @@ from edgecxr.errors import EdgecxrError
 PUSH_MODEL = "1.2.840.10008.1.20.1"
 PUSH_MODEL_INSTANCE = "1.2.840.10008.1.20.1.1"  # the well-known SOP instance the N-ACTION addresses
 REQUEST_COMMITMENT = 1  # Action Type ID
+UNCLAIMED = 256  # results kept for nobody waiting (late, or for a transaction of an earlier run); a waiter claims
+#                  its own within moments, and at most one waits per destination
 FAILURE_REASONS = {  # PS3.3 C.14.1.1 Failure Reason
     0x0110: "processing failure", 0x0112: "no such object instance", 0x0213: "resource limitation",
     0x0122: "referenced SOP class not supported", 0x0119: "class / instance conflict",
@@ -78,6 +80,8 @@ class CommitmentReceiver:
                 f"PACS did not commit: {FAILURE_REASONS.get(code, 'failure')} (0x{code:04X})")
         with self._done:
             self._results[uid] = result
+            while len(self._results) > UNCLAIMED:  # late results of requests given up on: the oldest go
+                del self._results[next(iter(self._results))]
             self._done.notify_all()
         return 0x0000, None
 
