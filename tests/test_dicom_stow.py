@@ -9,6 +9,7 @@ import http.client
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,28 @@ def test_https_with_the_right_ca_arrives_and_with_the_wrong_ca_stays_pending(tmp
     result, row = send_one(tmp_path / "plain", plain, "--send-tls-ca", str(certs["ca.pem"]))
     assert result.exit_code != 0 and row is None  # refused at start: TLS options with an http:// URL
     assert "plain http" in result.output, result.output
+
+
+def test_a_kept_alive_connection_the_server_closed_is_opened_again(web_pacs):
+    """Orthanc closes an idle kept-alive connection after 1 s; the next object on it must still go."""
+    from edgecxr.dicomnet.stow import BOUNDARY, _post
+
+    web_pacs.start()
+    sample = next(SAMPLES.glob("*.dcm"))
+    body = (f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode() + sample.read_bytes()
+            + f"\r\n--{BOUNDARY}--\r\n".encode())
+    headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
+               "Accept": "application/dicom+json"}
+    conn = http.client.HTTPConnection("127.0.0.1", web_pacs.http_port, timeout=10)
+    try:
+        assert _post(conn, "/dicom-web/studies", body, headers, reused=False)[0] == 200
+        time.sleep(2.5)  # idle past Orthanc's keep-alive (Keep-Alive: timeout=1)
+        with pytest.raises((http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
+            _post(conn, "/dicom-web/studies", body, headers, reused=False)  # what a reused connection meets
+        conn.close()
+        assert _post(conn, "/dicom-web/studies", body, headers, reused=False)[0] == 200
+        time.sleep(2.5)
+        assert _post(conn, "/dicom-web/studies", body, headers, reused=True)[0] == 200  # sent again, once
+    finally:
+        conn.close()
+    assert len(web_pacs.instances()) == 1

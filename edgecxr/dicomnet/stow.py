@@ -91,17 +91,34 @@ def store(destination: WebDestination, files: list[Path], options: SendOptions) 
             body = (f"--{BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n".encode() + data
                     + f"\r\n--{BOUNDARY}--\r\n".encode())
             try:
-                conn.request("POST", url, body, headers)
-                response = conn.getresponse()
-                answer = response.read()
+                status, reason, answer = _post(conn, url, body, headers, reused=bool(outcomes))
             except (OSError, http.client.HTTPException) as exc:
                 why = _unreachable(destination, exc, options.timeout_s)
                 outcomes += [Outcome(p, RETRY, f"{destination}: {why}") for p in files[len(outcomes):]]
                 break
-            outcomes.append(outcome_of(path, destination, response.status, response.reason, answer))
+            outcomes.append(outcome_of(path, destination, status, reason, answer))
     finally:
         conn.close()
     return outcomes
+
+
+def _post(conn: http.client.HTTPConnection, url: str, body: bytes, headers: dict[str, str],
+          reused: bool) -> tuple[int, str, bytes]:
+    """One POST. A kept-alive connection the server has meanwhile closed (Orthanc keeps one for 1 s) fails
+    before any answer: that request goes once more on a new connection, which is safe because a
+    second store of the same SOP Instance UID is the same object."""
+    def once() -> tuple[int, str, bytes]:
+        conn.request("POST", url, body, headers)
+        response = conn.getresponse()
+        return response.status, response.reason, response.read()
+
+    try:
+        return once()
+    except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+        if not reused:
+            raise
+        conn.close()  # http.client connects again on the next request
+    return once()
 
 
 def outcome_of(path: Path, destination: WebDestination, status: int, reason: str, body: bytes) -> Outcome:
