@@ -314,3 +314,20 @@ def test_a_kept_alive_connection_the_server_closed_is_opened_again(web_pacs):
     finally:
         conn.close()
     assert len(web_pacs.instances()) == 1
+
+
+def test_the_audit_trail_names_the_dicomweb_destination(web_pacs, tmp_path):
+    from tests.test_dicom_audit import kind, messages, participant
+
+    web_pacs.start()
+    inbox, trail = tmp_path / "inbox1", tmp_path / "audit.log"
+    inbox.mkdir()
+    shutil.copyfile(next(SAMPLES.glob("*.dcm")), inbox / "x.dcm")
+    result = CliRunner().invoke(app, ["watch", str(inbox), "--once", "--settle-seconds", "0", "--backend",
+                                      "onnxruntime", "--out", str(tmp_path / "out"), "--send-sr",
+                                      web_pacs.dicomweb_url, "--send-echo-interval", "0", "--audit-log", str(trail)])
+    assert result.exit_code == 0, result.output
+    sent = [d for d in messages(trail) if kind(d) == ("110104", None, "0")]  # every line validated by the schema
+    assert len(sent) == 1, trail.read_text()
+    peer = participant(sent[0], "110152")
+    assert (peer.get("UserID"), peer.get("NetworkAccessPointID")) == (web_pacs.dicomweb_url, "127.0.0.1")
