@@ -331,3 +331,18 @@ def test_the_audit_trail_names_the_dicomweb_destination(web_pacs, tmp_path):
     assert len(sent) == 1, trail.read_text()
     peer = participant(sent[0], "110152")
     assert (peer.get("UserID"), peer.get("NetworkAccessPointID")) == (web_pacs.dicomweb_url, "127.0.0.1")
+
+
+def test_a_wrong_base_url_keeps_objects_pending_and_says_so(web_pacs, tmp_path):
+    """A 404 is about the URL, not the object: nothing may move to failed/ for it."""
+    from edgecxr.dicomnet.stow import store
+
+    web_pacs.start()
+    obj = tmp_path / "1.2.3.4.6.dcm"
+    shutil.copyfile(next(SAMPLES.glob("*.dcm")), obj)
+    destination = parse_destination(f"http://127.0.0.1:{web_pacs.http_port}/not-dicom-web")
+    assert isinstance(destination, WebDestination)
+    [outcome] = store(destination, [obj], FAST)
+    assert (outcome.result, outcome.answered) == (RETRY, False), outcome  # the destination backs off
+    assert "STOW-RS HTTP 404" in outcome.detail and "check the URL" in outcome.detail, outcome.detail
+    assert web_pacs.instances() == []
