@@ -7,7 +7,9 @@ The PACS must accept C-STORE from our AE title (EDGECXR) and send storage commit
 EDGECXR at this host's --commit-port (Orthanc: "DicomModalities": {"edgecxr": {"AET": "EDGECXR",
 "Host": "127.0.0.1", "Port": 11113}}). "On" is what a node with --audit-log and commitment does per
 batch of 32: C-STORE, one audit message per batch outcome (headers read from each object), then an
-N-ACTION and the wait for its N-EVENT-REPORT. "Off" is the C-STORE alone.
+N-ACTION and the wait for its N-EVENT-REPORT. "Off" is the C-STORE alone. With --outbox both go
+through the outbox's own sender thread instead, as `watch --send-sr` runs it ("on": --send-commit and
+--audit-log: an object counts once committed).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from pydicom.uid import generate_uid
 
 from edgecxr.bundle import load_bundle
 from edgecxr.dicomnet.audit import AuditLog
+from edgecxr.dicomnet.commit_outbox import CommitOptions
 from edgecxr.dicomnet.commitment import CommitmentReceiver, commit
 from edgecxr.dicomnet.destination import parse_destination
 from edgecxr.dicomnet.finding import finding_from_record
 from edgecxr.dicomnet.identity import stamp_dataset
-from edgecxr.dicomnet.sender import BATCH, SENT, SendOptions, store
+from edgecxr.dicomnet.outbox import DestinationBox
+from edgecxr.dicomnet.sender import BATCH, SENT, SenderThread, SendOptions, store
 from edgecxr.dicomnet.sr import Algorithm, build_sr
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.samples import SAMPLE_DIR
@@ -79,6 +83,31 @@ def run(paths: list[Path], destination, options: SendOptions, secured: tuple | N
     return len(paths) / (time.perf_counter() - start)
 
 
+def run_outbox(paths: list[Path], destination, options: SendOptions, secured: tuple | None) -> float:
+    """Objects per second through a fresh outbox and its SenderThread, until every object is in sent.jsonl
+    (with `secured`: committed, and audited)."""
+    box = DestinationBox(paths[0].parent / "outbox", destination)
+    for path in paths:
+        box.add(str(dcmread(path, stop_before_pixels=True).SOPInstanceUID), path.read_bytes())
+    if secured is not None:
+        audit, receiver = secured
+        options = SendOptions(calling_ae_title=options.calling_ae_title, commit=CommitOptions(receiver, wait_s=60),
+                              audit=audit.send_outcomes(options.calling_ae_title))
+    sender = SenderThread(box, options, print)
+    start = time.perf_counter()
+    sender.start()
+    deadline = time.monotonic() + 600
+    while len(box.sent) < len(paths) and time.monotonic() < deadline and not any(box.failed_dir.glob("*.json")):
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    sender.stop.set()
+    sender.wake.set()
+    sender.join(30)
+    if len(box.sent) != len(paths):
+        raise SystemExit(f"the outbox did not deliver every object: {box.folder}")
+    return len(paths) / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--to", required=True, help="AET@HOST:PORT of the PACS")
@@ -86,6 +115,7 @@ def main() -> None:
     parser.add_argument("--commit-host", default="127.0.0.1", help="address to take commitment results on")
     parser.add_argument("--count", type=int, default=192, help="objects per round (a multiple of 32 is fairest)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--outbox", action="store_true", help="send through the outbox's sender thread")
     args = parser.parse_args()
     destination, options = parse_destination(args.to), SendOptions()
     template = template_sr()
@@ -97,7 +127,8 @@ def main() -> None:
             for r in range(args.rounds):
                 for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):  # alternate, so drift hits both
                     paths = fresh_copies(template, Path(tmp) / f"{mode}-{r}", args.count)
-                    rates[mode].append(run(paths, destination, options, (audit, receiver) if mode == "on" else None))
+                    how = run_outbox if args.outbox else run
+                    rates[mode].append(how(paths, destination, options, (audit, receiver) if mode == "on" else None))
                     print(f"round {r + 1} {mode:>3}: {rates[mode][-1]:.1f} objects/s", flush=True)
             audit.close()
     finally:
