@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgecxr.dicomnet.destination import parse_destination
-from edgecxr.dicomnet.outbox import DestinationBox
+from edgecxr.dicomnet.outbox import DestinationBox, summary
 from edgecxr.dicomnet.retention import Retention, rotate
 from edgecxr.dicomnet.sink import DicomSendSink
 from edgecxr.dicomnet.sr import sr_uid
@@ -46,6 +46,10 @@ def test_sent_lines_older_than_the_limit_move_to_sent_1_and_newer_ones_stay(tmp_
         == ["2.25.0", "2.25.1"]
     assert box.sent == {"2.25.2", "2.25.3"}
     assert rotate(box, Retention(keep_days=90, keep_mb=50)) == 0  # nothing more to do
+    again = DestinationBox(tmp_path / "outbox", box.destination)  # a restart: the counts stay whole
+    assert again.sent == {"2.25.2", "2.25.3"} and again.sent_total == 4
+    [row] = summary(tmp_path)  # edgecxr status: a counter in /metrics never goes down
+    assert row["sent"] == 4
 
 
 def test_a_sent_file_over_the_size_limit_loses_its_oldest_lines_but_never_the_last_hours(tmp_path):

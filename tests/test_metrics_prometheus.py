@@ -155,7 +155,8 @@ def test_metrics_of_a_sending_drifting_watcher_pass_promtool():
               "refused_by_code": {"not_an_image": 2}, "out_of_scope_by_code": {"blank": 3, "modality": 1},
               "inference_ms": {"le_ms": [5, 10], "counts": [1, 2, 3], "sum_ms": 60.5, "count": 6},
               "sending": {"queued": 1, "destinations": [{"destination": "PACS@10.0.0.1:104", "sent": 7,
-                                                         "pending": 2, "failed": 1}]},
+                                                         "pending": 2, "failed": 1, "committed": 6,
+                                                         "awaiting_commitment": 1}]},
               "drift": {"images": 200, "baseline": VALIDATION, "checks": [
                   {"name": "out_of_scope_rate", "observed": 0.09, "expected": 0.01, "p_value": 2e-7, "warning": True},
                   {"name": "label_share", "label": "NORMAL", "observed": 0.3, "expected": 0.375, "p_value": 0.2,
@@ -167,6 +168,8 @@ def test_metrics_of_a_sending_drifting_watcher_pass_promtool():
     assert values["edgecxr_watcher_running"] == 1 and values["edgecxr_heartbeat_age_seconds"] == 10
     assert values["edgecxr_inbox_unavailable"] == 1
     assert values['edgecxr_sr_sent_total{destination="PACS@10.0.0.1:104"}'] == 7
+    assert values['edgecxr_sr_committed_total{destination="PACS@10.0.0.1:104"}'] == 6
+    assert values['edgecxr_sr_awaiting_commitment{destination="PACS@10.0.0.1:104"}'] == 1
     assert values['edgecxr_out_of_scope_total{code="blank"}'] == 3
     assert values['edgecxr_inference_duration_seconds_bucket{le="0.01"}'] == 3
     assert values['edgecxr_drift_warning{check="out_of_scope_rate",label=""}'] == 1

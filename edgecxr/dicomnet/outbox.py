@@ -52,9 +52,13 @@ class DestinationBox:
         self.sent_path = self.folder / "sent.jsonl"
         _cut_torn_tail(self.sent_path)
         self.sent: set[str] = set()
-        self.committed = 0  # sent lines that carry a commitment (status.json lists them as committed)
+        # Counts for status.json and /metrics: every object ever sent (committed), lines retention removed
+        # included (state.json keeps their count), so a counter never goes down when sent.jsonl is rotated.
+        state = _read_json(self.folder / "state.json") or {}
+        self.sent_total, self.committed = int(state.get("rotated_sent", 0)), int(state.get("rotated_committed", 0))
         for line in _read_jsonl(self.sent_path):
             self.sent.add(line["sop_instance_uid"])
+            self.sent_total += 1
             self.committed += bool(line.get("committed_at"))
         self._lock = threading.Lock()
         for path in self.pending() + self.awaiting():  # sent, then killed before the file was removed
@@ -163,6 +167,7 @@ class DestinationBox:
         with self._lock:
             _append_line(self.sent_path, line)
             self.sent.add(path.stem)
+            self.sent_total += 1
             self.committed += bool(line.get("committed_at"))
         self._remove(path)
         self._forget(path.stem)
@@ -177,9 +182,10 @@ class DestinationBox:
 
     def write_state(self, **fields) -> None:
         path = self.folder / "state.json"
-        state = _read_json(path) or {}
-        state.update(destination=str(self.destination), updated=utc_now(), **fields)
-        atomic_write_json(path, state)
+        with self._lock:  # the sender and the retention pass (builder thread) both update it
+            state = _read_json(path) or {}
+            state.update(destination=str(self.destination), updated=utc_now(), **fields)
+            atomic_write_json(path, state)
 
 
 class Outbox:
@@ -313,7 +319,8 @@ def summary(out: Path) -> list[dict]:
             "destination": state.get("destination", folder.name),
             "pending": len([p for p in (folder / "pending").glob("*.dcm") if not p.name.startswith(".")]),
             "awaiting_commitment": len(list((folder / "awaiting").glob("*.dcm"))),
-            "sent": sent, "committed": committed,
+            "sent": sent + int(state.get("rotated_sent", 0)),
+            "committed": committed + int(state.get("rotated_committed", 0)),
             "failed": len(list((folder / "failed").glob("*.dcm"))),
             "queued": queued, "last_error": state.get("last_error"), "last_sent": state.get("last_sent"),
             "next_attempt": state.get("next_attempt"),

@@ -22,7 +22,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from edgecxr.dicomnet.outbox import DestinationBox
 from edgecxr.fsutil import atomic_write_bytes, fsync_dir
@@ -67,9 +67,14 @@ def _rotate_sent(box: DestinationBox, retention: Retention, now: float) -> int:
         atomic_write_bytes(box.folder / "sent.1.jsonl", b"".join(raw[:cut]))
         atomic_write_bytes(box.sent_path, b"".join(raw[cut:]))
         for line in raw[:cut]:
-            uid = _uid(line)
-            if uid in box.sent:
-                box.sent.discard(uid)
+            box.sent.discard(_field(line, "sop_instance_uid"))
+    try:
+        state = json.loads((box.folder / "state.json").read_text())
+    except (OSError, ValueError):
+        state = {}
+    box.write_state(rotated_sent=int(state.get("rotated_sent", 0)) + cut,  # the counts stay whole
+                    rotated_committed=int(state.get("rotated_committed", 0))
+                    + sum(1 for line in raw[:cut] if _field(line, "committed_at")))
     return cut
 
 
@@ -127,13 +132,9 @@ def _line_time(line: bytes) -> float:
         return float("inf")
 
 
-def _uid(line: bytes) -> str:
+def _field(line: bytes, key: str) -> str:
     try:
-        return str(json.loads(line).get("sop_instance_uid", ""))
-    except ValueError:
+        return str(json.loads(line).get(key) or "")
+    except (ValueError, AttributeError):
         return ""
-
-
-def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=0).isoformat()
 

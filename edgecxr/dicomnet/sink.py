@@ -91,7 +91,7 @@ class DicomSendSink:
                 "workers": [self._worker(self.builder, self.build_supervisor),
                             *(self._worker(s, s.supervisor) for s in self.senders)],
                 "destinations": [
-                    {"destination": str(box.destination), "sent": len(box.sent), "pending": len(box.pending()),
+                    {"destination": str(box.destination), "sent": box.sent_total, "pending": len(box.pending()),
                      "awaiting_commitment": len(box.awaiting()), "committed": box.committed,
                      "failed": sum(1 for _ in box.failed_dir.glob("*.dcm")),
                      "oldest_pending_s": box.oldest_pending_s()} for box in self.outbox.boxes]}

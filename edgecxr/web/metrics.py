@@ -93,7 +93,10 @@ def _sending(out: Exposition, sending) -> None:
     rows = [r for r in sending.get("destinations") or [] if isinstance(r, dict)]
     for key, kind, text in (("sent", "counter", "DICOM objects (SR, SC) a PACS accepted"),
                             ("failed", "counter", "DICOM objects a PACS refused for good (kept in outbox failed/)"),
-                            ("pending", "gauge", "DICOM objects built and waiting for a PACS")):
+                            ("pending", "gauge", "DICOM objects built and waiting for a PACS"),
+                            ("committed", "counter", "DICOM objects a PACS committed (watch --send-commit)"),
+                            ("awaiting_commitment", "gauge",
+                             "DICOM objects a PACS stored and has not yet committed (watch --send-commit)")):
         name = f"edgecxr_sr_{key}_total" if kind == "counter" else f"edgecxr_sr_{key}"
         out.family(name, kind, text, [({"destination": r.get("destination")}, r.get(key)) for r in rows])
     out.family("edgecxr_sr_queued", "gauge", "Results waiting for their SR to be built", sending.get("queued"))
