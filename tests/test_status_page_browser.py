@@ -239,7 +239,8 @@ def test_pacs_health_shows_an_alert_for_a_pacs_that_does_not_answer(browser, tmp
         "state": "running", "updated": now, "uptime_s": 40, "processed": 3, "refused": 0, "backlog": 0,
         "waiting": 0, "bundle": "reference-micro-128", "backend": "onnxruntime", "precision": "int8",
         "reason": "test", "last_error": None, "sending": {"queued": 0, "destinations": [
-            {"destination": "PACS@10.0.0.5:104", "sent": 6, "pending": 0, "failed": 0,
+            {"destination": "PACS@10.0.0.5:104", "sent": 6, "pending": 0, "failed": 0, "committed": 6,
+             "awaiting_commitment": 1,
              "health": {"reachable": True, "last_ok": now, "last_checked": now, "last_error": None, "rtt_ms": 12.5}},
             {"destination": "<b>RESEARCH</b>@10.0.0.9:11112", "sent": 0, "pending": 3, "failed": 1,
              "health": {"reachable": False, "last_ok": None, "last_checked": now, "rtt_ms": None,
@@ -253,7 +254,8 @@ def test_pacs_health_shows_an_alert_for_a_pacs_that_does_not_answer(browser, tmp
         problems = [li.text for li in browser.find_elements("css selector", "#pacs-problems li")]
         assert problems == ["<b>RESEARCH</b>@10.0.0.9:11112: connection refused: nothing listens at 10.0.0.9:11112"]
         details = browser.execute_script("return document.getElementById('h-pacs').textContent")
-        assert "PACS@10.0.0.5:104: answering (12.5 ms); sent 6, waiting 0, refused 0" in details
+        assert "PACS@10.0.0.5:104: answering (12.5 ms); sent 6 (committed 6, stored awaiting commitment 1), " \
+            "waiting 0, refused 0" in details
         assert "not answering: connection refused" in details and "waiting 3, refused 1" in details
         assert not browser.find_elements("css selector", "#pacs-problems b")  # the name stayed text
     finally:

@@ -146,7 +146,8 @@ def drift_view(drift) -> dict | None:
 
 
 def pacs_view(sending) -> list[dict]:
-    """Each --send-sr destination as the page shows it: counts and the C-ECHO health check's answer."""
+    """Each --send-sr destination as the page shows it: counts (with --send-commit: committed and awaiting
+    commitment too) and the C-ECHO health check's answer."""
     if not isinstance(sending, dict):
         return []
     rows = []
@@ -154,7 +155,8 @@ def pacs_view(sending) -> list[dict]:
         if not isinstance(row, dict):
             continue
         health: dict = row["health"] if isinstance(row.get("health"), dict) else {}
-        counts = {k: row.get(k) if isinstance(row.get(k), int) else None for k in ("sent", "pending", "failed")}
+        counts = {k: row.get(k) if isinstance(row.get(k), int) else None
+                  for k in ("sent", "pending", "failed", "committed", "awaiting_commitment")}
         rtt = health.get("rtt_ms")
         rows.append({"destination": _text(row.get("destination", "")), **counts,
                      "reachable": health.get("reachable") if isinstance(health.get("reachable"), bool) else None,

@@ -126,7 +126,9 @@
     $("h-pacs").replaceChildren(...rows.map((p) => {
       const state = p.reachable === true ? `answering (${p.rtt_ms ?? "?"} ms)`
         : p.reachable === false ? `not answering: ${p.last_error || "no answer"}` : "not checked yet";
-      return el("div", `${p.destination}: ${state}; sent ${p.sent ?? "-"}, waiting ${p.pending ?? "-"}, `
+      const commit = p.committed || p.awaiting_commitment  // --send-commit: delivered means committed
+        ? ` (committed ${p.committed ?? 0}, stored awaiting commitment ${p.awaiting_commitment ?? 0})` : "";
+      return el("div", `${p.destination}: ${state}; sent ${p.sent ?? "-"}${commit}, waiting ${p.pending ?? "-"}, `
         + `refused ${p.failed ?? "-"}`, "check");
     }));
   }
