@@ -18,6 +18,8 @@ from edgecxr.dicomnet.sink import DicomSendSink
 from edgecxr.dicomnet.sr import sr_uid
 from tests.dicom_net import dx_dataset
 from tests.orthanc import Orthanc, free_port
+from tests.test_dicom_audit import kind as audit_kind
+from tests.test_dicom_audit import messages as audit_messages
 from tests.test_dicom_delivery import MANIFEST, result_line, srs_in
 from tests.tools import require_module, wait_for
 
@@ -212,11 +214,16 @@ def test_watch_send_commit_end_to_end_and_edgecxr_status_lists_the_committed(tmp
         result = CliRunner().invoke(app, [
             "watch", str(inbox), "--once", "--settle-seconds", "0", "--backend", "onnxruntime", "--out", str(out),
             "--send-sr", pacs.destination, "--send-commit", "--send-commit-listen", f"127.0.0.1:{port}",
-            "--send-commit-wait", "10", "--send-echo-interval", "0"])
+            "--send-commit-wait", "10", "--send-echo-interval", "0", "--audit-log", str(tmp_path / "audit.log")])
         assert result.exit_code == 0, result.output
         stored = srs_in(pacs)
     finally:
         pacs.stop()
+    trail = audit_messages(tmp_path / "audit.log")
+    committed = [doc for doc in trail if audit_kind(doc) == ("110104", "COMMITTED", "0")]
+    assert len(committed) >= 1  # the PACS's commitment answer is in the trail, valid against the schema
+    assert sum(len(doc.findall("ParticipantObjectIdentification/ParticipantObjectDescription/SOPClass/Instance"))
+               for doc in committed) == 3
     status = CliRunner().invoke(app, ["status", str(out)])
     assert f"PACS {pacs.destination}: pending 0, sent 3, failed 0 (committed 3, stored awaiting commitment 0)" \
         in status.output, status.output

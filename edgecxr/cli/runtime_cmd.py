@@ -243,7 +243,8 @@ def _send_sinks(targets, send_sc, ae_title, retry, out, inbox, classifier, log, 
     options = SendOptions(calling_ae_title=parse_destination(f"{ae_title}@x:1").ae_title, max_retry_s=retry_max,
                           first_retry_s=min(2.0, retry_max), tls=tls, max_attempts=attempts,
                           max_age_s=hours * 3600,
-                          audit=audit.send_outcomes(ae_title) if audit else None, commit=commit)
+                          audit=audit.send_outcomes(ae_title) if audit else None, commit=commit,
+                          commit_audit=audit.commit_outcomes(ae_title) if audit else None)
     from edgecxr.dicomnet.retention import Retention
 
     if keep[0] <= 0 or keep[1] <= 0:

@@ -40,6 +40,7 @@ ROLE_SOURCE = ("110153", DCM, "Source Role ID")
 STUDY_UID = ("110180", DCM, "Study Instance UID")
 CLASSIFICATION = ("CLASSIFIED", LOCAL, "AI classification")
 REFUSAL = ("REFUSED", LOCAL, "Input refused")
+COMMITMENT = ("COMMITTED", LOCAL, "Storage commitment")  # the PACS's answer to our N-ACTION (--send-commit)
 MAX_DESCRIPTION = 512
 
 
@@ -125,6 +126,46 @@ class AuditLog:
                           f"not delivered, will retry: {reasons['retry']}")
 
         return hook
+
+    def commit_outcomes(self, ae_title: str):
+        """The commitment hook (SendOptions.commit_audit): one message for the objects a PACS committed
+        (outcome 0) and one per reason it did not (8), read from the objects before they leave awaiting/."""
+
+        def hook(destination, committed: list[Path], failed: dict[Path, str]) -> None:
+            try:
+                record(destination, committed, failed)
+            except Exception as exc:  # never let the audit stop a sender thread
+                self.failures, self.last_error = self.failures + 1, f"{type(exc).__name__}: {exc}"
+
+        def studies(paths: list[Path]) -> dict[str, dict[str, list[str]]]:
+            groups: dict[str, dict[str, list[str]]] = {}
+            for path in paths:
+                study, sop_class = _header(path)
+                groups.setdefault(study, {}).setdefault(sop_class, []).append(path.stem)
+            return groups
+
+        def record(destination, committed: list[Path], failed: dict[Path, str]) -> None:
+            if committed:
+                self.committed(destination, ae_title, studies(committed))
+            by_reason: dict[str, list[Path]] = {}
+            for path, why in failed.items():
+                by_reason.setdefault(why, []).append(path)
+            for why, paths in by_reason.items():
+                self.committed(destination, ae_title, studies(paths), SERIOUS, f"not committed: {why}")
+
+        return hook
+
+    def committed(self, destination, ae_title: str, studies: dict[str, dict[str, list[str]]],
+                  outcome: str = SUCCESS, why: str | None = None) -> None:
+        """A PACS took responsibility for these objects (outcome 0), or said it would not (8, `why`)."""
+        message, event = self._message(INSTANCES_TRANSFERRED, "R", outcome, COMMITMENT)
+        if why:
+            ET.SubElement(event, "EventOutcomeDescription").text = _one_line(why)
+        self._us(message, ae_title, ROLE_SOURCE, requestor=True)
+        self._peer(message, destination.ae_title, destination.host, ROLE_DESTINATION, requestor=False)
+        for study, classes in studies.items():
+            self._study(message, study, classes)
+        self._write(message)
 
     def result(self, record: dict, ae_title: str) -> None:
         """A classification (status ok), or a refusal (out_of_scope, error) with its reason code."""

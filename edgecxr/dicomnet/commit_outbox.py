@@ -38,7 +38,7 @@ class CommitOptions:
 
 
 def settle_commitments(box: DestinationBox, commit_options: CommitOptions, *, calling_ae: str, timeout_s: float,
-                       tls, max_age_s: float, log: Callable[[str], None]) -> str | None:
+                       tls, max_age_s: float, log: Callable[[str], None], audit=None) -> str | None:
     """One commitment round for the oldest awaiting objects. Returns why the PACS could not be asked
     (the destination should back off), or None."""
     files = box.awaiting()[:BATCH]
@@ -56,6 +56,9 @@ def settle_commitments(box: DestinationBox, commit_options: CommitOptions, *, ca
         return None
     result = commit(box.destination, objects, commit_options.receiver, calling_ae=calling_ae,
                     wait_s=commit_options.wait_s, timeout_s=timeout_s, context=tls)
+    if audit is not None:  # before the files leave awaiting/: the audit reads their headers
+        audit(box.destination, [by_uid[u] for u in result.committed if u in by_uid],
+              {by_uid[u]: why for u, why in result.failed.items() if u in by_uid})
     for uid in result.committed:
         if uid in by_uid:
             info = box.awaiting_info(by_uid[uid])

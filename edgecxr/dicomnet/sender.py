@@ -55,6 +55,7 @@ class SendOptions:
     max_retry_s: float = 300.0
     tls: ssl.SSLContext | None = None  # send_tls.client_context: TLS to every destination
     audit: Callable[[Destination, list[Outcome]], None] | None = None  # AuditLog.send_outcomes
+    commit_audit: Callable | None = None  # AuditLog.commit_outcomes: the PACS's commitment answers
     max_attempts: int = 20  # "try again" answers about one object before it moves to failed/
     max_age_s: float = 7 * 86400.0  # an object still not delivered after this long moves to failed/
     commit: CommitOptions | None = None  # --send-commit: delivered means committed (commit_outbox.py)
@@ -170,7 +171,7 @@ class SenderThread(threading.Thread):
             return False
         down = settle_commitments(self.box, self.commit, calling_ae=self.options.calling_ae_title,
                                   timeout_s=self.options.timeout_s, tls=self.options.tls,
-                                  max_age_s=self.options.max_age_s, log=self.log)
+                                  max_age_s=self.options.max_age_s, log=self.log, audit=self.options.commit_audit)
         if down is not None:
             return self._back_off(down)
         self.failing, self.delay = False, 0.0
