@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgecxr.cli.options import LogFormatOpt
-from edgecxr.cli.send_opts import AuditLogOpt, AuditSyslogOpt
+from edgecxr.cli.send_opts import AuditLogOpt, AuditSyslogCaOpt, AuditSyslogOpt
 
 
 def dicom_listen(
@@ -27,6 +27,7 @@ def dicom_listen(
     tls_ca: Annotated[Path | None, typer.Option(help="Mutual TLS: only clients with a certificate signed by this CA (PEM) may connect.")] = None,
     audit_log: AuditLogOpt = None,
     audit_syslog: AuditSyslogOpt = None,
+    audit_syslog_ca: AuditSyslogCaOpt = None,
     log_format: LogFormatOpt = "text",
 ):
     """Receive images from the scanner or PACS by DICOM C-STORE (Storage SCP) into a watched folder."""
@@ -45,7 +46,7 @@ def dicom_listen(
 
     set_default_log(lambda line: say(line, event="warning"))  # pydicom's warnings quote the values they reject
     ae_title = check_ae_title(ae_title, "--ae-title")
-    audit = open_audit(audit_log, ae_title, audit_syslog)
+    audit = open_audit(audit_log, ae_title, audit_syslog, audit_syslog_ca)
     if audit is not None:
         say = audited_say(say, audit, ae_title)
     options = ListenOptions(

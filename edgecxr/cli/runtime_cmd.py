@@ -30,6 +30,7 @@ from edgecxr.cli.options import (
 )
 from edgecxr.cli.send_opts import (
     AuditLogOpt,
+    AuditSyslogCaOpt,
     AuditSyslogOpt,
     SendAllowHttpOpt,
     SendCommitListenOpt,
@@ -117,6 +118,7 @@ def watch(
     send_allow_http: SendAllowHttpOpt = False,
     audit_log: AuditLogOpt = None,
     audit_syslog: AuditSyslogOpt = None,
+    audit_syslog_ca: AuditSyslogCaOpt = None,
     http: Annotated[str | None, typer.Option(help="Serve a read-only status page at PORT or HOST:PORT, e.g. 127.0.0.1:8080 (a bare port binds loopback; any other address logs a warning).")] = None,
     http_allow_host: Annotated[list[str] | None, typer.Option(metavar="NAME", help="With --http: a further host name the page may be opened by (repeatable); it always answers to its address, localhost, 127.0.0.1 and [::1], and refuses other names (DNS rebinding).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Also write an occlusion map per classified image to OUT/maps/<sha256>.png, made on the same engine after the result line.")] = False,
@@ -167,7 +169,7 @@ def watch(
                 label=record.get("label"), code=record.get("error", {}).get("code"))
 
     log = lambda m: say(m, event="log")  # noqa: E731
-    audit = open_audit(audit_log, send_ae_title, audit_syslog)
+    audit = open_audit(audit_log, send_ae_title, audit_syslog, audit_syslog_ca)
     sinks = _send_sinks(send_sr or [], send_sc, send_ae_title, (send_retry_max, *send_give_up), out, inbox,
                         classifier, log, once,
                         commit=commit_options(send_commit, send_commit_listen, send_commit_wait, send_ae_title,

@@ -20,10 +20,12 @@ SendEchoIntervalOpt = Annotated[float, typer.Option(
          "and /metrics); 0 turns them off.")]
 AuditLogOpt = Annotated[Path | None, typer.Option(
     help="Append a DICOM audit message (PS3.15 A.5, as IHE ATNA uses) per event to this file, one XML message a "
-         "line: start, stop, receipt, classification, refusal, send, failure, association refused.")]
+         "line: start, stop, receipt, classification, refusal, send, commitment, failure, association refused.")]
 AuditSyslogOpt = Annotated[str | None, typer.Option(
-    metavar="HOST:PORT", help="With --audit-log: also send each audit message to this syslog collector (RFC 5424 "
-                              "over UDP, as IHE ATNA audit repositories take them).")]
+    metavar="[udp|tcp|tls://]HOST:PORT", help="With --audit-log: also send each audit message to this syslog "
+    "collector (RFC 5424 over UDP, or octet-counted over TCP or TLS, as IHE ATNA audit repositories take them).")]
+AuditSyslogCaOpt = Annotated[Path | None, typer.Option(
+    help="With --audit-syslog tls://: the CA that signed the collector's certificate (default: the system's).")]
 SendAllowHttpOpt = Annotated[bool, typer.Option(
     "--send-allow-http", help="Allow a plain http:// DICOMweb --send-sr to another machine (results, with patient ID "
                               "and name, travel unencrypted); without it only loopback may be plain http.")]
@@ -98,7 +100,7 @@ def send_tls(targets: list[str] | None, cert: Path | None, key: Path | None, ca:
     return context
 
 
-def open_audit(path: Path | None, ae_title: str, syslog: str | None = None):
+def open_audit(path: Path | None, ae_title: str, syslog: str | None = None, syslog_ca: Path | None = None):
     """The audit trail, with its Application Start message written; None without --audit-log."""
     if path is None:
         if syslog is not None:
@@ -108,9 +110,9 @@ def open_audit(path: Path | None, ae_title: str, syslog: str | None = None):
     import socket
 
     from edgecxr.dicomnet.audit import AuditLog
-    from edgecxr.dicomnet.audit_syslog import SyslogForwarder, parse_collector
+    from edgecxr.dicomnet.audit_syslog import open_forwarder
 
-    forward = SyslogForwarder(parse_collector(syslog)) if syslog is not None else None
+    forward = open_forwarder(syslog, syslog_ca) if syslog is not None else None
     audit = AuditLog(path, f"{ae_title}@{socket.gethostname()}", forward)
     audit.application(True, ae_title)
     return audit

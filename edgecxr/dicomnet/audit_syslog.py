@@ -1,16 +1,25 @@
-"""Audit messages to a syslog collector: RFC 5424 over UDP (RFC 5426), as IHE ATNA's audit repositories take them.
+"""Audit messages to a syslog collector: RFC 5424 over UDP (RFC 5426), TCP (RFC 6587) or TLS (RFC 5425),
+as IHE ATNA's audit repositories take them.
 
 Each message is one datagram: `<85>1 TIMESTAMP HOST edgecxr PID IHE+RFC-3881 - ` then a UTF-8 BOM
 and the XML (facility 10 "security/authorization", severity 5 "notice", the MSGID IHE ITI-20
 names). UDP never blocks the node and gives no delivery guarantee, which is why the local file
-stays the record; a datagram that cannot be sent is counted, never raised.
+stays the record; a datagram that cannot be sent is counted, never raised. Over TCP and TLS each
+message is octet-counted (`LENGTH SP MESSAGE`, RFC 6587/5425) and sent by a thread of its own from
+a bounded queue, so a slow or absent collector never holds up classification or sending: a message
+that finds the queue full, or that cannot be sent after one reconnection, is counted, never raised.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import socket
+import ssl
+import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 from edgecxr.errors import EdgecxrError
 
@@ -18,6 +27,45 @@ PRI = 10 * 8 + 5  # facility 10 (security/authorization messages), severity 5 (n
 APP_NAME = "edgecxr"
 MSGID = "IHE+RFC-3881"
 MAX_DATAGRAM = 65_000  # a UDP datagram's payload limit, with room for the headers
+
+
+SCHEMES = ("udp", "tcp", "tls")
+QUEUE = 1000  # messages waiting for a TCP/TLS collector before new ones are counted as lost
+TIMEOUT_S = 5.0
+
+
+def parse_target(text: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of `[udp|tcp|tls://]HOST:PORT`; UDP without a scheme, as before."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "udp", text
+    if scheme not in SCHEMES:
+        raise EdgecxrError(f"--audit-syslog {text!r}: unknown transport {scheme!r}",
+                           fix="give udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT (a bare HOST:PORT is UDP)")
+    return (scheme, *parse_collector(rest))
+
+
+def open_forwarder(text: str, ca: Path | None = None):
+    """The forwarder for --audit-syslog (and --audit-syslog-ca, which only TLS takes)."""
+    scheme, host, port = parse_target(text)
+    if ca is not None and scheme != "tls":
+        raise EdgecxrError("--audit-syslog-ca goes with a tls:// collector",
+                           fix=f"give --audit-syslog tls://{host}:{port}, or leave out --audit-syslog-ca")
+    if scheme == "udp":
+        return SyslogForwarder((host, port))
+    return StreamForwarder((host, port), _tls_context(ca) if scheme == "tls" else None)
+
+
+def _tls_context(ca: Path | None) -> ssl.SSLContext:
+    if ca is not None and not ca.is_file():
+        raise EdgecxrError("--audit-syslog-ca: file not found", path=ca, fix="give the collector CA's PEM file")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca else None)
+    except (ssl.SSLError, OSError) as exc:
+        raise EdgecxrError(f"cannot load the syslog collector's CA ({exc})", path=ca,
+                           fix="give the PEM certificate of the CA that signed the collector's certificate") from exc
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def parse_collector(text: str) -> tuple[str, int]:
@@ -62,3 +110,55 @@ class SyslogForwarder:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class StreamForwarder(SyslogForwarder):
+    """RFC 5424 messages over one TCP (or TLS) connection, octet-counted, from a queue on its own thread."""
+
+    def __init__(self, collector: tuple[str, int], context: ssl.SSLContext | None = None):
+        self.collector, self.context = collector, context
+        self.hostname = socket.gethostname()[:255] or "-"
+        self.failures, self.last_error = 0, None
+        self.sock: socket.socket | None = None
+        self.queue: queue.Queue[bytes | None] = queue.Queue(QUEUE)
+        self.thread = threading.Thread(target=self._run, name="audit-syslog", daemon=True)
+        self.thread.start()
+
+    def __call__(self, xml: str) -> None:
+        data = self.frame(xml)
+        try:
+            self.queue.put_nowait(b"%d " % len(data) + data)
+        except queue.Full:
+            self.failures, self.last_error = self.failures + 1, "the syslog queue is full (collector too slow or away)"
+
+    def _run(self) -> None:
+        while (data := self.queue.get()) is not None:
+            for attempt in (1, 2):  # a dropped connection is opened once more for this message
+                try:
+                    self._connection().sendall(data)
+                    break
+                except (OSError, ssl.SSLError) as exc:
+                    self._drop()
+                    if attempt == 2:
+                        self.failures, self.last_error = self.failures + 1, f"{getattr(exc, 'strerror', None) or exc}"
+
+    def _connection(self) -> socket.socket:
+        if self.sock is None:
+            sock = socket.create_connection(self.collector, timeout=TIMEOUT_S)
+            self.sock = sock if self.context is None else \
+                self.context.wrap_socket(sock, server_hostname=self.collector[0])
+        return self.sock
+
+    def _drop(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+    def close(self) -> None:
+        """Send what is queued (bounded by the timeout), then close."""
+        with contextlib.suppress(queue.Full):  # a full queue after the timeout: its messages are in the file
+            self.queue.put(None, timeout=TIMEOUT_S)
+        self.thread.join(timeout=2 * TIMEOUT_S)
+        self._drop()
