@@ -58,7 +58,7 @@ def main() -> None:
     print(f"built {len(built)} objects from {args.count} results in {build_s:.1f} s: "
           f"{args.count / build_s:.1f} results/s (samples: {', '.join(p.name for p in samples)})")
     with tempfile.TemporaryDirectory() as tmp:
-        outbox = Outbox(Path(tmp), [parse_destination(args.to)], 0)
+        outbox = Outbox(Path(tmp), [parse_destination(args.to)])
         box = outbox.boxes[0]
         for data in built:
             box.add(dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID, data)

@@ -249,3 +249,25 @@ def test_an_object_removed_by_hand_leaves_no_backoff_behind(tmp_path):
     assert box.due() == [] and box.next_due() is None
     assert json.loads(box.attempts_path.read_text()) == {}
     assert DestinationBox(tmp_path / "outbox", parse_destination("PACS@127.0.0.1:104")).attempts == {}
+
+
+def test_the_sink_starts_on_a_year_of_results_without_holding_them(inbox, tmp_path):
+    """Crash recovery at start streams results.jsonl (twice at most) instead of loading it: 60,000 lines
+    (about 30 MB) cost the sink's start a few MB of Python memory, not the hundreds a list of them would."""
+    import tracemalloc
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = [parse_destination("PACS@127.0.0.1:9")]  # nothing is sent: only the start is measured
+    DicomSendSink(out, inbox, dest, MANIFEST, options=FAST, log=lambda m: None, drain_seconds=0).close()
+    line = result_line(inbox, sorted(p.name for p in inbox.glob("*.dcm"))[0])
+    with open(out / "results.jsonl", "a") as handle:  # after sending began: every line is a recovery candidate
+        for i in range(60_000):
+            handle.write(json.dumps({**line, "path": f"gone/{i}.dcm"}) + "\n")  # their inputs are gone
+    tracemalloc.start()
+    try:
+        DicomSendSink(out, inbox, dest, MANIFEST, options=FAST, log=lambda m: None, drain_seconds=0).close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"peak {peak / 2**20:.0f} MB"

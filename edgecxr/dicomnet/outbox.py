@@ -22,11 +22,13 @@ An object's age is its pending file's mtime (when it was built, or re-queued by 
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from edgecxr.dicomnet.destination import Destination
@@ -189,15 +191,19 @@ class DestinationBox:
 
 
 class Outbox:
-    def __init__(self, out: Path, destinations: list[Destination], records: list[dict]):
+    def __init__(self, out: Path, destinations: list[Destination],
+                 results: Callable[[], Iterable[dict]] = lambda: ()):
+        """`results` streams results.jsonl (ledger.iter_results), read only on the first start."""
         self.root = Path(out) / OUTBOX
         self.queue_dir = self.root / QUEUE
         self.queue_dir.mkdir(parents=True, exist_ok=True)
         path = self.root / "since.json"
         since = _read_json(path) or {}
         if not isinstance(since.get("results_line"), int):  # first start (or a damaged file): results
-            last = records[-1] if records else None          # recorded until now are never sent
-            since = {"results_line": len(records), "created": utc_now(),
+            count, last = 0, None                             # recorded until now are never sent
+            for record in results():
+                count, last = count + 1, record
+            since = {"results_line": count, "created": utc_now(),
                      "after": {"path": last["path"], "sha256": last.get("sha256")} if last else None}
             atomic_write_json(path, since)
         self.since = since
@@ -252,30 +258,37 @@ class Outbox:
         self.drop(job)
 
 
-def since_sending_began(since: dict, records: list[dict]) -> list[dict]:
-    """The result lines recorded after sending was switched on. Found by the last line then recorded
-    (path and sha256), not by its number: the ledger drops damaged lines and so renumbers the rest.
-    When that line is gone itself (it was the damaged one), by time; a since.json older than the
-    anchor has only the line number. Results completed before `recover_after` (set when retention removed
-    sent or failed records) are left out."""
+def since_sending_began(since: dict, results: Callable[[], Iterable[dict]]) -> Iterator[dict]:
+    """The result lines recorded after sending was switched on, streamed from `results` (called once
+    or twice, never held whole). Found by the last line then recorded (path and sha256), not by its
+    number: the ledger drops damaged lines and so renumbers the rest. When that line is gone itself
+    (it was the damaged one), by time; a since.json older than the anchor has only the line number.
+    Results completed before `recover_after` (set when retention removed sent or failed records) are
+    left out."""
     horizon = str(since.get("recover_after") or "")
-    if horizon:
-        return [r for r in _since_anchor(since, records) if str(r.get("completed_at") or "") >= horizon]
-    return _since_anchor(since, records)
+    for record in _since_anchor(since, results):
+        if not horizon or str(record.get("completed_at") or "") >= horizon:
+            yield record
 
 
-def _since_anchor(since: dict, records: list[dict]) -> list[dict]:
+def _since_anchor(since: dict, results: Callable[[], Iterable[dict]]) -> Iterator[dict]:
     after = since.get("after", "missing")
     if after is None:  # sending began with an empty ledger: every line is after it
-        return records
+        yield from results()
+        return
     if isinstance(after, dict):
         key = (after.get("path"), after.get("sha256"))
-        for index in range(len(records) - 1, -1, -1):
-            if (records[index].get("path"), records[index].get("sha256")) == key:
-                return records[index + 1:]
+        anchor = None
+        for index, record in enumerate(results()):  # first pass: where the anchor line stands now
+            if (record.get("path"), record.get("sha256")) == key:
+                anchor = index
+        if anchor is not None:
+            yield from itertools.islice(results(), anchor + 1, None)
+            return
         created = str(since.get("created") or "")
-        return [r for r in records if str(r.get("completed_at") or "") >= created]
-    return records[int(since.get("results_line", 0)):]
+        yield from (r for r in results() if str(r.get("completed_at") or "") >= created)
+        return
+    yield from itertools.islice(results(), int(since.get("results_line", 0)), None)
 
 
 def retry_failed(out: Path, destination: str | None = None) -> dict[str, int]:

@@ -16,7 +16,8 @@ import io
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from edgecxr.data.fingerprint import sha256_file
@@ -29,7 +30,7 @@ from edgecxr.dicomnet.sender import SenderThread, SendOptions
 from edgecxr.dicomnet.sr import Algorithm, build_sr, sr_uid
 from edgecxr.dicomnet.supervise import Supervisor
 from edgecxr.optional import require
-from edgecxr.runtime.ledger import read_results
+from edgecxr.runtime.ledger import iter_results
 from edgecxr.runtime.prepare import Prepared
 
 
@@ -43,9 +44,9 @@ class DicomSendSink:
         for module in ("pydicom", "highdicom", "pynetdicom"):
             require(module, "sending results to a PACS (--send-sr)")  # refuse at start, not per result
         self.manifest, self.send_sc, self.log, self.drain_seconds = manifest, send_sc, log, drain_seconds
-        records = read_results(out)
-        self.outbox = Outbox(out, destinations, records)
-        self._recover(since_sending_began(self.outbox.since, records), inbox)
+        results = partial(iter_results, out)  # streamed: a year of results is never held here
+        self.outbox = Outbox(out, destinations, results)
+        self._recover(since_sending_began(self.outbox.since, results), inbox)
         self.rotator = Rotator(self.outbox, retention or Retention(), log)
         self.rotator.maybe()  # after recovery: the horizon it may set must not hide a result not yet queued
         self.stop, self.wake = threading.Event(), threading.Event()
@@ -159,7 +160,7 @@ class DicomSendSink:
         return lambda message: self.log(f"SR {source_path.stem}: {message}")
 
     # -- crash recovery -------------------------------------------------------------------
-    def _recover(self, records: list[dict], inbox: Path) -> None:
+    def _recover(self, records: Iterable[dict], inbox: Path) -> None:
         recovered = 0
         for record in records:
             uid = self._job_uid(record)

@@ -27,6 +27,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from edgecxr.fsutil import fsync_dir
@@ -250,6 +251,19 @@ def _parse(raw: bytes) -> dict | None:
     if not isinstance(record, dict) or not isinstance(record.get("path"), str):
         return None
     return record
+
+
+def iter_results(out_dir: str | Path) -> Iterator[dict]:
+    """Every complete line, streamed: what a reader that looks at each result once needs, without a
+    year of results in memory (the SR sink's crash recovery at start)."""
+    path = Path(out_dir) / RESULTS
+    if not path.exists():
+        return
+    with open(path, "rb") as handle:
+        for line in handle:
+            record = _parse(line)
+            if record is not None:
+                yield record
 
 
 def read_results(out_dir: str | Path, last: int | None = None) -> list[dict]:
