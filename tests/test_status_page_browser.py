@@ -238,11 +238,16 @@ def test_pacs_health_shows_an_alert_for_a_pacs_that_does_not_answer(browser, tmp
     (tmp_path / "status.json").write_text(json.dumps({
         "state": "running", "updated": now, "uptime_s": 40, "processed": 3, "refused": 0, "backlog": 0,
         "waiting": 0, "bundle": "reference-micro-128", "backend": "onnxruntime", "precision": "int8",
-        "reason": "test", "last_error": None, "sending": {"queued": 0, "destinations": [
+        "reason": "test", "last_error": None, "sending": {"queued": 0, "workers": [
+            {"name": "SR builder", "alive": False, "running": False, "restarts": 10, "gave_up": True,
+             "last_error": "OSError: No space left on device"},
+            {"name": "sender PACS@10.0.0.5:104", "alive": True, "running": True, "restarts": 0, "gave_up": False,
+             "last_error": None}], "destinations": [
             {"destination": "PACS@10.0.0.5:104", "sent": 6, "pending": 0, "failed": 0, "committed": 6,
              "awaiting_commitment": 1,
              "health": {"reachable": True, "last_ok": now, "last_checked": now, "last_error": None, "rtt_ms": 12.5}},
             {"destination": "<b>RESEARCH</b>@10.0.0.9:11112", "sent": 0, "pending": 3, "failed": 1,
+             "oldest_pending_s": 754.0,
              "health": {"reachable": False, "last_ok": None, "last_checked": now, "rtt_ms": None,
                         "last_error": "connection refused: nothing listens at 10.0.0.9:11112"}}]}}))
     server = StatusServer(tmp_path, "127.0.0.1", 0).start()
@@ -256,7 +261,11 @@ def test_pacs_health_shows_an_alert_for_a_pacs_that_does_not_answer(browser, tmp
         details = browser.execute_script("return document.getElementById('h-pacs').textContent")
         assert "PACS@10.0.0.5:104: answering (12.5 ms); sent 6 (committed 6, stored awaiting commitment 1), " \
             "waiting 0, refused 0" in details
-        assert "not answering: connection refused" in details and "waiting 3, refused 1" in details
+        assert "not answering: connection refused" in details and \
+            "waiting 3 (oldest since 13 min ago), refused 1" in details
+        assert browser.find_element("id", "delivery-alert").is_displayed()  # the builder its supervisor gave up on
+        stopped = [li.text for li in browser.find_elements("css selector", "#delivery-problems li")]
+        assert stopped == ["SR builder stopped after 10 restarts: OSError: No space left on device"]
         assert not browser.find_elements("css selector", "#pacs-problems b")  # the name stayed text
     finally:
         server.stop()

@@ -162,8 +162,29 @@ def pacs_view(sending) -> list[dict]:
                      "reachable": health.get("reachable") if isinstance(health.get("reachable"), bool) else None,
                      "last_ok": _text(health["last_ok"]) if isinstance(health.get("last_ok"), str) else None,
                      "last_error": _text(health["last_error"]) if isinstance(health.get("last_error"), str) else None,
-                     "rtt_ms": rtt if isinstance(rtt, (int, float)) and not isinstance(rtt, bool) else None})
+                     "rtt_ms": rtt if isinstance(rtt, (int, float)) and not isinstance(rtt, bool) else None,
+                     "oldest_pending_s": _seconds(row.get("oldest_pending_s"))})
     return rows
+
+
+def delivery_view(sending) -> list[dict]:
+    """The SR builder and sender threads that are not running (a supervisor restarts a thread that
+    died; one that failed ten times in a row is given up): what the room must hear about."""
+    if not isinstance(sending, dict):
+        return []
+    stopped = []
+    for worker in _list(sending.get("workers"))[:20]:
+        if isinstance(worker, dict) and worker.get("alive") is False:
+            restarts = worker.get("restarts")
+            stopped.append({"name": _text(worker.get("name", "a sending thread")),
+                            "restarts": restarts if isinstance(restarts, int) else None,
+                            "last_error": _text(worker["last_error"]) if isinstance(worker.get("last_error"), str)
+                            else None})
+    return stopped
+
+
+def _seconds(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class ResultsFeed:
@@ -264,7 +285,8 @@ class StatusView:
         view = {k: status.get(k) for k in STATUS_FIELDS}
         return {**view, "decision_rule": decision_text(status.get("decision")),
                 "drift": drift_view(status.get("drift")),
-                "pacs": pacs_view(status.get("sending")), "age_s": round(age, 1) if age != float("inf") else None,
+                "pacs": pacs_view(status.get("sending")), "delivery": delivery_view(status.get("sending")),
+                "age_s": round(age, 1) if age != float("inf") else None,
                 "stale": is_stale(status, age), "disk_free_bytes": free}
 
     def _read(self) -> dict | None:

@@ -92,6 +92,7 @@
     $("h-version").textContent = s.edgecxr || "-";
     showDrift(s.drift);
     showPacs(s.pacs || []);
+    showDelivery(s.delivery || []);
   }
 
   function figure(id, big, small) {  // a count large, what it is made of small beneath
@@ -128,9 +129,17 @@
         : p.reachable === false ? `not answering: ${p.last_error || "no answer"}` : "not checked yet";
       const commit = p.committed || p.awaiting_commitment  // --send-commit: delivered means committed
         ? ` (committed ${p.committed ?? 0}, stored awaiting commitment ${p.awaiting_commitment ?? 0})` : "";
-      return el("div", `${p.destination}: ${state}; sent ${p.sent ?? "-"}${commit}, waiting ${p.pending ?? "-"}, `
-        + `refused ${p.failed ?? "-"}`, "check");
+      const oldest = p.pending && p.oldest_pending_s !== null && p.oldest_pending_s !== undefined
+        ? ` (oldest since ${ago(p.oldest_pending_s)})` : "";
+      return el("div", `${p.destination}: ${state}; sent ${p.sent ?? "-"}${commit}, waiting ${p.pending ?? "-"}`
+        + `${oldest}, refused ${p.failed ?? "-"}`, "check");
     }));
+  }
+
+  function showDelivery(stopped) {  // a builder or sender thread its supervisor gave up on
+    $("delivery-alert").hidden = stopped.length === 0;
+    $("delivery-problems").replaceChildren(...stopped.map((w) => el("li",
+      `${w.name} stopped` + (w.restarts ? ` after ${w.restarts} restarts` : "") + (w.last_error ? `: ${w.last_error}` : ""))));
   }
 
   function lostContact() {
