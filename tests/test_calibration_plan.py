@@ -59,3 +59,23 @@ def test_candidates_with_no_image_left_to_choose_by_are_refused_with_the_fix(min
         plan_images(class_names=["NORMAL", "PNEUMONIA"], calib_data=mini / "train", run=None, calib_size=10,
                     heldout_size=200, seed=1, need_calibration=True, candidates=4)
     assert "--calib-candidates 1" in str(caught.value.fix)
+
+
+def test_the_default_falls_back_to_one_candidate_with_a_warning_an_explicit_number_does_not(mini, tmp_path):
+    """Too few images to choose between the default four candidates: one is used and the export says so;
+    asking for four explicitly keeps the refusal above."""
+    import pytest
+
+    from edgecxr.errors import DataError
+    from edgecxr.exporters.pipeline import ExportOptions, _plan
+    from edgecxr.reporter import Reporter
+
+    options = ExportOptions(out=tmp_path / "b", int8=True, calib_data=mini / "train", calib_size=10,
+                            heldout_size=200, seed=1)
+    warnings: list[str] = []
+    plan = _plan(["NORMAL", "PNEUMONIA"], None, options, warnings, Reporter())
+    assert plan.seeds == [1] and len(plan.candidates) == 1
+    assert len(warnings) == 1 and "one candidate used" in warnings[0]
+    options.calib_candidates = 4
+    with pytest.raises(DataError, match="4 calibration candidates"):
+        _plan(["NORMAL", "PNEUMONIA"], None, options, [], Reporter())

@@ -48,7 +48,7 @@ def export(
     calib_size: Annotated[int, typer.Option(help="Calibration images, a stratified seeded sample.")] = 300,
     heldout_size: Annotated[int, typer.Option(help="Held-out images (not calibration) for the agreement check.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed for the calibration and held-out samples.")] = DEFAULT_SEED,
-    calib_candidates: Annotated[int, typer.Option(help="Calibration samples tried per INT8 engine (seeds SEED, SEED+1, ...); each engine keeps the one closest to FP32 on validation images that are not held out.")] = 4,
+    calib_candidates: Annotated[int | None, typer.Option(help="Calibration samples tried per INT8 engine (seeds SEED, SEED+1, ...); each engine keeps the one closest to FP32 on validation images that are not held out. Default 4, or 1 with a warning when the images are too few to choose between 4.")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
     strict: Annotated[bool, typer.Option("--strict", help="Fail when an INT8 engine agrees with FP32 on under 98% of held-out images.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle folder.")] = False,

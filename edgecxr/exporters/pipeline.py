@@ -17,7 +17,7 @@ import numpy as np
 
 from edgecxr.bundle import BUNDLE_SCHEMA, MANIFEST, REFERENCE_REPORT, covered_files, file_entry, manifest_checksum
 from edgecxr.defaults import DEFAULT_SEED
-from edgecxr.errors import EdgecxrError
+from edgecxr.errors import DataError, EdgecxrError
 from edgecxr.exporters.agreement import MIN_AGREEMENT
 from edgecxr.fsutil import atomic_write_json, current_umask
 from edgecxr.metrics import positive_class_index
@@ -28,6 +28,7 @@ from edgecxr.scope.intended_use import IntendedUse
 from edgecxr.scope.learned import ARRAYS as GATE_ARRAYS
 
 TARGETS = ("onnxruntime", "openvino", "tensorrt")
+DEFAULT_CANDIDATES = 4
 
 
 @dataclass
@@ -40,7 +41,9 @@ class ExportOptions:
     calib_size: int = 300
     heldout_size: int = 200
     seed: int = DEFAULT_SEED
-    calib_candidates: int = 4  # calibration samples tried per INT8 engine (seeds seed, seed+1, ...)
+    # calibration samples tried per INT8 engine (seeds seed, seed+1, ...); None: DEFAULT_CANDIDATES, or one
+    # with a warning when the images are too few to leave any for choosing between them
+    calib_candidates: int | None = None
     opset: int = 18
     strict: bool = False
     force: bool = False
@@ -209,17 +212,37 @@ def _calibration_record(plan) -> dict:
     return record
 
 
-def _export_into(folder: Path, source_path: Path, options: ExportOptions, targets, reporter) -> ExportResult:
+def _plan(class_names, run, options: ExportOptions, warnings: list[str], reporter):
+    """The image plan; with the default number of candidates, a folder too small to choose between
+    them falls back to one candidate, with a warning (an explicit --calib-candidates N is kept, or refused)."""
     from edgecxr.exporters.calibration import plan_images
+
+    def plan(candidates: int):
+        return plan_images(class_names=class_names, calib_data=options.calib_data, run=run,
+                           calib_size=options.calib_size, heldout_size=options.heldout_size, seed=options.seed,
+                           need_calibration=options.int8, candidates=candidates)
+    if options.calib_candidates is not None:
+        return plan(options.calib_candidates)
+    try:
+        return plan(DEFAULT_CANDIDATES)
+    except DataError as exc:
+        if "calibration candidates" not in exc.cause:
+            raise
+        message = (f"too few images to choose between {DEFAULT_CANDIDATES} calibration candidates: one candidate "
+                   "used (give more images, a smaller --calib-size or --heldout-size to have a choice)")
+        warnings.append(message)
+        reporter.warn(message)
+        return plan(1)
+
+
+def _export_into(folder: Path, source_path: Path, options: ExportOptions, targets, reporter) -> ExportResult:
     from edgecxr.exporters.source import resolve_source
     from edgecxr.training.model import checkpoint_sha256, load_checkpoint
 
     source = resolve_source(source_path)
     model, spec, class_names = load_checkpoint(source.model_dir)
-    plan = plan_images(class_names=class_names, calib_data=options.calib_data, run=source.run,
-                       calib_size=options.calib_size, heldout_size=options.heldout_size, seed=options.seed,
-                       need_calibration=options.int8, candidates=options.calib_candidates)
     warnings: list[str] = []
+    plan = _plan(class_names, source.run, options, warnings, reporter)
     if len(plan.heldout) < 200:
         warnings.append(f"only {len(plan.heldout)} held-out images for the agreement check (200 recommended)")
     heldout = _load_inputs(plan.heldout, spec, reporter, "held-out images")
