@@ -68,7 +68,7 @@ def test_the_default_falls_back_to_one_candidate_with_a_warning_an_explicit_numb
 
     from edgecxr.errors import DataError
     from edgecxr.exporters.pipeline import ExportOptions, _plan
-    from edgecxr.reporter import Reporter
+    from edgecxr.progress import Reporter
 
     options = ExportOptions(out=tmp_path / "b", int8=True, calib_data=mini / "train", calib_size=10,
                             heldout_size=200, seed=1)

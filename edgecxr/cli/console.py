@@ -18,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from edgecxr.reporter import Reporter
+from edgecxr.progress import Reporter
 
 out = Console()  # results, tables
 err = Console(stderr=True)  # logs, progress, errors

@@ -16,7 +16,7 @@ from edgecxr.cli.options import (
     ViewOpt,
 )
 from edgecxr.defaults import DEFAULT_SEED
-from edgecxr.reporter import Reporter
+from edgecxr.progress import Reporter
 
 bundle_app = typer.Typer(help="Look into model bundles.", no_args_is_help=True)
 

@@ -22,8 +22,8 @@ from edgecxr.exporters.agreement import MIN_AGREEMENT
 from edgecxr.fsutil import atomic_write_json, current_umask
 from edgecxr.metrics import positive_class_index
 from edgecxr.preprocess import SPEC_FILENAME, load_model_inputs
+from edgecxr.progress import Reporter
 from edgecxr.provenance import library_versions, utc_now
-from edgecxr.reporter import Reporter
 from edgecxr.scope.intended_use import IntendedUse
 from edgecxr.scope.learned import ARRAYS as GATE_ARRAYS
 

@@ -11,7 +11,7 @@ import os
 import sys
 
 from edgecxr.errors import EdgecxrError
-from edgecxr.reporter import Reporter
+from edgecxr.progress import Reporter
 
 # Set by torchrun / MPI in every process they start: this process is one of several already.
 _STARTED_VARS = ("WORLD_SIZE", "LOCAL_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",

@@ -23,8 +23,8 @@ from edgecxr.defaults import DEFAULT_SEED
 from edgecxr.errors import EdgecxrError
 from edgecxr.fsutil import atomic_write_json
 from edgecxr.preprocess import PreprocessSpec
+from edgecxr.progress import Reporter
 from edgecxr.provenance import library_versions, utc_now
-from edgecxr.reporter import Reporter
 from edgecxr.training.config import Augmentation
 from edgecxr.training.presets import PRESETS
 

@@ -17,8 +17,8 @@ from edgecxr.data.folders import DataSet, drop_bad, hash_and_check, load_dataset
 from edgecxr.data.roots import portable_path
 from edgecxr.errors import EdgecxrError
 from edgecxr.fsutil import atomic_write_json
+from edgecxr.progress import Reporter
 from edgecxr.provenance import library_versions, utc_now
-from edgecxr.reporter import Reporter
 from edgecxr.training.config import TrainConfig
 from edgecxr.training.distributed import main_reporter, require_same_everywhere
 from edgecxr.training.presets import PRESETS
