@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import require_module
+
 HERE = Path(__file__).parent
 MINI = HERE / "data" / "kermany-mini"
 
@@ -54,7 +56,7 @@ def mini_test_images(mini) -> list[Path]:
 def trained_run(mini, tmp_path_factory):
     """A tiny Swin-V2 (0.2 M parameters, 64 px) fine-tuned one epoch on the sample: big enough
     that INT8 weights outweigh the quantization metadata."""
-    pytest.importorskip("torch")
+    require_module("torch")
     from typer.testing import CliRunner
 
     from edgecxr.cli.app import app
@@ -73,7 +75,7 @@ def trained_run(mini, tmp_path_factory):
 @pytest.fixture(scope="session")
 def bundle_dir(trained_run, mini, tmp_path_factory):
     """The tiny model exported with --int8 (calibrated on the sample's train split)."""
-    pytest.importorskip("onnx")
+    require_module("onnx")
     from typer.testing import CliRunner
 
     from edgecxr.cli.app import app

@@ -2,13 +2,13 @@
 
 import json
 
-import pytest
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
+from tests.tools import require_module
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("openvino")
+require_module("onnxruntime")
+require_module("openvino")
 
 
 def test_bench_rows_and_columns(bundle_dir, tmp_path):

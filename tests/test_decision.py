@@ -13,6 +13,7 @@ from edgecxr.cli.app import app
 from edgecxr.decision import UNCERTAIN, DecisionRule, parse_band, parse_operating_point, pick_threshold, rates_at
 from edgecxr.errors import EdgecxrError
 from edgecxr.runtime.ledger import read_results
+from tests.tools import require_module
 
 runner = CliRunner()
 NAMES = ("NORMAL", "PNEUMONIA")
@@ -106,8 +107,8 @@ def test_p(run_dir) -> dict:
 
 
 def export(run_dir, out, *options):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
+    require_module("onnx")
+    require_module("onnxruntime")
     # the decision rule alone is under test: without the gate's fitted stages, every image gets a label
     result = run("export", run_dir, "--out", out, "--targets", "onnxruntime", "--no-gate", *options)
     assert result.exit_code == 0, result.output

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
 from edgecxr.service import ServiceConfig, render_env, render_unit
+from tests.tools import require_module, require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -38,8 +39,8 @@ def test_unit_confines_writes_to_the_output_folder(tmp_path):
     assert "DeviceAllow=char-nvidia-frontend rw" in nvidia and "PrivateDevices=no" in nvidia
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd is not installed here")
 def test_systemd_analyze_verify_and_security(tmp_path):
+    require_tool("systemd-analyze")
     path = tmp_path / "edgecxr-watch.service"
     path.write_text(render_unit(_config(tmp_path)))
     verify = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, cwd=tmp_path)
@@ -110,7 +111,7 @@ def test_install_writes_absolute_paths_and_warns_about_what_the_sandbox_hides(tm
 
 @pytest.mark.parametrize("name", ["intel.Dockerfile", "jetson.Dockerfile"])
 def test_container_recipe_lint(name):
-    dockerfile = pytest.importorskip("dockerfile")
+    dockerfile = require_module("dockerfile")
     commands = dockerfile.parse_file(str(DEPLOY / "containers" / name))
     kinds = [c.cmd.upper() for c in commands]
     base = commands[0].value[0]

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
 from edgecxr.service_dicom import ListenerConfig, render_listener_env, render_listener_unit
+from tests.tools import require_tool
 
 REPO = Path(__file__).resolve().parent.parent
 EXE = Path(shutil.which("edgecxr") or "/bin/true")
@@ -52,9 +53,9 @@ def test_listener_unit_command_line_is_one_the_cli_accepts(tmp_path):
     assert context.params["allow_ae"] == "CR01,DX02" and context.params["port"] == 11112
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd is not installed here")
 @pytest.mark.parametrize("port", [11112, 104])
 def test_listener_unit_verifies_and_rates_ok(tmp_path, port):
+    require_tool("systemd-analyze")
     path = tmp_path / "edgecxr-dicom-listen.service"
     path.write_text(_unit(tmp_path, port=port, allow_ip=("10.20.0.0/24",)))
     verify = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, cwd=tmp_path)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
@@ -63,7 +62,7 @@ def test_schema_rejects_what_the_standard_does_not_allow():
 
 
 def test_watch_audits_start_classification_refusals_send_failure_and_stop(tmp_path):
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     pacs = Orthanc(tmp_path / "orthanc").start()
     inbox, out, trail = tmp_path / "inbox", tmp_path / "out", tmp_path / "audit" / "audit.log"
     inbox.mkdir()

@@ -80,7 +80,7 @@ def health_of(out) -> dict:
 
 
 def test_watch_shows_pacs_health_in_status_json_and_metrics(pacs, tmp_path):
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     promtool = require_tool("promtool")
     pacs.start()
     inbox, out = tmp_path / "inbox", tmp_path / "out"

@@ -6,7 +6,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from edgecxr.dicomnet.identity import (
@@ -38,7 +37,7 @@ def meta_of(path: Path):
 
 
 def test_sent_sr_carries_our_identity_in_its_meta_and_on_the_association(tmp_path):
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     inbox, out = tmp_path / "inbox", tmp_path / "out"
     inbox.mkdir()
     for path in SAMPLES[:1]:

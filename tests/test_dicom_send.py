@@ -32,7 +32,7 @@ SAMPLES = Path(__file__).parents[1] / "edgecxr" / "samples" / "chest-xrays"
 pydicom = require_module("pydicom")
 hd = require_module("highdicom")
 require_module("pynetdicom")
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 FAST = SendOptions(first_retry_s=0.2, max_retry_s=0.5, timeout_s=10)
 
 

@@ -15,7 +15,7 @@ from tests.storescp import StoreSCP
 from tests.tools import require_module
 
 require_module("pynetdicom")
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from tests.tools import require_module, wait_for
 
 pydicom = require_module("pydicom")
 require_module("pynetdicom")
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 FAST = SendOptions(first_retry_s=0.2, max_retry_s=0.5, timeout_s=10)
 
 

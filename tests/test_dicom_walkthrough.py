@@ -8,15 +8,15 @@ import signal
 import subprocess
 import sys
 
-import pytest
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
 from tests.dicom_net import SAMPLES, run_dcmtk, spawn_listener
 from tests.orthanc import Orthanc
 from tests.test_dicom_send import check_srs, manifest
+from tests.tools import require_module
 
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 
 
 def test_walkthrough_scanner_to_listener_to_watch_to_pacs(tmp_path):

@@ -20,8 +20,9 @@ from edgecxr.explain.overlay import BAR, MIN_SIDE, overlay
 from edgecxr.preprocess import load_model_inputs
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.ledger import read_results
+from tests.tools import require_module
 
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("openvino")
+from tests.tools import require_module
+
+torch = require_module("torch")
+require_module("onnxruntime")
+require_module("openvino")
 
 from typer.testing import CliRunner  # noqa: E402
 

@@ -8,16 +8,18 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
-pytest.importorskip("openvino")
+from tests.tools import require_module
 
-from typer.testing import CliRunner
+require_module("torch")
+require_module("onnxruntime")
+require_module("openvino")
 
-from edgecxr.backends import open_runner
-from edgecxr.bundle import load_bundle
-from edgecxr.cli.app import app
-from edgecxr.preprocess import load_model_inputs
+from typer.testing import CliRunner  # noqa: E402
+
+from edgecxr.backends import open_runner  # noqa: E402
+from edgecxr.bundle import load_bundle  # noqa: E402
+from edgecxr.cli.app import app  # noqa: E402
+from edgecxr.preprocess import load_model_inputs  # noqa: E402
 
 INT8 = ("onnxruntime-int8", "onnxruntime-int8-symmetric", "openvino-int8")
 

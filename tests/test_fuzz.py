@@ -18,9 +18,10 @@ from PIL import Image
 from edgecxr.bundle import load_bundle
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.prepare import INTERNAL_ERROR, InputLimits, prepare
+from tests.tools import require_module
 
-hypothesis = pytest.importorskip("hypothesis")
-pytest.importorskip("pydicom")
+hypothesis = require_module("hypothesis")
+require_module("pydicom")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
@@ -17,7 +16,7 @@ SAMPLES = Path(__file__).parents[1] / "edgecxr" / "samples" / "chest-xrays"
 def test_gate_check_measures_the_shipped_gate_on_every_set(tmp_path):
     require_module("pydicom")
     require_module("skimage")
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     out = tmp_path / "gate"
     result = CliRunner().invoke(app, ["gate-check", "--data", str(SAMPLES), "--out", str(out), "--backend",
                                       "onnxruntime", "--precision", "fp32", "--limit-per-group", "13"])

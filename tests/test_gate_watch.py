@@ -24,7 +24,7 @@ SAMPLES = Path(__file__).parents[1] / "edgecxr" / "samples" / "chest-xrays"
 pydicom = require_module("pydicom")
 require_module("pynetdicom")
 require_module("highdicom")
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 
 
 def _lateral_copy(source: Path, dest: Path) -> str:

@@ -34,7 +34,7 @@ from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions
 from tests.tools import require_module, wait_for
 
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 runner = CliRunner()
 
 

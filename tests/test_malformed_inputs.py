@@ -24,9 +24,9 @@ from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.prepare import INTERNAL_ERROR, InputLimits, prepare
 from tests.malformed import build_corpus, dicom_corpus, raster_corpus
-from tests.tools import wait_for
+from tests.tools import require_module, wait_for
 
-pytest.importorskip("pydicom")
+require_module("pydicom")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ from edgecxr.bundle import load_bundle
 from edgecxr.errors import EdgecxrError
 from edgecxr.preprocess import load_model_inputs
 from edgecxr.runtime.default_bundle import PACKAGED
+from tests.tools import require_module
 
-pytest.importorskip("openvino")
+require_module("openvino")
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,15 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from edgecxr.bundle import MANIFEST, file_entry, manifest_checksum
 from edgecxr.cli.app import app
 from tests.helpers import copy_tree
+from tests.tools import require_module
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+onnx = require_module("onnx")
+require_module("onnxruntime")
 runner = CliRunner()
 
 

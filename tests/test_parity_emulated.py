@@ -1,4 +1,4 @@
-"""The other-CPU-class parity harness (deploy/parity_emulated_cpu.py): inputs decoded and scored
+"""The other-CPU-class parity harness (deploy/bench/parity_emulated_cpu.py): inputs decoded and scored
 by FP32 natively, an INT8 engine scored by a worker under `qemu-x86_64 -cpu Haswell`, whose
 CPUID must hide VNNI before it may report."""
 
@@ -15,9 +15,9 @@ from edgecxr.parity import emulated as em
 from edgecxr.parity.emulated_worker import visible_dot_products
 from edgecxr.runtime.default_bundle import PACKAGED as REFERENCE_BUNDLE
 from edgecxr.sysinfo import cpu_info
-from tests.tools import require_tool
+from tests.tools import not_applicable, require_module, require_tool
 
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 
 
 def quiet(_line: str) -> None:
@@ -54,7 +54,7 @@ def test_int8_under_emulated_haswell_sees_no_vnni_and_agrees_with_fp32(two_image
 
 def test_worker_refuses_to_stand_for_avx2_where_vnni_is_visible(two_images, tmp_path):
     if not visible_dot_products(cpu_info()["features"]):
-        pytest.skip("this CPU has no VNNI/AMX, so a native worker has nothing to refuse")
+        not_applicable("this CPU has no VNNI/AMX, so a native worker has nothing to refuse")
     bundle, _prepared, inputs = two_images
     pretend = em.Where("this CPU, claimed AVX2-only", require_no_vnni=True)
     with pytest.raises(EdgecxrError, match="refused to report: refused: this process still sees"):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
+from tests.tools import require_module
 
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 runner = CliRunner()
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
+from tests.tools import require_module
 
 
 def test_wilson_interval_by_hand():
@@ -20,7 +21,7 @@ def test_wilson_interval_by_hand():
 
 
 def test_wilson_matches_scipy():
-    stats = pytest.importorskip("scipy.stats")
+    stats = require_module("scipy.stats")
     ci = stats.binomtest(17, 20).proportion_ci(confidence_level=0.95, method="wilson")
     assert wilson_interval(17, 20) == pytest.approx((ci.low, ci.high))
 

@@ -1,10 +1,10 @@
 """One preprocessing definition: the training tensor is the runtime's numpy output."""
 
 import numpy as np
-import pytest
 
 from edgecxr.data.decode import decode_file
 from edgecxr.preprocess import PreprocessSpec
+from tests.tools import require_module
 
 
 def test_spec_round_trips_through_json(tmp_path):
@@ -41,7 +41,7 @@ def test_matches_an_independent_pil_pipeline(mini_test_images):
 
 
 def test_training_eval_tensor_equals_runtime_output(mini_test_images):
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     from edgecxr.data.folders import scan_split
     from edgecxr.training.dataset import FolderDataset
 

@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+from tests.tools import require_module
+
+torch = require_module("torch")
+require_module("transformers")
 
 from safetensors.torch import load_file  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402

@@ -21,9 +21,9 @@ from edgecxr.reporting import build_report
 from edgecxr.runtime.default_bundle import PACKAGED as REFERENCE_BUNDLE
 from edgecxr.runtime.selection import choose
 from edgecxr.sysinfo import ISA_CAP_VARIABLES, cpu_info, int8_accelerated
-from tests.tools import require_tool
+from tests.tools import require_module, require_tool
 
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 runner = CliRunner()
 ORT = ("--backends", "onnxruntime")
 
@@ -142,7 +142,7 @@ def _edgecxr(*args, cap: str | None = None) -> subprocess.CompletedProcess:
 def test_an_isa_cap_makes_openvino_another_hardware_class(subset_reference, mini, bare_bundle, tmp_path):
     """ONEDNN_MAX_CPU_ISA=AVX2 really changes OpenVINO's INT8 kernels (and not ONNX Runtime's): the
     record says AVX2, qualifies only the capped class, and the engine choice names the cap."""
-    pytest.importorskip("openvino")
+    require_module("openvino")
     folder, probs = tmp_path / "q", {}
     for cap in (None, "AVX2"):
         out = tmp_path / f"parity-{cap}"

@@ -27,10 +27,10 @@ from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions
 from tests.dicom_write import write_dx_dicom
-from tests.tools import wait_for
+from tests.tools import require_module, wait_for
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("openvino")
+require_module("onnxruntime")
+require_module("openvino")
 runner = CliRunner()
 NO_VNNI = {"avx2": True, "avx512_vnni": False, "avx_vnni": False, "amx_int8": False}
 VNNI = {"avx2": True, "avx512_vnni": True}

@@ -7,16 +7,15 @@ import shutil
 import threading
 from pathlib import Path
 
-import pytest
-
 from edgecxr.bundle import load_bundle
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions
+from tests.tools import require_module
 
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 
 
 class Recorder:

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+from tests.tools import require_module
+
+torch = require_module("torch")
+require_module("transformers")
 
 from safetensors.numpy import load_file  # noqa: E402
 

@@ -11,9 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("accelerate")
+from tests.tools import require_module
+
+torch = require_module("torch")
+require_module("transformers")
+require_module("accelerate")
 
 from safetensors.numpy import load_file  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402

@@ -21,9 +21,10 @@ from edgecxr.data.fingerprint import dataset_fingerprint
 from edgecxr.reporting import build_report
 from edgecxr.runtime.default_bundle import PACKAGED
 from edgecxr.samples import SAMPLE_DIR
+from tests.tools import not_applicable
 
 if importlib.util.find_spec("torch") is not None:
-    pytest.skip("the device tests run in the torch-free demo environment: make test-device", allow_module_level=True)
+    not_applicable("the device tests run in the torch-free demo environment: make test-device")
 
 FAKE_PATIENT = ("Doe^Jane", "PID-SECRET", "20200101")  # what the sample DICOMs carry (samples/README.md)
 JPEGS = sorted(SAMPLE_DIR.glob("*.jpeg"))
