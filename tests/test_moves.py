@@ -1,7 +1,7 @@
 """Moving inputs out of the inbox: atomic on one filesystem, copy-verify-unlink across filesystems."""
 
+import errno
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,33 +22,41 @@ def test_same_filesystem_rename_keeps_both_versions(tmp_path):
     assert second.name == f"a.{digest[:12]}.png" and first.read_bytes() == b"one"
 
 
-def _other_filesystem(path: Path) -> Path | None:
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK) and os.stat(shm).st_dev != os.stat(path).st_dev:
-        return shm
-    return None
+@pytest.fixture
+def across_filesystems(monkeypatch):
+    """Every rename answers EXDEV, as the kernel does when source and destination sit on two file
+    systems, so the copy-fsync-verify-unlink path runs on one disk (no second mount needed). The
+    calls are recorded: a test sees that the move really tried to rename first."""
+    tried = []
+
+    def rename(src, dst, *args, **kwargs):
+        tried.append((Path(src), Path(dst)))
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "rename", rename)
+    return tried
 
 
-def test_across_filesystems_copy_verify_unlink(tmp_path):
-    other = _other_filesystem(tmp_path)
-    if other is None:
-        pytest.skip("no second writable filesystem here")
-    src = tmp_path / "scan.dcm"
+def test_across_filesystems_copy_verify_unlink(tmp_path, across_filesystems):
+    src = tmp_path / "in" / "scan.dcm"
+    src.parent.mkdir()
     src.write_bytes(os.urandom(50_000))
     digest = sha256_file(src)
-    with tempfile.TemporaryDirectory(dir=other) as dest:
-        moved = move(src, Path(dest), "sub/scan.dcm", digest)
-        assert moved == Path(dest) / "sub" / "scan.dcm" and sha256_file(moved) == digest
-        assert not src.exists()
-        assert not list(Path(dest).rglob(".*.copying"))
+    dest = tmp_path / "archive"
+    moved = move(src, dest, "sub/scan.dcm", digest)
+    assert across_filesystems == [(src, dest / "sub" / "scan.dcm")]  # renamed first, copied on EXDEV
+    assert moved == dest / "sub" / "scan.dcm" and sha256_file(moved) == digest
+    assert not src.exists()
+    assert not list(dest.rglob(".*.copying"))
 
 
-def test_across_filesystems_a_changed_file_stays(tmp_path):
-    other = _other_filesystem(tmp_path)
-    if other is None:
-        pytest.skip("no second writable filesystem here")
-    src = tmp_path / "scan.dcm"
+def test_across_filesystems_a_changed_file_stays(tmp_path, across_filesystems):
+    src = tmp_path / "in" / "scan.dcm"
+    src.parent.mkdir()
     src.write_bytes(b"content written after hashing")
-    with tempfile.TemporaryDirectory(dir=other) as dest, pytest.raises(OSError, match="does not match"):
-        move(src, Path(dest), "scan.dcm", "0" * 64)
-    assert src.exists()  # never deleted when the copy cannot be verified
+    dest = tmp_path / "archive"
+    with pytest.raises(OSError, match="does not match"):
+        move(src, dest, "scan.dcm", "0" * 64)
+    assert len(across_filesystems) == 1
+    assert src.exists() and src.read_bytes() == b"content written after hashing"  # never deleted unverified
+    assert list(dest.iterdir()) == []  # and no partial copy left behind
