@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections import Counter
 from pathlib import Path
@@ -29,9 +28,9 @@ from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions
-from tests.tools import wait_for
+from tests.tools import require_module, require_tool, wait_for
 
-pytest.importorskip("onnxruntime")
+require_module("onnxruntime")
 runner = CliRunner()
 
 
@@ -121,37 +120,41 @@ def test_a_damaged_middle_ledger_line_is_set_aside_not_a_crash_loop(tmp_path, mi
     assert third.exit_code == 0 and "damaged line" not in third.stderr and len(read_results(out)) == 4
 
 
-def _unprivileged(tmp: Path) -> list[str]:
-    """Root writes anywhere: run the watcher as nobody so that a read-only folder is read-only."""
+def _without_write_override() -> list[str]:
+    """The prefix that runs the watcher without root's power to write where the mode forbids it.
+
+    Root ignores a folder's mode (CAP_DAC_OVERRIDE), so for root a 0555 folder is writable and the
+    refusal would never happen. Dropping to another uid (nobody) made it happen, but nobody cannot
+    reach an interpreter or package inside a clone whose folder only its owner may enter (a 0700
+    home, `mktemp -d`). So the watcher stays root and loses only CAP_DAC_OVERRIDE (from its
+    bounding and inheritable sets, so the exec'd interpreter never regains it): the kernel then
+    answers EACCES to the probe write in the root-owned 0555 folder, exactly as it does for a
+    service user on a folder it may not write. It keeps CAP_DAC_READ_SEARCH, so it still reads and
+    traverses the clone wherever it lives, whoever owns it."""
     if os.geteuid() != 0:
         return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: cannot make a folder read-only for the watcher")
-    return [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    return [require_tool("setpriv"), "--bounding-set=-dac_override", "--inh-caps=-dac_override", "--"]
 
 
 @pytest.mark.parametrize("which", ["--out", "--archive"])
-def test_a_read_only_folder_is_refused_at_start_with_exit_2(which, mini_test_images):
-    tmp = Path(tempfile.mkdtemp(prefix="edgecxr-ro-"))  # readable by an unprivileged user, unlike tmp_path
+def test_a_read_only_folder_is_refused_at_start_with_exit_2(which, tmp_path, mini_test_images):
+    inbox, out, archive = tmp_path / "in", tmp_path / "out", tmp_path / "archive"
+    for folder in (inbox, out, archive):
+        folder.mkdir()
+    shutil.copyfile(mini_test_images[0], inbox / "a.jpeg")
+    read_only = out if which == "--out" else archive
+    read_only.chmod(0o555)
     try:
-        tmp.chmod(0o755)
-        inbox, out, archive = tmp / "in", tmp / "out", tmp / "archive"
-        for folder in (inbox, out, archive):
-            folder.mkdir()
-            folder.chmod(0o777)
-        shutil.copyfile(mini_test_images[0], inbox / "a.jpeg")
-        (out if which == "--out" else archive).chmod(0o555)
-        cmd = [*_unprivileged(tmp), sys.executable, "-m", "edgecxr", "watch", str(inbox), "--out", str(out),
+        cmd = [*_without_write_override(), sys.executable, "-m", "edgecxr", "watch", str(inbox), "--out", str(out),
                "--archive", str(archive), "--once", "--settle-seconds", "0", "--backend", "onnxruntime"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "HOME": str(tmp), "OMP_NUM_THREADS": "1"})
-        assert done.returncode == 2, done.stderr
-        assert f"the {which} folder is not writable" in done.stderr and "Fix:" in done.stderr
-        assert "Traceback" not in done.stderr
-        assert (inbox / "a.jpeg").exists() and not (out / "results.jsonl").exists()
+                              env={**os.environ, "HOME": str(tmp_path), "OMP_NUM_THREADS": "1"})
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        read_only.chmod(0o755)  # so that pytest can clean tmp_path up
+    assert done.returncode == 2, done.stderr
+    assert f"the {which} folder is not writable (Permission denied)" in done.stderr and "Fix:" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (inbox / "a.jpeg").exists() and not (out / "results.jsonl").exists()
 
 
 def test_a_vanished_inbox_is_an_error_in_log_and_status_then_recovers(classifier, tmp_path, mini_test_images):
