@@ -67,8 +67,10 @@ def main_options(
 def _register() -> None:
     from edgecxr.cli import (
         bench_cmd,
+        bundle_cmd,
         classify_cmd,
         dicom_cmd,
+        engine_cmd,
         export_cmd,
         gate_cmd,
         info_cmd,
@@ -91,8 +93,8 @@ def _register() -> None:
     app.command("pretrain", help=train_cmd.pretrain.__doc__)(train_cmd.pretrain)
     app.command("evaluate", help=train_cmd.evaluate.__doc__)(train_cmd.evaluate)
     app.command("export", help=export_cmd.export.__doc__)(export_cmd.export)
-    app.command("build-engine", help=export_cmd.build_engine.__doc__)(export_cmd.build_engine)
-    app.add_typer(export_cmd.bundle_app, name="bundle")
+    app.command("build-engine", help=engine_cmd.build_engine.__doc__)(engine_cmd.build_engine)
+    app.add_typer(bundle_cmd.bundle_app, name="bundle")
     app.add_typer(service_cmd.service_app, name="service")
     app.add_typer(outbox_cmd.outbox_app, name="outbox")
 
