@@ -21,6 +21,10 @@ from edgecxr.bundle import load_bundle  # noqa: E402
 from edgecxr.cli.app import app  # noqa: E402
 from edgecxr.preprocess import load_model_inputs  # noqa: E402
 
+# Each test reads `chosen`, an export with four calibration candidates per INT8 engine: 100 s of
+# setup on 2 cores (measured with --durations), so the whole module is slow.
+pytestmark = pytest.mark.slow
+
 INT8 = ("onnxruntime-int8", "onnxruntime-int8-symmetric", "openvino-int8")
 
 

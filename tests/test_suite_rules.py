@@ -9,7 +9,11 @@ CI; not_applicable is for what no install fixes). A direct `pytest.skip`, `impor
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 TESTS = Path(__file__).parent
 HELPER = TESTS / "tools.py"
@@ -44,3 +48,16 @@ def test_every_skip_goes_through_tests_tools():
                  for line, what in direct_skips(path.read_text(), str(path))]
     assert offenders == [], ("skip through tests/tools.py (require_tool, require_module, not_applicable) "
                              "so that CI=true fails instead of skipping:\n" + "\n".join(offenders))
+
+
+def test_a_misspelt_mark_is_an_error_and_slow_is_registered(tmp_path):
+    """--strict-markers (pyproject): `-m "not slow"` can only trust marks that exist."""
+    config = TESTS.parent / "pyproject.toml"
+    for mark, expected in (("slow", 0), ("slwo", pytest.ExitCode.INTERRUPTED)):
+        test = tmp_path / f"test_{mark}.py"
+        test.write_text(f"import pytest\n\n\n@pytest.mark.{mark}\ndef test_marked():\n    pass\n")
+        done = subprocess.run([sys.executable, "-m", "pytest", "-c", str(config), "--rootdir", str(tmp_path),
+                               "-q", "-p", "no:cacheprovider", str(test)], capture_output=True, text=True,
+                              timeout=120, cwd=tmp_path)
+        assert done.returncode == expected, done.stdout + done.stderr
+    assert "'slwo' not found in `markers` configuration option" in done.stdout + done.stderr

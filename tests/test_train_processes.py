@@ -61,6 +61,8 @@ def _stop(process) -> None:
         process.communicate()
 
 
+# Four trainings, three of them real two-process launches: 68 s of setup on 2 cores (--durations),
+# so each test that reads `runs` is marked slow; the shard and launch-parsing tests stay fast.
 @pytest.fixture(scope="module")
 def runs(mini, tmp_path_factory):
     """One process (in-process CLI), two processes straight, and two interrupted + resumed."""
@@ -85,6 +87,7 @@ def _history(folder):
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
+@pytest.mark.slow
 def test_two_processes_really_ran_and_wrote_one_set_of_files(runs):
     one, two = _json(runs["one"] / "run.json"), _json(runs["two"] / "run.json")
     assert (one["num_processes"], two["num_processes"]) == (1, 2)
@@ -95,6 +98,7 @@ def test_two_processes_really_ran_and_wrote_one_set_of_files(runs):
     assert runs["stdout"].count("best epoch") == 1  # the result printed once, by the main process
 
 
+@pytest.mark.slow
 def test_same_report_structure_and_split_as_one_process(runs):
     one, two = _json(runs["one"] / "run.json"), _json(runs["two"] / "run.json")
     assert one.keys() == two.keys() and one["result"].keys() == two["result"].keys()
@@ -106,6 +110,7 @@ def test_same_report_structure_and_split_as_one_process(runs):
     assert (runs["two"] / "history.csv").read_text().splitlines()[0] == header
 
 
+@pytest.mark.slow
 def test_every_image_counted_once_per_epoch(runs):
     record = _json(runs["two"] / "run.json")
     rows = _history(runs["two"])
@@ -113,6 +118,7 @@ def test_every_image_counted_once_per_epoch(runs):
         [(len(record["split"]["train"]), len(record["split"]["val"]))] * 2 == [(18, 6)] * 2
 
 
+@pytest.mark.slow
 def test_resume_in_two_processes_equals_the_straight_run(runs):
     assert _json(runs["broken"] / "run.json")["status"] == "finished"
     a = load_file(runs["two"] / "checkpoint" / "model.safetensors")
@@ -123,6 +129,7 @@ def test_resume_in_two_processes_equals_the_straight_run(runs):
     assert _history(runs["two"]) == _history(runs["broken"])
 
 
+@pytest.mark.slow
 def test_resume_with_another_process_count_is_refused(runs):
     result = runs["refused"]
     assert result.exit_code == 2, result.output
