@@ -2,7 +2,7 @@
 
 It lives in the watcher's process on its own threads. Each request reads what the feed has
 cached, so an open page polling every two seconds costs the classifier little
-(`deploy/bench_status_page.py` measures it). Every response forbids scripts, styles, images
+(`deploy/bench/bench_status_page.py` measures it). Every response forbids scripts, styles, images
 and connections from anywhere but this origin, so the page works with no network and can
 reach nothing else.
 """

@@ -1,7 +1,7 @@
 """How often does drift watch warn by chance, and how soon after a real change? The figures in
 docs/monitoring.md, measured on simulated result streams with the runtime's own DriftMonitor.
 
-    python deploy/drift_simulation.py [--days 200] [--runs 50]
+    python deploy/bench/drift_simulation.py [--days 200] [--runs 50]
 
 A stream: 1% of images refused by the gate, 38% NORMAL among the rest, gate scores from a
 gamma distribution (skewed, like a feature distance); the bundle's validation figures are

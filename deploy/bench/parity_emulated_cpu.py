@@ -1,6 +1,6 @@
 """INT8 parity on a CPU class this machine is not (AVX2 without VNNI), emulated with qemu-user.
 
-    python deploy/parity_emulated_cpu.py [BUNDLE] [--data TEST_DIR] [--cpu Haswell] [--limit N]
+    python deploy/bench/parity_emulated_cpu.py [BUNDLE] [--data TEST_DIR] [--cpu Haswell] [--limit N]
         [--pick stratified|boundary] [--harness-check 4] [--openvino-isa AVX2] [--jobs 2] [--json OUT]
 
 Inputs are decoded, preprocessed and scored by the FP32 reference natively, once; only the

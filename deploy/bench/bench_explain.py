@@ -1,6 +1,6 @@
 """What `edgecxr watch --explain` costs on this machine (a benchmark, not a test: it prints ratios).
 
-    python deploy/bench_explain.py BUNDLE [--images DIR] [--backend auto --precision auto]
+    python deploy/bench/bench_explain.py BUNDLE [--images DIR] [--backend auto --precision auto]
 
 - map cost: one occlusion map on one engine thread (as the watcher's explanation sink runs it)
   vs one classification, median wall time over --maps images, and CPU time (which a shared
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_runtime import _classifier, _fill  # deploy/ is the script's folder
+from bench_runtime import _classifier, _fill  # deploy/bench/ is the script's folder
 
 from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.bench.measure import median_ms

@@ -1,6 +1,6 @@
 """What the intended-use gate costs per image: CPU time with the gate against without it.
 
-    python deploy/bench_gate.py [BUNDLE] [--images DIR] [--rounds 5] [--backend auto --precision auto]
+    python deploy/bench/bench_gate.py [BUNDLE] [--images DIR] [--rounds 5] [--backend auto --precision auto]
 
 A benchmark, not a test: it prints the ratio (target: at most 1.10). Each image goes through
 the watcher's own path, one at a time: `prepare` (read, hash, decode, tag and pixel stages,

@@ -1,7 +1,7 @@
 """Does an open status page slow classification? Burst throughput of `watch --once` with
 `--http` and pages polling it, against the same burst without the page.
 
-    python deploy/bench_status_page.py [BUNDLE] [--images DIR] [--burst 240] [--rounds 5] [--pages 1]
+    python deploy/bench/bench_status_page.py [BUNDLE] [--images DIR] [--burst 240] [--rounds 5] [--pages 1]
 
 Each round runs both modes back to back (order alternating) on a fresh inbox; the pages are a
 separate process that requests exactly what the page's script does (status, new results,

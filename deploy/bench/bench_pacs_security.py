@@ -1,7 +1,7 @@
 """What the audit trail and storage commitment cost when sending results: C-STORE rate with both on
 against both off, same objects, same PACS, alternating rounds; prints the ratio.
 
-    python deploy/bench_pacs_security.py --to ORTHANC@127.0.0.1:4242 --commit-port 11113 [--count 192]
+    python deploy/bench/bench_pacs_security.py --to ORTHANC@127.0.0.1:4242 --commit-port 11113 [--count 192]
 
 The PACS must accept C-STORE from our AE title (EDGECXR) and send storage commitment results to
 EDGECXR at this host's --commit-port (Orthanc: "DicomModalities": {"edgecxr": {"AET": "EDGECXR",

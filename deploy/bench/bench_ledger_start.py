@@ -1,6 +1,6 @@
 """Start-up time of the watcher's ledger with a year of results (issue 22: <= 2 s for 100,000 lines).
 
-    python deploy/bench_ledger_start.py [--lines 100000] [--dir /tmp/ledger-bench]
+    python deploy/bench/bench_ledger_start.py [--lines 100000] [--dir /tmp/ledger-bench]
 
 Writes LINES result lines shaped like real ones (every other one a DICOM with its identifiers,
 all completed today), then times opening the ledger the way `edgecxr watch` does at start, and

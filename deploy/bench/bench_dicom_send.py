@@ -1,6 +1,6 @@
 """How fast results leave as DICOM SR: build rate and C-STORE rate to a PACS you started.
 
-    python deploy/bench_dicom_send.py --to ORTHANC@127.0.0.1:4242 [--count 300] [--sc]
+    python deploy/bench/bench_dicom_send.py --to ORTHANC@127.0.0.1:4242 [--count 300] [--sc]
 
 Copies the bundled sample DICOMs under fresh SOP Instance UIDs, builds one SR (and with --sc
 one Secondary Capture) per copy the way `watch --send-sr` does, then lets one sender thread

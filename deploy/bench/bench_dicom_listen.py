@@ -1,6 +1,6 @@
 """DICOM receive benchmark for this machine: instances/s into the inbox, against dcmtk's storescp.
 
-    python deploy/bench_dicom_listen.py [--count 300] [--rounds 3]
+    python deploy/bench/bench_dicom_listen.py [--count 300] [--rounds 3]
 
 A benchmark, not a test: dcmtk's `storescu` sends COUNT small DX instances (copies of the
 bundled samples with fresh UIDs, 10-100 kB) over one association on 127.0.0.1, first to

@@ -1,6 +1,6 @@
 """Runtime benchmarks for this machine: burst throughput, file-to-line latency, memory.
 
-    python deploy/bench_runtime.py BUNDLE [--images DIR] [--backend openvino --precision fp32]
+    python deploy/bench/bench_runtime.py BUNDLE [--images DIR] [--backend openvino --precision fp32]
 
 Benchmarks, not tests: they print ratios against the bare engine.
 

@@ -1,6 +1,6 @@
 """OpenVINO on this machine: burst throughput vs benchmark_app, batch-1 p50 vs PyTorch, restart compile.
 
-    python deploy/bench_openvino.py BUNDLE [--precision fp32] [--data DIR] [--rounds 3] [--seconds 10]
+    python deploy/bench/bench_openvino.py BUNDLE [--precision fp32] [--data DIR] [--rounds 3] [--seconds 10]
         [--threads N] [--measure burst,graph,latency,restart] [--json FILE]
 
 Prints each measurement with its ratio and goal; see docs/bench.md for the figures.
