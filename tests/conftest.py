@@ -27,6 +27,19 @@ def dicom_inbox(tmp_path) -> Path:
 
 
 @pytest.fixture
+def inbox(tmp_path) -> Path:
+    """An inbox holding copies of the bundled sample DICOMs (real DX files, fake patient data)."""
+    import shutil
+
+    samples = Path(__file__).parents[1] / "edgecxr" / "samples" / "chest-xrays"
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for path in sorted(samples.glob("*.dcm")):
+        shutil.copyfile(path, folder / path.name)
+    return folder
+
+
+@pytest.fixture
 def pacs(tmp_path):
     """A real PACS (Orthanc on loopback, its own storage under tmp_path); call .start() in the test."""
     from tests.orthanc import Orthanc

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -15,7 +14,7 @@ from edgecxr.dicomnet.sr import sr_uid
 from edgecxr.runtime.ledger import read_results
 from tests.dicom_net import SAMPLES, run_dcmtk, spawn_listener
 from tests.orthanc import Orthanc, free_port
-from tests.tools import require_module
+from tests.tools import require_module, stop_process
 
 etree = require_module("lxml") and __import__("lxml.etree").etree
 pydicom = require_module("pydicom")
@@ -114,12 +113,7 @@ def test_dicom_listen_audits_receipt_rejection_start_and_stop(tmp_path):
         stored = run_dcmtk("storescu", "-aet", "SCANNER", "-aec", "EDGECXR", "127.0.0.1", str(port), str(SAMPLES[0]))
         refused = run_dcmtk("echoscu", "-aet", "INTRUDER", "-aec", "EDGECXR", "127.0.0.1", str(port))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
     assert stored.returncode == 0, stored.stderr
     assert refused.returncode != 0  # the association was rejected
     docs = messages(trail)

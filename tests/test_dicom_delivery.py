@@ -12,7 +12,6 @@ import shutil
 import time
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
@@ -51,15 +50,6 @@ def refusing_pacs(folder: Path, refuse_list: Path) -> Orthanc:
     config = json.loads(server.config.read_text())
     server.config.write_text(json.dumps({**config, "LuaScripts": [str(folder / "refuse.lua")]}))
     return server
-
-
-@pytest.fixture
-def inbox(tmp_path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    for path in sorted(SAMPLES.glob("*.dcm")):
-        shutil.copyfile(path, folder / path.name)
-    return folder
 
 
 def result_line(inbox: Path, name: str) -> dict:

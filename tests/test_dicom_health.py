@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import urllib.request
 
@@ -14,7 +13,7 @@ from edgecxr.dicomnet.health import HealthMonitor
 from edgecxr.runtime.heartbeat import read_status
 from tests.browser import start_watch
 from tests.orthanc import AET, Orthanc
-from tests.tools import require_module, require_tool, wait_for
+from tests.tools import require_module, require_tool, stop_process, wait_for
 
 require_module("pynetdicom")
 
@@ -105,10 +104,5 @@ def test_watch_shows_pacs_health_in_status_json_and_metrics(pacs, tmp_path):
         assert "connection refused" in down["last_error"] and down["last_ok"] >= health["last_ok"]
         assert wait_for(lambda: f"edgecxr_pacs_reachable{label} 0" in metrics(url), 10)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 

@@ -37,13 +37,10 @@ FAST = SendOptions(first_retry_s=0.2, max_retry_s=0.5, timeout_s=10)
 
 
 @pytest.fixture
-def inbox(tmp_path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    for path in sorted(SAMPLES.glob("*.dcm")):
-        shutil.copyfile(path, folder / path.name)
-    shutil.copyfile(next(SAMPLES.glob("*.jpeg")), folder / "not-dicom.jpeg")  # classified, but no study: no SR
-    return folder
+def inbox(inbox: Path) -> Path:
+    """conftest's inbox of the sample DICOMs, plus a JPEG: classified, but no study to file an SR in."""
+    shutil.copyfile(next(SAMPLES.glob("*.jpeg")), inbox / "not-dicom.jpeg")
+    return inbox
 
 
 def sources(folder: Path) -> dict[str, str]:

@@ -38,15 +38,6 @@ def web_pacs(tmp_path):
     server.stop()
 
 
-@pytest.fixture
-def inbox(tmp_path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    for path in sorted(SAMPLES.glob("*.dcm")):
-        shutil.copyfile(path, folder / path.name)
-    return folder
-
-
 def sent_lines(out: Path) -> list[dict]:
     [folder] = [p for p in (out / "outbox").iterdir() if (p / "pending").is_dir()]
     return [json.loads(line) for line in (folder / "sent.jsonl").read_text().splitlines()]

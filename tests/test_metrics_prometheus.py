@@ -23,7 +23,7 @@ from edgecxr.runtime.heartbeat import read_status
 from edgecxr.runtime.ledger import read_results
 from edgecxr.web.metrics import render
 from tests.browser import start_watch
-from tests.tools import require_tool, wait_for
+from tests.tools import require_tool, stop_process, wait_for
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 SAMPLES = Path(__file__).resolve().parent.parent / "edgecxr" / "samples" / "chest-xrays"
@@ -102,12 +102,7 @@ def watcher(tmp_path_factory):
         assert done, f"the watcher did not record {IMAGES + 1} results: {read_status(out)}"
         yield url, out
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def test_live_metrics_pass_promtool_and_carry_counts_drift_and_latency(watcher):

@@ -63,3 +63,16 @@ def wait_for(predicate, seconds: float = 30.0, poll: float = 0.05):
             return value
         time.sleep(poll)
     return predicate()
+
+
+def stop_process(proc, grace: float = 30.0) -> None:
+    """SIGTERM a child (a watcher, a listener), as systemd would, and wait for it; SIGKILL after `grace` s."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)

@@ -89,9 +89,10 @@ class AuditLog:
         self._write(message)
 
     def sent(self, destination, ae_title: str, studies: dict[str, dict[str, list[str]]], outcome: str = SUCCESS,
-             why: str | None = None) -> None:
-        """Objects a PACS accepted (outcome 0), refused for good (8) or could not be given (4, `why`)."""
-        message, event = self._message(INSTANCES_TRANSFERRED, "R", outcome)
+             why: str | None = None, event_type=None) -> None:
+        """Objects a PACS accepted (outcome 0), refused for good (8) or could not be given (4, `why`);
+        with event_type COMMITMENT, its storage-commitment answer for them."""
+        message, event = self._message(INSTANCES_TRANSFERRED, "R", outcome, event_type)
         if why:
             ET.SubElement(event, "EventOutcomeDescription").text = _one_line(why)
         self._us(message, ae_title, ROLE_SOURCE, requestor=True)
@@ -145,27 +146,15 @@ class AuditLog:
             return groups
 
         def record(destination, committed: list[Path], failed: dict[Path, str]) -> None:
-            if committed:
-                self.committed(destination, ae_title, studies(committed))
+            if committed:  # the PACS took responsibility for these
+                self.sent(destination, ae_title, studies(committed), event_type=COMMITMENT)
             by_reason: dict[str, list[Path]] = {}
             for path, why in failed.items():
                 by_reason.setdefault(why, []).append(path)
             for why, paths in by_reason.items():
-                self.committed(destination, ae_title, studies(paths), SERIOUS, f"not committed: {why}")
+                self.sent(destination, ae_title, studies(paths), SERIOUS, f"not committed: {why}", COMMITMENT)
 
         return hook
-
-    def committed(self, destination, ae_title: str, studies: dict[str, dict[str, list[str]]],
-                  outcome: str = SUCCESS, why: str | None = None) -> None:
-        """A PACS took responsibility for these objects (outcome 0), or said it would not (8, `why`)."""
-        message, event = self._message(INSTANCES_TRANSFERRED, "R", outcome, COMMITMENT)
-        if why:
-            ET.SubElement(event, "EventOutcomeDescription").text = _one_line(why)
-        self._us(message, ae_title, ROLE_SOURCE, requestor=True)
-        self._peer(message, destination.ae_title, destination.host, ROLE_DESTINATION, requestor=False)
-        for study, classes in studies.items():
-            self._study(message, study, classes)
-        self._write(message)
 
     def result(self, record: dict, ae_title: str) -> None:
         """A classification (status ok), or a refusal (out_of_scope, error) with its reason code."""
