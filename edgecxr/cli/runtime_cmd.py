@@ -47,6 +47,14 @@ from edgecxr.cli.send_opts import (
     with_audit,
     with_health,
 )
+from edgecxr.cli.watch_parts import (
+    _announce,
+    _drift_monitor,
+    _explain_sink,
+    _run_until_signalled,
+    _send_sinks,
+    _start_status_page,
+)
 from edgecxr.data.decode import DEFAULT_MAX_PIXELS
 
 TABLE_ROWS = 50  # `watch --once` shows its last results in a table; every one of them is in results.jsonl
@@ -125,9 +133,6 @@ def watch(
     explain_queue: Annotated[int, typer.Option(help="Images waiting for a map before newer ones go without (logged).")] = 32,
 ):
     """Watch a scanner's output folder and classify every image that lands there, exactly once."""
-    import signal
-    import threading
-
     from edgecxr.cli.console import err, logger
     from edgecxr.cli.console import out as console
     from edgecxr.runtime.checks import InboxCheck
@@ -144,14 +149,8 @@ def watch(
     classifier = _open_classifier(bundle, backend, precision, device, threads, performance_hint, allow_unqualified,
                                   qualification_dir, cache)
     say(f"edgecxr watch: {inbox} -> {out / 'results.jsonl'}", event="start", inbox=str(inbox), out=str(out))
-    say(f"bundle {classifier.bundle.name}; engine {classifier.artifact.name} ({classifier.choice.reason})",
-        event="engine", bundle=classifier.bundle.name, artifact=classifier.artifact.name,
-        reason=classifier.choice.reason)
-    if classifier.choice.warning:
-        say(f"warning: {classifier.choice.warning}", event="warning", artifact=classifier.artifact.name)
-    use = _intended_use(classifier, modality, view, body_part, population_age, population_text, refuse_age_outside)
-    classifier.gate.intended_use = use  # the tags stage with this command's overrides
-    say(f"intended use: {use.describe()}; {classifier.gate.describe()}", event="intended_use")
+    use = _announce(classifier, say, _intended_use(classifier, modality, view, body_part, population_age,
+                                                   population_text, refuse_age_outside))
     options = WatchOptions(
         inbox=inbox, out=out, recursive=recursive, settle_seconds=settle_seconds, rescan_seconds=rescan_seconds,
         batch_size=batch_size, once=once, poll=poll, archive=archive, quarantine=quarantine,
@@ -185,19 +184,9 @@ def watch(
                       sinks=sinks + page_sinks + ([explainer] if explainer else []) + [drift])
     if explainer is not None:
         explainer.busy = lambda: watcher.counters.backlog > 0  # maps wait while a burst is being classified
-    stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        say(f"signal {signal.Signals(signum).name}: finishing the batch in flight", event="signal")
-        stop.set()
-        watcher.wake.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        counters = watcher.run(stop)
+        counters = _run_until_signalled(watcher, say)
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         classifier.close()
         if server is not None:
             server.stop()
@@ -217,83 +206,6 @@ def _intended_use(classifier, modality, view, body_part, population_age, populat
     return resolve(classifier.bundle.manifest, modalities=modality, views=view, body_parts=body_part,
                    population_age=population_age, population_text=population_text,
                    refuse_age_outside=refuse_age_outside)
-
-
-def _send_sinks(targets, send_sc, ae_title, retry, out, inbox, classifier, log, once, tls=None, audit=None,
-                commit=None, keep=(90.0, 50.0),
-                allow_http=False) -> list:
-    """The DICOM SR/SC result sink, when --send-sr names a destination. --once gives the outbox 10 s to
-    drain before exit; a service stopping (SIGTERM) only 2 s, inside systemd's stop timeout."""
-    from edgecxr.errors import EdgecxrError
-
-    if not targets:
-        if send_sc:
-            raise EdgecxrError("--send-sc needs --send-sr AET@HOST:PORT", fix="name the PACS with --send-sr")
-        return []
-    from edgecxr.dicomnet.destination import parse_destination
-    from edgecxr.dicomnet.sender import SendOptions
-    from edgecxr.dicomnet.sink import DicomSendSink
-
-    destinations = list(dict.fromkeys(parse_destination(t) for t in targets))
-    from edgecxr.dicomnet.stow import check_web_destinations
-
-    check_web_destinations(destinations, tls, allow_http)
-    retry_max, attempts, hours = retry
-    if retry_max <= 0 or attempts < 1 or hours <= 0:
-        raise EdgecxrError(f"--send-retry-max {retry_max} / --send-give-up {attempts} {hours}: not positive",
-                           fix="give seconds, e.g. --send-retry-max 300, and e.g. --send-give-up 20 168")
-    options = SendOptions(calling_ae_title=parse_destination(f"{ae_title}@x:1").ae_title, max_retry_s=retry_max,
-                          first_retry_s=min(2.0, retry_max), tls=tls, max_attempts=attempts,
-                          max_age_s=hours * 3600,
-                          audit=audit.send_outcomes(ae_title) if audit else None, commit=commit,
-                          commit_audit=audit.commit_outcomes(ae_title) if audit else None)
-    from edgecxr.dicomnet.retention import Retention
-
-    if keep[0] <= 0 or keep[1] <= 0:
-        raise EdgecxrError(f"--send-keep {keep[0]:g} {keep[1]:g}: not positive",
-                           fix="give days and megabytes, e.g. --send-keep 90 50")
-    return [DicomSendSink(out, inbox, destinations, classifier.bundle.manifest, send_sc=send_sc, options=options,
-                          retention=Retention(*keep),
-                          log=log, drain_seconds=10.0 if once else 2.0)]
-
-
-def _drift_monitor(classifier, out: Path):
-    """The last results against the bundle's validation figures (status.json's "drift"), seeded from
-    results.jsonl so that a restart keeps its window."""
-    from edgecxr.runtime.drift import DriftMonitor
-    from edgecxr.runtime.ledger import read_results
-
-    monitor = DriftMonitor.for_manifest(classifier.bundle.manifest)
-    monitor.seed(read_results(out, last=monitor.window))  # read from the end: never a year of lines
-    return monitor
-
-
-def _start_status_page(address: str, out: Path, classifier, say, allow_hosts: tuple[str, ...] = ()):
-    """The page's server (its own threads) and the sink that makes its thumbnails."""
-    from edgecxr.web.server import StatusServer, parse_address
-    from edgecxr.web.thumbs import ThumbnailSink
-
-    host, port, loopback = parse_address(address)
-    if not loopback:
-        say(f"warning: the status page listens on {host}, not on loopback: anyone who can reach this address "
-            "sees results and file names (it is read-only and shows no DICOM patient fields)", event="warning")
-    thumbs = ThumbnailSink(out, classifier.bundle.spec)
-    server = StatusServer(out, host, port, thumbs=thumbs, allow_hosts=allow_hosts).start()
-    say(f"status page: {server.url} (read-only)", event="http", url=server.url)
-    return server, [thumbs]
-
-
-def _explain_sink(classifier, out: Path, device: str, queue_size: int, say):
-    """A second session of the chosen engine, on one thread, so maps run beside classification, not in it."""
-    from edgecxr.backends import RunnerOptions, open_runner
-    from edgecxr.errors import EdgecxrError
-    from edgecxr.runtime.explain_sink import ExplainSink
-
-    if queue_size < 1:
-        raise EdgecxrError(f"--explain-queue {queue_size} leaves no room for a map", fix="give --explain-queue 1 or more")
-    runner = open_runner(classifier.artifact.backend, classifier.artifact.path, RunnerOptions(threads=1, device=device))
-    return ExplainSink(runner, classifier.bundle.spec, out, classifier.class_names, classifier.engine_label,
-                       queue_size=queue_size, log=lambda m: say(m, event="explain"))
 
 
 def _one_line(r: dict) -> str:
