@@ -12,7 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.metrics import binary_rates, classification_report, positive_class_index, roc_auc
+from edgecxr.metrics import (
+    binary_rates,
+    bootstrap_intervals,
+    classification_report,
+    positive_class_index,
+    roc_auc,
+)
 from edgecxr.provenance import utc_now
 
 REPORT_SCHEMA = "edgecxr.report/1"
@@ -28,7 +34,9 @@ def build_report(rows: Sequence[dict], class_names: Sequence[str], *, meta: dict
     metrics = classification_report(y_true, y_pred, names)
     pos = positive_class_index(names, meta.get("positive_class"))
     rates = binary_rates(metrics["confusion_matrix"], pos)
-    auc = roc_auc([t == pos for t in y_true], [r["probabilities"][names[pos]] for r in rows])
+    scores = [r["probabilities"][names[pos]] for r in rows]
+    auc = roc_auc([t == pos for t in y_true], scores)
+    ci = bootstrap_intervals(y_true, y_pred, scores, pos, len(names)) if rows else None
     return {
         "schema": REPORT_SCHEMA,
         "created": utc_now(),
@@ -40,6 +48,9 @@ def build_report(rows: Sequence[dict], class_names: Sequence[str], *, meta: dict
             "sensitivity": rates["sensitivity"],
             "specificity": rates["specificity"],
             "roc_auc": auc,
+            "ci95": None if ci is None else {"method": ci["method"], "accuracy": ci["accuracy"],
+                                             "roc_auc": ci["roc_auc"],
+                                             "recall": dict(zip(names, ci["recall"], strict=True))},
         },
         **meta,
         "rows": list(rows),
@@ -102,10 +113,24 @@ def report_markdown(report: dict, title: str = "Test-set report") -> str:
         f"- created: {report['created']}", "",
         "Precision, recall and F1 in percent.", "", paper_table(report), "",
         f"Sensitivity ({pos} recall) {_pct(m['sensitivity'])}%, "
-        f"specificity {_pct(m['specificity'])}%, ROC AUC {auc}.", "",
+        f"specificity {_pct(m['specificity'])}%, ROC AUC {auc}.", "", *_interval_lines(m.get("ci95")),
         "## Confusion matrix", "", confusion_table(report), "",
     ]
     return "\n".join(parts)
+
+
+def _interval_lines(ci: dict | None) -> list[str]:
+    """The bootstrap intervals in words, or nothing for a report made before them."""
+    if not ci:
+        return []
+
+    def span(pair, percent=True) -> str:
+        if pair is None:
+            return "n/a"
+        return f"{_pct(pair[0])}–{_pct(pair[1])}%" if percent else f"{pair[0]:.4f}–{pair[1]:.4f}"
+    recalls = ", ".join(f"{name} recall {span(pair)}" for name, pair in ci["recall"].items())
+    return [f"95 % intervals ({ci['method']}): accuracy {span(ci['accuracy'])}, ROC AUC "
+            f"{span(ci['roc_auc'], percent=False)}, {recalls}.", ""]
 
 
 def write_report(report: dict, out_dir: str | Path, *, images_root: str | Path | None = None,

@@ -47,3 +47,25 @@ def test_sensitivity_specificity():
     rates = binary_rates(cm, positive_index=1)
     assert rates["sensitivity"] == pytest.approx(3 / 4)
     assert rates["specificity"] == pytest.approx(1 / 3)
+
+
+def test_bootstrap_intervals_are_seeded_bracket_the_estimate_and_collapse_when_every_answer_is_right():
+    import json
+    from pathlib import Path
+
+    from edgecxr.metrics import bootstrap_intervals
+    from edgecxr.reporting import build_report
+
+    report = json.loads((Path(__file__).parents[1] / "train" / "reference-run" / "report.json").read_text())
+    rebuilt = build_report(report["rows"], report["class_names"], meta={"positive_class": "PNEUMONIA"})
+    m, again = rebuilt["metrics"], build_report(report["rows"], report["class_names"],
+                                                meta={"positive_class": "PNEUMONIA"})["metrics"]
+    assert m["ci95"] == again["ci95"]  # seeded: the same report, the same intervals
+    lo, hi = m["ci95"]["accuracy"]
+    assert lo < m["accuracy"] < hi and 0.02 < hi - lo < 0.08  # 624 images: about +-2.4 points
+    assert m["ci95"]["roc_auc"][0] < m["roc_auc"] < m["ci95"]["roc_auc"][1]
+    for name in ("NORMAL", "PNEUMONIA"):
+        low, high = m["ci95"]["recall"][name]
+        assert low < m["classes"][name]["recall"] < high
+    perfect = bootstrap_intervals([0, 1, 1, 0, 1], [0, 1, 1, 0, 1], [0.1, 0.9, 0.8, 0.2, 0.7], 1, 2, resamples=200)
+    assert perfect["accuracy"] == [1.0, 1.0] and perfect["recall"] == [[1.0, 1.0], [1.0, 1.0]]
