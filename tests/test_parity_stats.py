@@ -49,3 +49,18 @@ def test_ece_perfect_and_overconfident():
     # always 90 % sure, right half the time: ECE = 0.4
     over = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])
     assert expected_calibration_error(over, np.array([0, 1, 0, 1])) == pytest.approx(0.4)
+
+
+def test_reliability_points_cover_every_image_and_sum_to_the_ece():
+    import numpy as np
+
+    from edgecxr.parity.stats import expected_calibration_error, reliability
+
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.55, 0.45], [0.05, 0.95]])
+    labels = np.array([0, 1, 1, 0, 0, 1])
+    points = reliability(probs, labels)
+    assert abs(sum(share for _, _, share in points) - 1.0) < 1e-12
+    by_hand = sum(share * abs(acc - conf) for conf, acc, share in points)
+    assert expected_calibration_error(probs, labels) == by_hand
+    # the 0.9 bin holds the first image (right) and the last (0.95: its own bin); 0.8 is wrong
+    assert (0.8, 0.0, 1 / 6) in [(round(c, 6), a, s) for c, a, s in points]

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgecxr.fsutil import atomic_write_text
 from edgecxr.optional import available
+from edgecxr.parity.stats import expected_calibration_error, reliability
 
 
 def _pct(x: float | None) -> str:
@@ -114,7 +115,7 @@ def figure(result: dict, reference_rows: dict, path: Path) -> Path | None:
     pos = result["positive_class"]
     panels = [("PyTorch", result["reference"]["metrics"]["confusion_matrix"])]
     panels += [(e["artifact"], e["metrics"]["confusion_matrix"]) for e in result["engines"]]
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 3.4), dpi=110)
+    fig, axes = plt.subplots(1, len(panels) + 2, figsize=(3.2 * (len(panels) + 2), 3.4), dpi=110)
     for ax, (title, cm) in zip(axes, panels):
         cm = np.asarray(cm)
         ax.imshow(cm / cm.sum(1, keepdims=True).clip(min=1), cmap="Blues", vmin=0, vmax=1)
@@ -124,7 +125,8 @@ def figure(result: dict, reference_rows: dict, path: Path) -> Path | None:
         ax.set_xticks(range(len(names)), names, fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_title(title, fontsize=8)
-    scatter = axes[-1]
+    _reliability_panel(axes[-1], result, reference_rows)
+    scatter = axes[-2]
     for e in result["engines"]:
         ref_p = [reference_rows[r["path"]]["probabilities"][pos] for r in e["rows"]]
         scatter.scatter(ref_p, [r["probabilities"][pos] for r in e["rows"]], s=6, alpha=0.6, label=e["artifact"])
@@ -138,6 +140,29 @@ def figure(result: dict, reference_rows: dict, path: Path) -> Path | None:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _reliability_panel(ax, result: dict, reference_rows: dict) -> None:
+    """Accuracy against confidence (15 bins) for PyTorch and each engine, with its ECE: how far the
+    probabilities a reader sees are from how often the model is right at that confidence."""
+    names = result["class_names"]
+    rows = result["engines"][0]["rows"] if result["engines"] else []
+    labels = np.array([names.index(r["label"]) for r in rows])
+    curves = [("PyTorch", [[reference_rows[r["path"]]["probabilities"][n] for n in names] for r in rows])]
+    curves += [(e["artifact"], [[r["probabilities"][n] for n in names] for r in e["rows"]]) for e in result["engines"]]
+    for title, probs in curves:
+        if not probs:
+            continue
+        points = reliability(np.array(probs), labels)
+        ece = expected_calibration_error(np.array(probs), labels)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=2.5, lw=0.9,
+                label=f"{title} (ECE {ece:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.set_xlim(0.45, 1.0)
+    ax.set_xlabel("confidence (max P), 15 bins", fontsize=8)
+    ax.set_ylabel("accuracy in the bin", fontsize=8)
+    ax.legend(fontsize=5)
+    ax.set_title("reliability", fontsize=8)
 
 
 def write(result: dict, reference_rows: dict, out: Path, explained: tuple | None = None) -> list[Path]:

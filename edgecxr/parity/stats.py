@@ -49,15 +49,20 @@ def paired_difference(b: int, c: int, n: int, z: float = Z95) -> dict:
     return {"difference": d, "ci95": [d - half, d + half]}
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[tuple[float, float, float]]:
+    """(mean confidence, accuracy, share of images) per non-empty confidence bin: the reliability
+    diagram's points, and what the expected calibration error sums."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    labels = np.asarray(labels)
     confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    ece = 0.0
-    for lo, hi in itertools.pairwise(edges):
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    points = []
+    for lo, hi in itertools.pairwise(np.linspace(0.0, 1.0, bins + 1)):
         inside = (confidence > lo) & (confidence <= hi)
         if inside.any():
-            ece += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(ece)
+            points.append((float(confidence[inside].mean()), float(correct[inside].mean()), float(inside.mean())))
+    return points
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    return float(sum(share * abs(accuracy - confidence)
+                     for confidence, accuracy, share in reliability(probabilities, labels, bins)))
