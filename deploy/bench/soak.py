@@ -1,6 +1,6 @@
 """Soak benchmark: a real `edgecxr watch --send-sr` fed for MINUTES with everything a hospital does.
 
-    python deploy/soak.py --minutes 60 --out /tmp/soak-run
+    python deploy/bench/soak.py --minutes 60 --out /tmp/soak-run
 
 A trickle of distinct images (the bundled samples, each copy made distinct: DICOMs with new
 Study/Series/SOP Instance UIDs, JPEGs with a comment segment), bursts of 30 files, the PACS (a
