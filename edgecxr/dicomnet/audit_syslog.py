@@ -53,19 +53,11 @@ def open_forwarder(text: str, ca: Path | None = None):
                            fix=f"give --audit-syslog tls://{host}:{port}, or leave out --audit-syslog-ca")
     if scheme == "udp":
         return SyslogForwarder((host, port))
-    return StreamForwarder((host, port), _tls_context(ca) if scheme == "tls" else None)
+    if scheme == "tcp":
+        return StreamForwarder((host, port))
+    from edgecxr.dicomnet.send_tls import server_auth_context
 
-
-def _tls_context(ca: Path | None) -> ssl.SSLContext:
-    if ca is not None and not ca.is_file():
-        raise EdgecxrError("--audit-syslog-ca: file not found", path=ca, fix="give the collector CA's PEM file")
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca) if ca else None)
-    except (ssl.SSLError, OSError) as exc:
-        raise EdgecxrError(f"cannot load the syslog collector's CA ({exc})", path=ca,
-                           fix="give the PEM certificate of the CA that signed the collector's certificate") from exc
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+    return StreamForwarder((host, port), server_auth_context(ca, "--audit-syslog-ca", "the syslog collector"))
 
 
 def parse_collector(text: str) -> tuple[str, int]:
