@@ -218,9 +218,10 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
     inputs = load_model_inputs((s.path for s in split.samples), bundle.spec,
                                progress("decode + preprocess", len(split.samples)))
     engines = []
-    gate, gate_reference = _gate_reference(bundle, inputs, options, progress)
+    scored = {a.name: score(a, inputs, options or RunnerOptions(), progress(a.name, len(inputs))) for a in artifacts}
+    gate, gate_reference = _gate_reference(bundle, scored, inputs, options, progress)
     for artifact in artifacts:
-        probs, features = score(artifact, inputs, options or RunnerOptions(), progress(artifact.name, len(inputs)))
+        probs, features = scored[artifact.name]
         rows = rows_from_probabilities(split.samples, split.classes, probs, rule)
         report = build_report(rows, split.classes, meta={"positive_class": ref["positive_class"]})
         engine = {"artifact": artifact.name, "backend": artifact.backend, "precision": artifact.precision,
@@ -252,14 +253,18 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
     return result
 
 
-def _gate_reference(bundle: Bundle, inputs: np.ndarray, options, progress) -> tuple[LearnedGate | None, np.ndarray]:
+def _gate_reference(bundle: Bundle, scored: dict, inputs: np.ndarray, options,
+                    progress) -> tuple[LearnedGate | None, np.ndarray]:
     """The bundle's learned gate and the FP32 graph's features on the test images (what each
-    engine's gate decisions are held to), or (None, empty) for a bundle without the gate."""
+    engine's gate decisions are held to), or (None, empty) for a bundle without the gate. The
+    FP32 graph's features come from `scored` when it was among the engines checked; it runs
+    once more only when it was left out (--backends/--precisions)."""
     record = (bundle.manifest.get("gate") or {}).get("learned")
     fp32 = bundle.find("onnxruntime", "fp32")
     if not record or not fp32:
         return None, np.zeros((0, 0))
-    _, features = score(fp32[0], inputs, options or RunnerOptions(), progress("gate: FP32 features", len(inputs)))
+    _, features = scored.get(fp32[0].name) or score(fp32[0], inputs, options or RunnerOptions(),
+                                                     progress("gate: FP32 features", len(inputs)))
     if features is None:
         return None, np.zeros((0, 0))
     return LearnedGate.load(bundle.folder, record), features
