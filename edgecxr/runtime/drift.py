@@ -32,6 +32,8 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgecxr.scope.verdict import OUT_OF_SCOPE  # the status of a line the gate refused
+
 if TYPE_CHECKING:
     from edgecxr.runtime.prepare import Prepared
 
@@ -40,7 +42,6 @@ WINDOW = 200
 MIN_IMAGES = 50
 ALPHA = 0.001
 CLEAR_ALPHA = 0.01
-OUT_OF_SCOPE = "out_of_scope"  # = edgecxr.scope.verdict.OUT_OF_SCOPE, the status of a line the gate refused
 
 
 class DriftMonitor:

@@ -32,12 +32,13 @@ from pathlib import Path
 
 from edgecxr.fsutil import fsync_dir
 from edgecxr.provenance import utc_now
+from edgecxr.scope.verdict import OUT_OF_SCOPE
 
 RESULTS = "results.jsonl"
 RESULT_SCHEMA = "edgecxr.result/1"
 DUPLICATE = "duplicate"
 DUPLICATE_DAYS = 365  # an image judged within this many days is a duplicate when it comes again
-JUDGED = ("ok", "out_of_scope")  # lines a later copy is a duplicate of (an unreadable file may be read later)
+JUDGED = ("ok", OUT_OF_SCOPE)  # lines a later copy is a duplicate of (an unreadable file may be read later)
 
 
 class Ledger:

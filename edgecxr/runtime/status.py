@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from edgecxr import __version__
 from edgecxr.provenance import utc_now
 from edgecxr.runtime.heartbeat import HEARTBEAT_SECONDS
+from edgecxr.scope.verdict import OUT_OF_SCOPE  # the status of a line the gate refused
 
 STATUS_SCHEMA = "edgecxr.status/1"
-OUT_OF_SCOPE = "out_of_scope"  # = edgecxr.scope.verdict.OUT_OF_SCOPE, the status of a line the gate refused
 # Upper bounds (ms) of the inference-time histogram: from a GPU's few ms to a slow CPU's seconds
 LATENCY_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 

@@ -36,7 +36,8 @@ from edgecxr.runtime.prepare import INTERNAL_ERROR, MISSING_DEPENDENCY, InputLim
 from edgecxr.runtime.records import classified_record, duplicate_record, out_of_scope_record, refusal_record
 from edgecxr.runtime.scanner import Entry, Settler, scan
 from edgecxr.runtime.sinks import ResultSink
-from edgecxr.runtime.status import OUT_OF_SCOPE, Counters, status_payload
+from edgecxr.runtime.status import Counters, status_payload
+from edgecxr.scope.verdict import OUT_OF_SCOPE
 
 
 @dataclass

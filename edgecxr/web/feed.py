@@ -20,13 +20,13 @@ from pathlib import Path
 from edgecxr.metrics import positive_class_index
 from edgecxr.runtime.heartbeat import STATUS, heartbeat_age, is_stale
 from edgecxr.runtime.ledger import DUPLICATE, RESULTS
+from edgecxr.scope.verdict import OUT_OF_SCOPE  # the status of a line the gate refused
 
 THUMBS = "thumbs"
 MAPS = "maps"  # explanation overlays: <out>/maps/<sha256>.png, written by `watch --explain`
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 STATUS_FIELDS = ("state", "updated", "started", "uptime_s", "processed", "refused", "out_of_scope", "backlog",
                  "waiting", "moved", "last_error", "inbox_error", "bundle", "backend", "precision", "reason", "edgecxr")
-OUT_OF_SCOPE = "out_of_scope"  # edgecxr.scope.verdict.OUT_OF_SCOPE: a line the intended-use gate refused
 GATE_TEXT = ("stage", "code", "reason")
 GATE_NUMBERS = ("score", "threshold")
 PICTURED = ("ok", OUT_OF_SCOPE)  # an unreadable file has no model input to picture
