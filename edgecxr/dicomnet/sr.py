@@ -6,7 +6,7 @@ the measurement group's source image, so a PACS shows it beside the radiograph. 
 finding is coded in SNOMED CT (Pneumonia: Present / Absent / Indeterminate for UNCERTAIN),
 the probability is a TID 300 measurement, and the algorithm (TID 4019) carries the bundle
 name, edgecxr's version, the bundle checksum, the engine and the decision rule. A result's flags
-(for example "patient age 58 years is outside the population the model was made for") are TEXT
+(for example "the patient's age is outside the population the model was made for") are TEXT
 content items (DCM 121106 "Comment") in the measurement group, beside the coded finding, as
 highdicom's maintainers suggest for free text in TID 1501.
 UIDs are derived from the source SOP Instance UID and the bundle checksum, so sending the

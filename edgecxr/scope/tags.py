@@ -55,10 +55,11 @@ def check_tags(tags: dict, use: IntendedUse) -> TagVerdict:
         refusal = rule(tags, use)
         if refusal is not None:
             return TagVerdict(refusal=refusal)
-    age = _age_outside(tags, use)
-    if age is None:
+    if not _age_outside(tags, use):
         return TagVerdict()
-    outside = f"patient age {age} is outside the population the model was made for ({use.describe_population()})"
+    # the reason names the population, never the age itself: it goes into results.jsonl and the log,
+    # where patient data must not (the PACS viewer shows the age from the header)
+    outside = f"the patient's age is outside the population the model was made for ({use.describe_population()})"
     if use.refuse_age_outside:
         return TagVerdict(refusal=Refusal(STAGE, AGE_OUTSIDE, f"{outside}: not analysed"))
     return TagVerdict(flags=[Flag(AGE_OUTSIDE, f"{outside}: read this result with care")])
@@ -185,15 +186,13 @@ def _photometric(tags: dict, use: IntendedUse) -> Refusal | None:
     return Refusal(STAGE, "colour", f"a colour image, not a radiograph (PhotometricInterpretation {photometric})")
 
 
-def _age_outside(tags: dict, use: IntendedUse) -> str | None:
-    """The patient's age in words when the header states one outside the population; None otherwise
-    (no population set, no age, or an age that cannot be read)."""
+def _age_outside(tags: dict, use: IntendedUse) -> bool:
+    """Whether the header states an age outside the population (not when no population is set, no
+    age is given, or the age cannot be read)."""
     if use.age_years is None:
-        return None
+        return False
     age = parse_age(tags.get("PatientAge"))
-    if age is None or use.age_inside(age[0]):
-        return None
-    return age[1]
+    return age is not None and not use.age_inside(age[0])
 
 
 def _text(value) -> str:

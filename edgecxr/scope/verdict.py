@@ -30,7 +30,7 @@ class Flag:
     (for example a patient age outside the population the model was trained on)."""
 
     code: str  # e.g. "age_outside_population"
-    reason: str  # plain words, e.g. "patient age 58 years is outside the trained population (1-5 years)"
+    reason: str  # plain words, e.g. "the patient's age is outside the population the model was made for (...)"
 
     def to_record(self) -> dict:
         return {"code": self.code, "reason": self.reason}
