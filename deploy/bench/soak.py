@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from soak_check import check
-from soak_peers import Orthanc, Watcher, proc_sample
+from soak_peers import UNIT_ENVIRONMENT, Orthanc, Watcher, proc_sample
 
 SAMPLES = Path(__file__).resolve().parents[1] / "edgecxr" / "samples" / "chest-xrays"
 SAMPLE_EVERY_S = 30.0
@@ -112,8 +112,9 @@ class Feeder:
         return self._write(data, ".dcm", "resend", self.inputs[rel]["study"], rel)
 
 
-def plan(minutes: float, rng: random.Random) -> list[tuple[float, str]]:
-    """Timed events (seconds from start): bursts, PACS outages, SIGKILLs, blanks, resends."""
+def plan(minutes: float, rng: random.Random, kill_window: float = 0.6) -> list[tuple[float, str]]:
+    """Timed events (seconds from start): bursts, PACS outages, SIGKILLs (within the first `kill_window`
+    share of the run), blanks, resends."""
     total = minutes * 60
     events: list[tuple[float, str]] = []
     n_bursts = max(1, int(minutes // 5))
@@ -122,13 +123,13 @@ def plan(minutes: float, rng: random.Random) -> list[tuple[float, str]]:
     n_outages = max(1, int(minutes // 20))
     for i in range(n_outages):
         events.append(((i + 0.3) * total / n_outages, "pacs_down"))
-    # the kills fall in the first 60 % so that the last watcher process runs long enough to show a trend;
+    # the kills fall in the first KILL_WINDOW share so that the last watcher process runs long enough to show a trend;
     # every other one lands 3 s into a burst, with a micro-batch in flight
     n_kills = max(1, int(minutes // 15))
     bursts = [t for t, name in events if name == "burst"]
     outages = [t for t, name in events if name == "pacs_down"]
     for i in range(n_kills):
-        at = (i + 0.5 + rng.uniform(-0.1, 0.1)) * 0.6 * total / n_kills
+        at = (i + 0.5 + rng.uniform(-0.1, 0.1)) * kill_window * total / n_kills
         if i % 2 == 1:
             at = min(bursts, key=lambda b: abs(b - at)) + 3.0
         elif i % 4 == 2:  # 20 s into an outage, with SRs waiting in the outbox
@@ -152,7 +153,8 @@ def run(args) -> int:
     pacs = Orthanc(out / "pacs")
     watcher = Watcher(inbox, results, out / "archive", pacs.destination, out / "watcher.log")
     feeder = Feeder(inbox, rng)
-    report: dict = {"minutes": args.minutes, "seed": args.seed, "outage_s": outage_s, "samples": [],
+    report: dict = {"minutes": args.minutes, "seed": args.seed, "kill_window": args.kill_window,
+                    "environment": UNIT_ENVIRONMENT, "outage_s": outage_s, "samples": [],
                     "events": [], "watcher_args": watcher.args}
     samples: list[dict] = report["samples"]
 
@@ -174,7 +176,7 @@ def run(args) -> int:
         time.sleep(5)
         report["engine"] = watcher.info()
         sample()
-        events = plan(args.minutes, rng)
+        events = plan(args.minutes, rng, args.kill_window)
         end = t0 + args.minutes * 60
         next_image, next_sample = time.monotonic(), time.monotonic() + SAMPLE_EVERY_S
         pacs_back_at: float | None = None
@@ -276,6 +278,8 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=60.0, help="how long to feed the watcher")
     parser.add_argument("--out", default="/tmp/edgecxr-soak", help="work folder (emptied first)")
     parser.add_argument("--seed", type=int, default=22)
+    parser.add_argument("--kill-window", type=float, default=0.6,
+                        help="the SIGKILLs fall within this share of the run, so the last process lives the rest")
     return run(parser.parse_args())
 
 

@@ -19,6 +19,10 @@ import urllib.request
 from pathlib import Path
 
 AET = "ORTHANC"
+_UNIT = Path(__file__).resolve().parents[2] / "edgecxr" / "deploy_templates" / "edgecxr-watch.service"
+# the Environment= lines of the unit `edgecxr service install` writes, so the soak runs the watcher as systemd does
+UNIT_ENVIRONMENT = dict(line.removeprefix("Environment=").split("=", 1)
+                        for line in _UNIT.read_text().splitlines() if line.startswith("Environment="))
 
 
 def free_port() -> int:
@@ -121,7 +125,9 @@ class Watcher:
 
     def start(self) -> None:
         log = open(self.log, "ab")  # noqa: SIM115 (the watcher writes to it until it ends)
-        self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env = {**os.environ, **UNIT_ENVIRONMENT}  # as the systemd unit runs it
+        self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        env=env)
         log.close()
         self.starts += 1
 

@@ -30,6 +30,7 @@ from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.heartbeat import HEARTBEAT_SECONDS, STATUS
 from edgecxr.runtime.ledger import DUPLICATE, Ledger
 from edgecxr.runtime.lock import ResultsLock
+from edgecxr.runtime.memory import Trimmer, warm_up
 from edgecxr.runtime.moves import Mover
 from edgecxr.runtime.observer import start_observer
 from edgecxr.runtime.prepare import INTERNAL_ERROR, MISSING_DEPENDENCY, InputLimits, Prepared, prepare
@@ -124,6 +125,9 @@ class Watcher:
         o = self.options
         settler = Settler(o.settle_seconds)
         observer = None if o.once else self._observer()
+        trimmer = Trimmer()
+        if not o.once:  # a service: reach the engine's batch working set now, not at the first burst
+            self._engine(warm_up, self.classifier.submit, o.batch_size, *self.classifier.bundle.spec.input_shape[1:])
         self._next_status = 0.0
         warned_links: set[str] = set()
         burst = False
@@ -160,6 +164,8 @@ class Watcher:
                         burst = True
                         continue  # rescan at once: more may have arrived meanwhile
                     self._heartbeat(force=burst)  # a finished burst shows its final counts at once
+                    if burst and not o.once:
+                        trimmer.after_burst()  # give the burst's freed pages back to the system
                     burst = False
                     if o.once and waiting == 0:
                         self._once_summary(found.temporary)
