@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from soak_check import check
 from soak_peers import UNIT_ENVIRONMENT, Orthanc, Watcher, proc_sample
 
-SAMPLES = Path(__file__).resolve().parents[1] / "edgecxr" / "samples" / "chest-xrays"
+SAMPLES = Path(__file__).resolve().parents[2] / "edgecxr" / "samples" / "chest-xrays"
 SAMPLE_EVERY_S = 30.0
 DRAIN_LIMIT_S = 600.0
 
@@ -55,6 +55,8 @@ class Feeder:
         self.inbox, self.rng, self.n = inbox, rng, 0
         self.dicoms = sorted(SAMPLES.glob("*.dcm"))
         self.jpegs = sorted(SAMPLES.glob("*.jpeg"))
+        if not self.dicoms or not self.jpegs:
+            raise SystemExit(f"no sample DICOMs or JPEGs in {SAMPLES}: run this from a clone of edgecxr")
         self.inputs: dict[str, dict] = {}  # path relative to the inbox -> what we expect
         self.sent_dicoms: list[tuple[str, bytes]] = []  # (path, bytes) of DICOMs written, for resends
 
