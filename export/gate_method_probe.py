@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.backends import open_runner
-from edgecxr.bundle import load_bundle
-from edgecxr.data.folders import Sample, scan_split
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.data.folders import Sample, scan_split
 from edgecxr.exporters import gate_fit
 from edgecxr.exporters.calibration import stratified_sample
 from edgecxr.runtime.default_bundle import resolve_bundle

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.backends import RunnerOptions, open_runner
-from edgecxr.bundle import load_bundle
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.metrics import positive_class_index
+from edgecxr.core.preprocess import load_model_inputs
 from edgecxr.exporters import ort_int8
 from edgecxr.exporters.calibration import plan_images
-from edgecxr.metrics import positive_class_index
-from edgecxr.preprocess import load_model_inputs
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.optional import require
+from edgecxr.core.optional import require
 
 
 def write_dx_dicom(pixels: np.ndarray, path: Path, *, photometric: str = "MONOCHROME2",

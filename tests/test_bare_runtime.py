@@ -48,7 +48,7 @@ def test_blocker_really_blocks():
 
 def test_every_runtime_module_imports_without_torch():
     modules = runtime_modules()
-    assert "edgecxr.cli.app" in modules and "edgecxr.data.decode" in modules
+    assert "edgecxr.cli.app" in modules and "edgecxr.core.data.decode" in modules
     code = ("import importlib, json, sys\n"
             f"for m in {modules!r}: importlib.import_module(m)\n"
             f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {BLOCKED!r})))")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edgecxr.bundle import MANIFEST, load_bundle, manifest_checksum
-from edgecxr.errors import EdgecxrError
-from edgecxr.preprocess import PreprocessSpec
+from edgecxr.core.bundle import MANIFEST, load_bundle, manifest_checksum
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.preprocess import PreprocessSpec
 from edgecxr.runtime.default_bundle import PACKAGED
 
 

@@ -53,7 +53,7 @@ def test_candidates_keep_the_first_draw_and_are_chosen_on_validation_images_not_
 def test_candidates_with_no_image_left_to_choose_by_are_refused_with_the_fix(mini):
     import pytest
 
-    from edgecxr.errors import DataError
+    from edgecxr.core.errors import DataError
 
     with pytest.raises(DataError, match="no images left to choose between 4 calibration candidates") as caught:
         plan_images(class_names=["NORMAL", "PNEUMONIA"], calib_data=mini / "train", run=None, calib_size=10,
@@ -66,9 +66,9 @@ def test_the_default_falls_back_to_one_candidate_with_a_warning_an_explicit_numb
     asking for four explicitly keeps the refusal above."""
     import pytest
 
-    from edgecxr.errors import DataError
+    from edgecxr.core.errors import DataError
+    from edgecxr.core.progress import Reporter
     from edgecxr.exporters.pipeline import ExportOptions, _plan
-    from edgecxr.progress import Reporter
 
     options = ExportOptions(out=tmp_path / "b", int8=True, calib_data=mini / "train", calib_size=10,
                             heldout_size=200, seed=1)

@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 
 from edgecxr import __version__
 from edgecxr.cli.app import app
-from edgecxr.sysinfo import cpu_info, int8_accelerated
+from edgecxr.core.sysinfo import cpu_info, int8_accelerated
 
 runner = CliRunner()
 

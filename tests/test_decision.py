@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgecxr.bundle import load_bundle
 from edgecxr.cli.app import app
-from edgecxr.decision import UNCERTAIN, DecisionRule, parse_band, parse_operating_point, pick_threshold, rates_at
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.decision import UNCERTAIN, DecisionRule, parse_band, parse_operating_point, pick_threshold, rates_at
+from edgecxr.core.errors import EdgecxrError
 from edgecxr.runtime.ledger import read_results
 from tests.tools import require_module
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecxr.data.decode import decode_bytes, decode_file
-from edgecxr.errors import DecodeError
+from edgecxr.core.data.decode import decode_bytes, decode_file
+from edgecxr.core.errors import DecodeError
 from tests.dicom_write import write_dx_dicom
 
 
@@ -141,8 +141,8 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_model_input(tm
     memory), and the model input differs from a full decode by a fraction of a grey level."""
     from PIL import Image
 
-    from edgecxr.data.decode import DEFAULT_MAX_PIXELS, JPEG_DRAFT_SIDE, decode_file, set_pillow_limit
-    from edgecxr.preprocess import PreprocessSpec
+    from edgecxr.core.data.decode import DEFAULT_MAX_PIXELS, JPEG_DRAFT_SIDE, decode_file, set_pillow_limit
+    from edgecxr.core.preprocess import PreprocessSpec
 
     set_pillow_limit(DEFAULT_MAX_PIXELS)  # Pillow's limit is process-wide: an earlier test may have lowered it
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
-from edgecxr.service import ServiceConfig, render_env, render_unit
+from edgecxr.service.install import ServiceConfig, render_env, render_unit
 from tests.tools import require_module, require_tool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def test_install_writes_absolute_paths_and_warns_about_what_the_sandbox_hides(tm
     if str(tmp_path).startswith(("/tmp/", "/var/tmp/", "/home/", "/root/")):
         assert f"warning: executable {tmp_path / 'venv/bin/edgecxr'}" in result.stderr
         assert hidden_by in result.stderr
-    from edgecxr.service import ServiceConfig, sandbox_warnings
+    from edgecxr.service.install import ServiceConfig, sandbox_warnings
 
     config = ServiceConfig(inbox=Path("/srv/in"), out=Path("/var/lib/edgecxr"), executable=Path("/home/u/v/edgecxr"),
                            bundle=Path("/tmp/b"))

@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
-from edgecxr.service_dicom import ListenerConfig, render_listener_env, render_listener_unit
+from edgecxr.service.dicom import ListenerConfig, render_listener_env, render_listener_unit
 from tests.tools import require_tool
 
 REPO = Path(__file__).resolve().parent.parent

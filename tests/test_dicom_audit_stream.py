@@ -102,8 +102,8 @@ def test_audit_messages_over_tls_only_to_a_collector_we_trust(tmp_path, trusted)
 
 
 def test_the_transport_is_checked_at_start():
+    from edgecxr.core.errors import EdgecxrError
     from edgecxr.dicomnet.audit_syslog import open_forwarder
-    from edgecxr.errors import EdgecxrError
 
     with pytest.raises(EdgecxrError, match="unknown transport 'http'"):
         open_forwarder("http://127.0.0.1:514")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
-from edgecxr.data.fingerprint import sha256_file
+from edgecxr.core.data.fingerprint import sha256_file
 from edgecxr.dicomnet.destination import parse_destination
 from edgecxr.dicomnet.outbox import DestinationBox, summary
 from edgecxr.dicomnet.sender import SenderThread, SendOptions

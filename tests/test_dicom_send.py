@@ -70,7 +70,7 @@ def check_srs(pacs: Orthanc, checksum: str) -> None:
 
 def watcher_for(inbox: Path, out: Path, sink, **options):
     from edgecxr.backends import RunnerOptions
-    from edgecxr.bundle import load_bundle
+    from edgecxr.core.bundle import load_bundle
     from edgecxr.runtime.classifier import Classifier
     from edgecxr.runtime.default_bundle import resolve_bundle
     from edgecxr.runtime.selection import choose
@@ -93,7 +93,7 @@ def counts(row: dict | None) -> dict | None:
 
 
 def manifest() -> dict:
-    from edgecxr.bundle import load_bundle
+    from edgecxr.core.bundle import load_bundle
     from edgecxr.runtime.default_bundle import resolve_bundle
 
     return load_bundle(resolve_bundle(None)).manifest

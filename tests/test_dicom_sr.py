@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecxr.core.errors import EdgecxrError
 from edgecxr.dicomnet.destination import parse_destination
 from edgecxr.dicomnet.finding import finding_from_record
 from edgecxr.dicomnet.sc import build_sc
 from edgecxr.dicomnet.sr import Algorithm, build_sr, sr_uid
-from edgecxr.errors import EdgecxrError
 from tests.tools import require_module, require_tool
 
 SAMPLES = Path(__file__).parents[1] / "edgecxr" / "samples" / "chest-xrays"
@@ -121,7 +121,7 @@ def test_a_results_flags_are_text_in_the_measurement_group(tmp_path):
 
 
 def test_sc_has_the_result_burned_in_and_is_valid(tmp_path):
-    from edgecxr.data.dicom import decode_dicom
+    from edgecxr.core.data.dicom import decode_dicom
 
     path = next(p for p in SOURCES if "monochrome1" in p.name)
     source = pydicom.dcmread(path)

@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
+from edgecxr.core.errors import EdgecxrError
 from edgecxr.dicomnet.destination import WebDestination, parse_destination
 from edgecxr.dicomnet.outbox import DestinationBox, summary
 from edgecxr.dicomnet.sender import FAILED, RETRY, SenderThread, SendOptions
 from edgecxr.dicomnet.sink import DicomSendSink
-from edgecxr.errors import EdgecxrError
 from tests.orthanc import Orthanc
 from tests.test_dicom_send import SAMPLES, check_srs, manifest, srs_in, watcher_for
 from tests.tools import require_module, wait_for

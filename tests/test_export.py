@@ -17,11 +17,11 @@ require_module("openvino")
 from typer.testing import CliRunner  # noqa: E402
 
 from edgecxr.backends import RunnerOptions, open_runner  # noqa: E402
-from edgecxr.bundle import load_bundle  # noqa: E402
 from edgecxr.cli.app import app  # noqa: E402
-from edgecxr.data.decode import decode_file  # noqa: E402
-from edgecxr.data.fingerprint import sha256_file  # noqa: E402
-from edgecxr.errors import EdgecxrError  # noqa: E402
+from edgecxr.core.bundle import load_bundle  # noqa: E402
+from edgecxr.core.data.decode import decode_file  # noqa: E402
+from edgecxr.core.data.fingerprint import sha256_file  # noqa: E402
+from edgecxr.core.errors import EdgecxrError  # noqa: E402
 from edgecxr.training.model import load_checkpoint  # noqa: E402
 
 runner = CliRunner()

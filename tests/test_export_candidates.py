@@ -17,9 +17,9 @@ require_module("openvino")
 from typer.testing import CliRunner  # noqa: E402
 
 from edgecxr.backends import open_runner  # noqa: E402
-from edgecxr.bundle import load_bundle  # noqa: E402
 from edgecxr.cli.app import app  # noqa: E402
-from edgecxr.preprocess import load_model_inputs  # noqa: E402
+from edgecxr.core.bundle import load_bundle  # noqa: E402
+from edgecxr.core.preprocess import load_model_inputs  # noqa: E402
 
 # Each test reads `chosen`, an export with four calibration candidates per INT8 engine: 100 s of
 # setup on 2 cores (measured with --durations), so the whole module is slow.

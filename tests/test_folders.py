@@ -1,7 +1,7 @@
 import pytest
 
-from edgecxr.data.folders import hash_and_check, load_dataset, scan_split
-from edgecxr.errors import DataError
+from edgecxr.core.data.folders import hash_and_check, load_dataset, scan_split
+from edgecxr.core.errors import DataError
 from tests.helpers import copy_tree
 
 

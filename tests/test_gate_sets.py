@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecxr.data.decode import decode_file
+from edgecxr.core.data.decode import decode_file
 from edgecxr.parity.gate_sets import GROUPS, PATTERNS, TRANSFORMS, build_sets, read_cases
 from tests.tools import require_module
 

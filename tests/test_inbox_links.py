@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgecxr.bundle import load_bundle
 from edgecxr.cli import runtime_cmd
 from edgecxr.cli.app import app
+from edgecxr.core.bundle import load_bundle
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.ledger import Ledger, read_results

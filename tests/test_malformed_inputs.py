@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecxr.bundle import load_bundle
+from edgecxr.core.bundle import load_bundle
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.prepare import INTERNAL_ERROR, InputLimits, prepare

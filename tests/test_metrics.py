@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from edgecxr.metrics import binary_rates, classification_report, confusion_matrix, roc_auc
+from edgecxr.core.metrics import binary_rates, classification_report, confusion_matrix, roc_auc
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -53,8 +53,8 @@ def test_bootstrap_intervals_are_seeded_bracket_the_estimate_and_collapse_when_e
     import json
     from pathlib import Path
 
-    from edgecxr.metrics import bootstrap_intervals
-    from edgecxr.reporting import build_report
+    from edgecxr.core.metrics import bootstrap_intervals
+    from edgecxr.core.reporting import build_report
 
     report = json.loads((Path(__file__).parents[1] / "train" / "reference-run" / "report.json").read_text())
     rebuilt = build_report(report["rows"], report["class_names"], meta={"positive_class": "PNEUMONIA"})

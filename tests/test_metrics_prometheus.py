@@ -16,8 +16,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 
-from edgecxr.bundle import manifest_checksum
 from edgecxr.cli.app import app
+from edgecxr.core.bundle import manifest_checksum
 from edgecxr.runtime.default_bundle import PACKAGED
 from edgecxr.runtime.heartbeat import read_status
 from edgecxr.runtime.ledger import read_results
@@ -53,7 +53,7 @@ def in_scope_samples() -> list[Path]:
     """The sample JPEGs the shipped bundle's gate lets through on the engine the watcher runs, so
     every copy is classified (the gate refuses about 1 % of in-scope images by design)."""
     from edgecxr.backends import RunnerOptions
-    from edgecxr.bundle import load_bundle
+    from edgecxr.core.bundle import load_bundle
     from edgecxr.runtime.classifier import Classifier
     from edgecxr.runtime.prepare import InputLimits, prepare
     from edgecxr.runtime.selection import choose

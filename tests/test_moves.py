@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecxr.data.fingerprint import sha256_file
+from edgecxr.core.data.fingerprint import sha256_file
 from edgecxr.runtime.moves import move
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from edgecxr.backends import RunnerOptions, open_runner
-from edgecxr.bundle import load_bundle
-from edgecxr.errors import EdgecxrError
-from edgecxr.preprocess import load_model_inputs
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.preprocess import load_model_inputs
 from edgecxr.runtime.default_bundle import PACKAGED
 from tests.tools import require_module
 
@@ -58,7 +58,7 @@ def test_bursts_queued_behind_each_other_each_get_their_own_answers(ir_and_input
 
 
 def test_watch_pipelines_chunks_and_records_every_file_once(mini_test_images, tmp_path):
-    from edgecxr.metrics import softmax
+    from edgecxr.core.metrics import softmax
     from edgecxr.runtime.classifier import Classifier
     from edgecxr.runtime.ledger import read_results
     from edgecxr.runtime.selection import choose

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 from typer.testing import CliRunner
 
-from edgecxr.bundle import MANIFEST, file_entry, manifest_checksum
 from edgecxr.cli.app import app
+from edgecxr.core.bundle import MANIFEST, file_entry, manifest_checksum
 from tests.helpers import copy_tree
 from tests.tools import require_module
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecxr.bundle import load_bundle
-from edgecxr.decision import DecisionRule
-from edgecxr.errors import EdgecxrError
-from edgecxr.metrics import softmax
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.decision import DecisionRule
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.metrics import softmax
+from edgecxr.core.sysinfo import cpu_info
 from edgecxr.parity import emulated as em
 from edgecxr.parity.emulated_worker import visible_dot_products
 from edgecxr.runtime.default_bundle import PACKAGED as REFERENCE_BUNDLE
-from edgecxr.sysinfo import cpu_info
 from tests.tools import not_applicable, require_module, require_tool
 
 require_module("onnxruntime")

@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from edgecxr.data.folders import Sample, load_dataset, stratified_split
-from edgecxr.data.patients import RULE_NAME, patient_id
+from edgecxr.core.data.folders import Sample, load_dataset, stratified_split
+from edgecxr.core.data.patients import RULE_NAME, patient_id
 
 
 def test_patient_id_from_kermany_names():

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from edgecxr.data.decode import decode_file
-from edgecxr.preprocess import PreprocessSpec
+from edgecxr.core.data.decode import decode_file
+from edgecxr.core.preprocess import PreprocessSpec
 from tests.tools import require_module
 
 
@@ -42,7 +42,7 @@ def test_matches_an_independent_pil_pipeline(mini_test_images):
 
 def test_training_eval_tensor_equals_runtime_output(mini_test_images):
     torch = require_module("torch")
-    from edgecxr.data.folders import scan_split
+    from edgecxr.core.data.folders import scan_split
     from edgecxr.training.dataset import FolderDataset
 
     split = scan_split(mini_test_images[0].parent.parent)

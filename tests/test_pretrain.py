@@ -17,7 +17,7 @@ from safetensors.torch import load_file  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from edgecxr.cli.app import app  # noqa: E402
-from edgecxr.errors import EdgecxrError  # noqa: E402
+from edgecxr.core.errors import EdgecxrError  # noqa: E402
 from edgecxr.training.model import build_from_preset  # noqa: E402
 from edgecxr.training.pretrain import list_images  # noqa: E402
 from edgecxr.training.simmim import load_encoder, random_mask  # noqa: E402

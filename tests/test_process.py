@@ -24,7 +24,7 @@ def test_threads_writing_at_once_never_change_the_umask(tmp_path):
         import os, sys, threading
         os.umask(0o027)
         sys.setswitchinterval(1e-6)
-        from edgecxr.fsutil import atomic_write_bytes, current_umask
+        from edgecxr.core.fsutil import atomic_write_bytes, current_umask
         wrong = []
         def work(n):
             for i in range(20000):  # what the DICOM store, the export and every atomic write ask

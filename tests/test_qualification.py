@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgecxr.bundle import load_bundle
 from edgecxr.cli.app import app
-from edgecxr.data.folders import hash_and_check, scan_split
-from edgecxr.errors import EdgecxrError
-from edgecxr.qualification import SHIPPED, hardware_class, record_path, same_class
-from edgecxr.reporting import build_report
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.data.folders import hash_and_check, scan_split
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.qualification import SHIPPED, hardware_class, record_path, same_class
+from edgecxr.core.reporting import build_report
+from edgecxr.core.sysinfo import ISA_CAP_VARIABLES, cpu_info, int8_accelerated
 from edgecxr.runtime.default_bundle import PACKAGED as REFERENCE_BUNDLE
 from edgecxr.runtime.selection import choose
-from edgecxr.sysinfo import ISA_CAP_VARIABLES, cpu_info, int8_accelerated
 from tests.tools import require_module, require_tool
 
 require_module("onnxruntime")
@@ -217,7 +217,7 @@ def test_looser_tolerances_are_not_recorded(subset_reference, mini, tmp_path):
 def test_cpuid_sees_what_an_emulated_cpu_offers():
     """qemu's Haswell has AVX2 and no VNNI, and is named so: CPUID says it, where /proc/cpuinfo shows the host."""
     qemu = require_tool("qemu-x86_64")
-    code = ("import json; from edgecxr.cpuid import int8_features; from edgecxr.sysinfo import cpu_info; "
+    code = ("import json; from edgecxr.core.cpuid import int8_features; from edgecxr.core.sysinfo import cpu_info; "
             "print(json.dumps([int8_features(), cpu_info()['model']]))")
     out = subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-S", "-c",
                           f"import sys; sys.path.insert(0, {str(REFERENCE_BUNDLE.parents[2])!r}); {code}"],
@@ -248,8 +248,8 @@ def test_two_parity_checks_finishing_together_keep_both_verdicts(tmp_path):
     import fcntl
     import threading
 
-    from edgecxr.fsutil import atomic_write_json
-    from edgecxr.qualification import record
+    from edgecxr.core.fsutil import atomic_write_json
+    from edgecxr.core.qualification import record
 
     bundle = load_bundle(REFERENCE_BUNDLE)
     data = {"n_images": 4, "fingerprint": "f"}

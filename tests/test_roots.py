@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgecxr.data.roots import portable_path, resolve_recorded
+from edgecxr.core.data.roots import portable_path, resolve_recorded
 
 
 def test_named_data_root_round_trips(tmp_path, monkeypatch):

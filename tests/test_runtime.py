@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from edgecxr.bundle import load_bundle
 from edgecxr.cli.app import app
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.errors import EdgecxrError
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.selection import choose
@@ -58,7 +58,7 @@ def lines_per_file(out: Path) -> Counter:
 # -- engine choice ------------------------------------------------------------------------
 
 def test_auto_precision_follows_the_cpu_and_the_qualification(bundle_dir, tmp_path):
-    from edgecxr.qualification import record
+    from edgecxr.core.qualification import record
 
     bundle = load_bundle(bundle_dir)
     for features in (NO_VNNI, VNNI):  # never qualified here: FP32 whatever the CPU
@@ -240,7 +240,7 @@ def test_slow_chunked_writes_and_renames_are_read_once_complete(bundle_dir, tmp_
     assert lines_per_file(out) == Counter({"slow.jpeg": 1, "control-1.jpeg": 1, "renamed.jpeg": 1, "control-2.jpeg": 1})
     records = {r["path"]: r for r in read_results(out)}
     assert all(r["status"] == "ok" for r in records.values())
-    from edgecxr.data.fingerprint import sha256_file
+    from edgecxr.core.data.fingerprint import sha256_file
 
     assert records["slow.jpeg"]["sha256"] == sha256_file(mini_test_images[3])
     assert records["renamed.jpeg"]["sha256"] == sha256_file(mini_test_images[4])

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from edgecxr.backends.base import FEATURES, LOGITS, named_outputs
-from edgecxr.data.decode import decode_file
+from edgecxr.core.data.decode import decode_file
 from edgecxr.scope.pixels import PixelRules, statistics
 
 SAMPLES = Path(__file__).parents[1] / "edgecxr" / "samples" / "chest-xrays"
@@ -65,7 +65,7 @@ def test_a_graph_with_one_output_still_gives_logits_by_name():
 
 def test_the_exported_bundle_records_a_gate_every_engine_returns_features_for(bundle_dir):
     from edgecxr.backends import open_runner
-    from edgecxr.bundle import load_bundle
+    from edgecxr.core.bundle import load_bundle
     from edgecxr.scope.gate import Gate
 
     bundle = load_bundle(bundle_dir)  # verifies gate.npz against its sha256 too
@@ -89,7 +89,7 @@ def test_the_exported_bundle_records_a_gate_every_engine_returns_features_for(bu
 
 
 def test_a_bundle_without_the_gate_says_so_and_answers_as_before(bundle_dir, tmp_path):
-    from edgecxr.bundle import load_bundle, manifest_checksum
+    from edgecxr.core.bundle import load_bundle, manifest_checksum
     from edgecxr.scope.gate import Gate
 
     old = shutil.copytree(bundle_dir, tmp_path / "old")
@@ -104,7 +104,7 @@ def test_a_bundle_without_the_gate_says_so_and_answers_as_before(bundle_dir, tmp
 
 
 def test_prepare_refuses_before_the_engine_and_keeps_the_reason(bundle_dir, tmp_path):
-    from edgecxr.bundle import load_bundle
+    from edgecxr.core.bundle import load_bundle
     from edgecxr.runtime.prepare import InputLimits, prepare
     from edgecxr.scope.gate import Gate
 

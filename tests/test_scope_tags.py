@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from edgecxr.bundle import manifest_checksum
 from edgecxr.cli.app import app
-from edgecxr.data.decode import decode_bytes
-from edgecxr.data.dicom import SCREEN_KEYWORDS, decode_dicom, screen_tags
-from edgecxr.errors import DecodeError, EdgecxrError
+from edgecxr.core.bundle import manifest_checksum
+from edgecxr.core.data.decode import decode_bytes
+from edgecxr.core.data.dicom import SCREEN_KEYWORDS, decode_dicom, screen_tags
+from edgecxr.core.errors import DecodeError, EdgecxrError
 from edgecxr.scope.intended_use import IntendedUse, parse_age_range, resolve
 from edgecxr.scope.tags import TagScreen, check_tags, parse_age
 from edgecxr.scope.verdict import GateRefused

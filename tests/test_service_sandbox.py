@@ -10,8 +10,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
-from edgecxr.service import ServiceConfig, render_env, render_unit
-from edgecxr.service_dicom import ListenerConfig, render_listener_env, render_listener_unit
+from edgecxr.service.dicom import ListenerConfig, render_listener_env, render_listener_unit
+from edgecxr.service.install import ServiceConfig, render_env, render_unit
 from tests.tools import require_tool
 
 # systemd's user environment generator reads environment.d files with the same parser (env-file.c,

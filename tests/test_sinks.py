@@ -7,7 +7,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from edgecxr.bundle import load_bundle
+from edgecxr.core.bundle import load_bundle
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.ledger import read_results

@@ -4,7 +4,7 @@ import pytest
 
 from edgecxr.backends.tensorrt.compat import check_compatible, engine_record, profile_shapes, require_gpu
 from edgecxr.backends.tensorrt.engine_artifact import engine_source
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 GPU = {"name": "Orin", "compute_capability": "8.7"}
 
@@ -109,8 +109,8 @@ def test_parity_scoring_in_batches_of_16_works_on_an_engine_of_max_8(trt, tmp_pa
     import numpy as np
 
     from edgecxr.backends import RunnerOptions
-    from edgecxr.bundle import Artifact
-    from edgecxr.metrics import softmax
+    from edgecxr.core.bundle import Artifact
+    from edgecxr.core.metrics import softmax
     from edgecxr.parity.check import score
 
     engine, _ = build(tmp_path)

@@ -21,7 +21,7 @@ from safetensors.numpy import load_file  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from edgecxr.cli.app import app  # noqa: E402
-from edgecxr.errors import EdgecxrError  # noqa: E402
+from edgecxr.core.errors import EdgecxrError  # noqa: E402
 from edgecxr.training.dataset import EpochSampler, ShardedEpochBatches  # noqa: E402
 from edgecxr.training.distributed import cpu_launch_request  # noqa: E402
 from tests.orthanc import free_port  # noqa: E402

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgecxr.bundle import load_bundle
 from edgecxr.cli.app import app
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.errors import EdgecxrError
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.ledger import read_results

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgecxr.errors import EdgecxrError
-from edgecxr.provenance import utc_now
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.provenance import utc_now
 from edgecxr.web.feed import ResultsFeed, StatusView, decision_text, public_record
 from edgecxr.web.server import StatusServer, parse_address
 
@@ -214,7 +214,7 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
 
 
 def test_thumbnail_is_the_model_input_kept_small_and_encoded_when_asked(tmp_path, mini_test_images):
-    from edgecxr.bundle import load_bundle
+    from edgecxr.core.bundle import load_bundle
     from edgecxr.runtime.default_bundle import resolve_bundle
     from edgecxr.runtime.prepare import InputLimits, prepare
     from edgecxr.web.thumbs import SIDE, ThumbnailSink

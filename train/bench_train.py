@@ -13,8 +13,8 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from edgecxr.data.folders import load_dataset
-from edgecxr.sysinfo import cpu_info
+from edgecxr.core.data.folders import load_dataset
+from edgecxr.core.sysinfo import cpu_info
 from edgecxr.training.config import Augmentation
 from edgecxr.training.dataset import EpochSampler, FolderDataset
 from edgecxr.training.loop import default_workers

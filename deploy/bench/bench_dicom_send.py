@@ -19,8 +19,8 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from edgecxr.bundle import load_bundle
-from edgecxr.data.dicom import decode_dicom
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.data.dicom import decode_dicom
 from edgecxr.dicomnet.destination import parse_destination
 from edgecxr.dicomnet.finding import finding_from_record
 from edgecxr.dicomnet.outbox import Outbox

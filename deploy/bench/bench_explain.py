@@ -23,7 +23,7 @@ from bench_runtime import _classifier, _fill  # deploy/bench/ is the script's fo
 
 from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.bench.measure import median_ms
-from edgecxr.data.decode import SUPPORTED_SUFFIXES, decode_file
+from edgecxr.core.data.decode import SUPPORTED_SUFFIXES, decode_file
 from edgecxr.explain.occlusion import DEFAULT_GRID, occlusion_map
 from edgecxr.runtime.explain_sink import ExplainSink
 from edgecxr.runtime.watcher import Watcher, WatchOptions

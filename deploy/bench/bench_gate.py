@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from edgecxr.backends import RunnerOptions
-from edgecxr.bundle import load_bundle
-from edgecxr.data.decode import SUPPORTED_SUFFIXES
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.data.decode import SUPPORTED_SUFFIXES
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.prepare import InputLimits, prepare

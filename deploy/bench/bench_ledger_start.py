@@ -17,7 +17,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from edgecxr.provenance import utc_now
+from edgecxr.core.provenance import utc_now
 from edgecxr.runtime.ledger import RESULTS, Ledger
 
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from edgecxr.bench import openvino_burst as ob
 from edgecxr.bench.run import real_inputs
-from edgecxr.bundle import load_bundle
-from edgecxr.sysinfo import cpu_info
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.sysinfo import cpu_info
 
 
 def main() -> None:

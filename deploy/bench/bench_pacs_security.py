@@ -24,7 +24,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from edgecxr.bundle import load_bundle
+from edgecxr.core.bundle import load_bundle
 from edgecxr.dicomnet.audit import AuditLog
 from edgecxr.dicomnet.commit_outbox import CommitOptions
 from edgecxr.dicomnet.commitment import CommitmentReceiver, commit

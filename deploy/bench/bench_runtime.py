@@ -31,8 +31,8 @@ from PIL import Image
 
 from edgecxr.backends import RunnerOptions
 from edgecxr.bench.measure import median_ms
-from edgecxr.bundle import load_bundle
-from edgecxr.data.decode import SUPPORTED_SUFFIXES, decode_file
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.data.decode import SUPPORTED_SUFFIXES, decode_file
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench_runtime import _classifier, _fill  # this folder: the runtime benchmark's inbox and engine
 
-from edgecxr.data.decode import SUPPORTED_SUFFIXES
+from edgecxr.core.data.decode import SUPPORTED_SUFFIXES
 from edgecxr.runtime.default_bundle import resolve_bundle
 from edgecxr.runtime.watcher import Watcher, WatchOptions
 from edgecxr.samples import SAMPLE_DIR

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.bundle import load_bundle
-from edgecxr.decision import DecisionRule
-from edgecxr.errors import EdgecxrError
-from edgecxr.metrics import softmax
+from edgecxr.core.bundle import load_bundle
+from edgecxr.core.decision import DecisionRule
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.metrics import softmax
+from edgecxr.core.sysinfo import cpu_info
 from edgecxr.parity import emulated as em
 from edgecxr.parity.check import resolve_inputs
 from edgecxr.runtime.default_bundle import resolve_bundle
-from edgecxr.sysinfo import cpu_info
 
 
 def parse() -> argparse.Namespace:

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 AET = "ORTHANC"
-_UNIT = Path(__file__).resolve().parents[2] / "edgecxr" / "deploy_templates" / "edgecxr-watch.service"
+_UNIT = Path(__file__).resolve().parents[2] / "edgecxr" / "service/templates" / "edgecxr-watch.service"
 # the Environment= lines of the unit `edgecxr service install` writes, so the soak runs the watcher as systemd does
 UNIT_ENVIRONMENT = dict(line.removeprefix("Environment=").split("=", 1)
                         for line in _UNIT.read_text().splitlines() if line.startswith("Environment="))

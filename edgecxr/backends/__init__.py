@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 
 from edgecxr.backends.base import Runner, RunnerOptions
-from edgecxr.errors import EdgecxrError
-from edgecxr.optional import BACKEND_PACKAGES, available
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.optional import BACKEND_PACKAGES, available
 
 BACKENDS = ("tensorrt", "openvino", "onnxruntime")
 _MODULES = {name: f"edgecxr.backends.{name}.runner" for name in BACKENDS}

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecxr.errors import EdgecxrError
-from edgecxr.metrics import softmax
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.metrics import softmax
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Runner:
             shown = tuple("N" if d is None else d for d in expected)
             raise EdgecxrError(f"the {self.backend} engine takes {self.input_name} of shape {shown}, "
                                f"got {batch.shape}", fix="give a non-empty batch preprocessed with the "
-                               "bundle's own spec (edgecxr.preprocess)")
+                               "bundle's own spec (edgecxr.core.preprocess)")
         if not np.issubdtype(batch.dtype, np.floating):
             raise EdgecxrError(f"the {self.backend} engine takes float32 input, got {batch.dtype}",
                                fix="preprocess the images with the bundle's spec first")

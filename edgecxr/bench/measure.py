@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.timing import median_ms  # noqa: F401  (re-exported for the deploy/ benchmarks)
+from edgecxr.core.timing import median_ms  # noqa: F401  (re-exported for the deploy/ benchmarks)
 
 
 def _percentiles(times_ms: list[float]) -> dict:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.bench.measure import in_child
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 
 def _options(threads, async_bursts=True, cache_dir=None):

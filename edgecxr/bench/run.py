@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.bench.measure import measure_engine, measure_pytorch
-from edgecxr.bundle import Bundle
-from edgecxr.data.decode import SUPPORTED_SUFFIXES
-from edgecxr.data.roots import resolve_recorded
-from edgecxr.errors import EdgecxrError
-from edgecxr.optional import available
-from edgecxr.preprocess import load_model_inputs
-from edgecxr.provenance import library_versions, utc_now
+from edgecxr.core.bundle import Bundle
+from edgecxr.core.data.decode import SUPPORTED_SUFFIXES
+from edgecxr.core.data.roots import resolve_recorded
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.optional import available
+from edgecxr.core.preprocess import load_model_inputs
+from edgecxr.core.provenance import library_versions, utc_now
+from edgecxr.core.sysinfo import backend_features, cpu_info, int8_accelerated, int8_reason
 from edgecxr.runtime.selection import choose, runnable_artifacts
-from edgecxr.sysinfo import backend_features, cpu_info, int8_accelerated, int8_reason
 
 BENCH_SCHEMA = "edgecxr.bench/1"
 

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from edgecxr import __version__
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 _DEBUG = "edgecxr.debug"  # key in click's ctx.meta, shared by every context of one invocation
 

@@ -28,10 +28,10 @@ def bench(
     from rich.table import Table
 
     from edgecxr.bench.run import run_bench
-    from edgecxr.bundle import load_bundle
     from edgecxr.cli.console import comma_list, err
     from edgecxr.cli.console import out as console
-    from edgecxr.errors import EdgecxrError
+    from edgecxr.core.bundle import load_bundle
+    from edgecxr.core.errors import EdgecxrError
     from edgecxr.runtime.default_bundle import resolve_bundle
 
     try:

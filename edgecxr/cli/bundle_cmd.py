@@ -16,8 +16,8 @@ def inspect(
     verify: Annotated[bool, typer.Option(help="Check every artifact's sha256.")] = True,
 ):
     """Show a bundle's classes, preprocessing, artifacts, agreement and provenance."""
-    from edgecxr.bundle import load_bundle
     from edgecxr.cli.console import out as console
+    from edgecxr.core.bundle import load_bundle
 
     print_summary(load_bundle(bundle, verify=verify), console, verified=verify)
 
@@ -28,7 +28,7 @@ def print_summary(bundle, console, verified: bool = True) -> None:
     m = bundle.manifest
     spec = bundle.spec
     console.print(f"[bold]{bundle.name}[/bold]  ({bundle.folder}, schema {m['schema']}, created {m['created']})")
-    from edgecxr.decision import DecisionRule
+    from edgecxr.core.decision import DecisionRule
 
     rule = DecisionRule.from_manifest(m, bundle.folder / "bundle.json")
     console.print(f"classes {bundle.class_names} (positive: {m['positive_class']}), decision: {rule.describe()}")

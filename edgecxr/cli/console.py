@@ -18,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from edgecxr.progress import Reporter
+from edgecxr.core.progress import Reporter
 
 out = Console()  # results, tables
 err = Console(stderr=True)  # logs, progress, errors
@@ -34,14 +34,14 @@ def comma_list(value: str | None) -> list[str]:
 
 def logger(console, log_format: str):
     """Plain lines for people, or one JSON object per line for journald and log shippers."""
-    from edgecxr.errors import EdgecxrError
+    from edgecxr.core.errors import EdgecxrError
 
     if log_format not in ("text", "json"):
         raise EdgecxrError(f"--log-format {log_format!r} is not text or json", fix="use --log-format text or json")
 
     def say(message: str, **fields) -> None:
         if log_format == "json":
-            from edgecxr.provenance import utc_now
+            from edgecxr.core.provenance import utc_now
 
             payload = {"time": utc_now(), "message": message, **{k: v for k, v in fields.items() if v is not None}}
             console.out(json.dumps(payload, ensure_ascii=False), highlight=False)

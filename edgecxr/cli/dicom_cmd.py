@@ -42,7 +42,7 @@ def dicom_listen(
 
     require_ae_choice(comma_list(allow_ae), allow_any_ae)
     say = logger(err, log_format)
-    from edgecxr.warning_log import set_default_log
+    from edgecxr.core.warning_log import set_default_log
 
     set_default_log(lambda line: say(line, event="warning"))  # pydicom's warnings quote the values they reject
     ae_title = check_ae_title(ae_title, "--ae-title")

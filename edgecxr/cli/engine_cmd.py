@@ -17,7 +17,7 @@ def build_engine(
     """Build (or rebuild) the TensorRT engine on this device from the bundle's ONNX graph."""
     from edgecxr.backends.tensorrt.engine_artifact import add_engine
     from edgecxr.cli.console import out as console
-    from edgecxr.errors import EdgecxrError
+    from edgecxr.core.errors import EdgecxrError
 
     if precision not in ("int8", "fp16"):
         raise EdgecxrError(f"--precision {precision!r} is not int8 or fp16", fix="use --precision int8 or fp16")

@@ -15,8 +15,8 @@ from edgecxr.cli.options import (
     RefuseAgeOutsideOpt,
     ViewOpt,
 )
-from edgecxr.defaults import DEFAULT_SEED
-from edgecxr.progress import Reporter
+from edgecxr.core.defaults import DEFAULT_SEED
+from edgecxr.core.progress import Reporter
 
 
 class _RichExportReporter(Reporter):
@@ -64,10 +64,10 @@ def export(
     """Export a checkpoint to ONNX and INT8 engines, verified, in one model bundle."""
     from edgecxr.cli.console import comma_list, task_progress
     from edgecxr.cli.console import out as console
-    from edgecxr.decision import check_band, parse_band, parse_operating_point
+    from edgecxr.core.decision import check_band, parse_band, parse_operating_point
+    from edgecxr.core.optional import require
     from edgecxr.exporters.pipeline import ExportOptions
     from edgecxr.exporters.pipeline import export as run_export
-    from edgecxr.optional import require
     from edgecxr.scope.intended_use import IntendedUse
 
     point, band = parse_operating_point(operating_point), parse_band(uncertain)
@@ -85,8 +85,8 @@ def export(
                             uncertain=band, intended_use=use.to_manifest(), gate=gate)
     with task_progress() as start:
         result = run_export(source, options, _RichExportReporter(start))
-    from edgecxr.bundle import load_bundle
     from edgecxr.cli.bundle_cmd import print_summary
+    from edgecxr.core.bundle import load_bundle
 
     print_summary(load_bundle(result.bundle), console)
     console.print(f"bundle written to {result.bundle} in {result.seconds:.0f} s")

@@ -15,7 +15,7 @@ from edgecxr.cli.options import (
     QualificationDirOpt,
     ThreadsOpt,
 )
-from edgecxr.defaults import DEFAULT_SEED
+from edgecxr.core.defaults import DEFAULT_SEED
 
 
 def gate_check(
@@ -32,9 +32,9 @@ def gate_check(
 ):
     """Measure the intended-use gate: false refusals in scope, refusals and AUROC out of scope; exit 1 if a target is missed."""
     from edgecxr.backends import RunnerOptions
-    from edgecxr.bundle import load_bundle
     from edgecxr.cli.console import out as console
     from edgecxr.cli.console import task_progress
+    from edgecxr.core.bundle import load_bundle
     from edgecxr.parity.gate_check import score_cases
     from edgecxr.parity.gate_report import write_report
     from edgecxr.parity.gate_sets import build_sets

@@ -15,8 +15,9 @@ def info(
 
     from rich.table import Table
 
-    from edgecxr import __version__, sysinfo
+    from edgecxr import __version__
     from edgecxr.cli.console import out
+    from edgecxr.core import sysinfo
 
     cpu = sysinfo.cpu_info()
     data = {"edgecxr": __version__, "cpu": cpu, "backends": sysinfo.backends(),

@@ -18,9 +18,9 @@ def retry(
     """Move every object in OUT/outbox/<PACS>/failed/ back to pending: a running watcher sends it again
     (its age and attempt count start afresh)."""
     from edgecxr.cli.console import out as console
+    from edgecxr.core.errors import EdgecxrError
     from edgecxr.dicomnet.destination import parse_destination
     from edgecxr.dicomnet.outbox import OUTBOX, retry_failed, summary
-    from edgecxr.errors import EdgecxrError
 
     if not (out / OUTBOX).is_dir():
         raise EdgecxrError(f"no outbox in {out}", path=out,

@@ -31,12 +31,12 @@ def parity_check(
     from rich.table import Table
 
     from edgecxr.backends import RunnerOptions
-    from edgecxr.bundle import load_bundle
     from edgecxr.cli.console import comma_list, task_progress
     from edgecxr.cli.console import out as console
+    from edgecxr.core.bundle import load_bundle
+    from edgecxr.core.reporting import load_report
     from edgecxr.parity import report
     from edgecxr.parity.check import Tolerances, run_parity
-    from edgecxr.reporting import load_report
     from edgecxr.runtime.default_bundle import resolve_bundle
 
     loaded = load_bundle(resolve_bundle(bundle))
@@ -89,7 +89,7 @@ def _gate_cell(engine: dict) -> str:
 
 def _record_qualification(bundle, result: dict, tolerances, folder) -> str:
     """Keep the verdicts as this box's qualification, unless the tolerances were loosened."""
-    from edgecxr import qualification
+    from edgecxr.core import qualification
 
     if not tolerances.at_least_default():
         result["qualification"] = None
@@ -102,7 +102,7 @@ def _record_qualification(bundle, result: dict, tolerances, folder) -> str:
 
 def _auto_choice(bundle, folder) -> str:
     """What watch/classify --precision auto now run here, so the three commands visibly agree."""
-    from edgecxr.errors import EdgecxrError
+    from edgecxr.core.errors import EdgecxrError
     from edgecxr.runtime.selection import choose
 
     try:
@@ -113,7 +113,7 @@ def _auto_choice(bundle, folder) -> str:
 
 
 def _explain_request(images: int, grid: str, checkpoint: Path | None):
-    from edgecxr.errors import EdgecxrError
+    from edgecxr.core.errors import EdgecxrError
     from edgecxr.explain.occlusion import Grid
     from edgecxr.parity.check import ExplainRequest
 

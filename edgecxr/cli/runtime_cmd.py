@@ -55,19 +55,19 @@ from edgecxr.cli.watch_parts import (
     _send_sinks,
     _start_status_page,
 )
-from edgecxr.data.decode import DEFAULT_MAX_PIXELS
+from edgecxr.core.data.decode import DEFAULT_MAX_PIXELS
 
 TABLE_ROWS = 50  # `watch --once` shows its last results in a table; every one of them is in results.jsonl
 
 
 def _open_classifier(bundle, backend, precision, device, threads, hint="LATENCY", allow_unqualified=False,
                      qualification_dir=None, cache=None):
-    from edgecxr.errors import EdgecxrError
+    from edgecxr.core.errors import EdgecxrError
 
     if hint.upper() not in ("LATENCY", "THROUGHPUT"):
         raise EdgecxrError(f"--performance-hint {hint!r} is not LATENCY or THROUGHPUT", fix="use LATENCY or THROUGHPUT")
     from edgecxr.backends import RunnerOptions
-    from edgecxr.bundle import load_bundle
+    from edgecxr.core.bundle import load_bundle
     from edgecxr.runtime.classifier import Classifier
     from edgecxr.runtime.default_bundle import resolve_bundle
     from edgecxr.runtime.selection import choose
@@ -142,7 +142,7 @@ def watch(
     InboxCheck(inbox)  # first: OUT (default INBOX/.edgecxr) and the engine's cache in it would create a missing inbox
     out = out or inbox / ".edgecxr"
     say = logger(err, log_format)
-    from edgecxr.warning_log import set_default_log
+    from edgecxr.core.warning_log import set_default_log
 
     set_default_log(lambda line: say(line, event="warning"))  # third-party warnings, without the values they quote
     cache = model_cache if model_cache is not None else out / "model-cache"
@@ -248,7 +248,7 @@ def status(
 ):
     """Show a watcher's heartbeat (counts, backlog, last error, engine, uptime) and results pending / sent / failed per PACS."""
     from edgecxr.cli.console import out as console
-    from edgecxr.errors import EdgecxrError
+    from edgecxr.core.errors import EdgecxrError
     from edgecxr.runtime.heartbeat import STATUS, heartbeat_age, is_stale, read_status
     from edgecxr.runtime.lock import lock_holder
 

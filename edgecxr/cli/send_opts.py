@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 ECHO_TIMEOUT_S = 10.0
 

@@ -37,9 +37,9 @@ def install(
     """Write the unit and its environment file, create the user and folders, enable the service."""
     from edgecxr.cli.console import comma_list, err
     from edgecxr.cli.console import out as console
-    from edgecxr.errors import EdgecxrError
-    from edgecxr.service import ServiceConfig, apply, plan, sandbox_warnings
-    from edgecxr.service_dicom import ListenerConfig
+    from edgecxr.core.errors import EdgecxrError
+    from edgecxr.service.dicom import ListenerConfig
+    from edgecxr.service.install import ServiceConfig, apply, plan, sandbox_warnings
 
     exe = _absolute(executable or Path(shutil.which("edgecxr") or Path(sys.argv[0]).resolve()))
     listener = None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from edgecxr.defaults import DEFAULT_SEED
+from edgecxr.core.defaults import DEFAULT_SEED
 from edgecxr.training.presets import PRESETS
 
 _PRESET_HELP = "; ".join(f"{name}: {p['about']}" for name, p in PRESETS.items())
@@ -62,7 +62,7 @@ def train(
     if "test" in result:
         console.print(f"test accuracy {100 * result['test']['accuracy']:.2f}% on "
                       f"{result['test']['n_images']} images  ->  {out / 'report.md'}")
-        from edgecxr.reporting import load_report, paper_table
+        from edgecxr.core.reporting import load_report, paper_table
 
         console.print(paper_table(load_report(out)), markup=False)
 
@@ -105,7 +105,7 @@ def pretrain(
 
 def _prepare(task: str) -> None:
     """Fail early without the training libraries; then start the processes a launch asked for."""
-    from edgecxr.optional import require
+    from edgecxr.core.optional import require
 
     require("torch", task)
     require("transformers", task)
@@ -155,10 +155,10 @@ def evaluate(
     """Write the PyTorch test-set report of a checkpoint (the reference for parity-check)."""
     from edgecxr.cli.console import out as console
     from edgecxr.cli.console import task_progress
-    from edgecxr.optional import require
+    from edgecxr.core.optional import require
 
     require("torch", "evaluate")
-    from edgecxr.reporting import paper_table
+    from edgecxr.core.reporting import paper_table
     from edgecxr.training.evaluate import evaluate_checkpoint
 
     with task_progress() as start:

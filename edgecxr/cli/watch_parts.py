@@ -44,7 +44,7 @@ def _send_sinks(targets, send_sc, ae_title, retry, out, inbox, classifier, log, 
                 allow_http=False) -> list:
     """The DICOM SR/SC result sink, when --send-sr names a destination. --once gives the outbox 10 s to
     drain before exit; a service stopping (SIGTERM) only 2 s, inside systemd's stop timeout."""
-    from edgecxr.errors import EdgecxrError
+    from edgecxr.core.errors import EdgecxrError
 
     if not targets:
         if send_sc:
@@ -106,7 +106,7 @@ def _start_status_page(address: str, out: Path, classifier, say, allow_hosts: tu
 def _explain_sink(classifier, out: Path, device: str, queue_size: int, say):
     """A second session of the chosen engine, on one thread, so maps run beside classification, not in it."""
     from edgecxr.backends import RunnerOptions, open_runner
-    from edgecxr.errors import EdgecxrError
+    from edgecxr.core.errors import EdgecxrError
     from edgecxr.runtime.explain_sink import ExplainSink
 
     if queue_size < 1:

@@ -11,7 +11,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 AE_TITLE_MAX = 16
 

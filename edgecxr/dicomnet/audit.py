@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 DCM = "DCM"
 LOCAL = "99EDGECXR"  # edgecxr's own coding scheme, for event types the standard does not name

@@ -21,7 +21,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 PRI = 10 * 8 + 5  # facility 10 (security/authorization messages), severity 5 (notice)
 APP_NAME = "edgecxr"

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecxr.core.provenance import utc_now
 from edgecxr.dicomnet.commitment import CommitmentReceiver, commit
 from edgecxr.dicomnet.outbox import DestinationBox
-from edgecxr.provenance import utc_now
 
 BATCH = 32  # objects per N-ACTION, as per C-STORE association
 

@@ -18,10 +18,10 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 
+from edgecxr.core.errors import EdgecxrError
 from edgecxr.dicomnet.destination import Destination
 from edgecxr.dicomnet.identity import UID_ROOT, new_ae
 from edgecxr.dicomnet.reach import tls_args, why_unreachable
-from edgecxr.errors import EdgecxrError
 
 PUSH_MODEL = "1.2.840.10008.1.20.1"
 PUSH_MODEL_INSTANCE = "1.2.840.10008.1.20.1.1"  # the well-known SOP instance the N-ACTION addresses

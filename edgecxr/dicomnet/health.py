@@ -10,9 +10,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edgecxr.core.provenance import utc_now
 from edgecxr.dicomnet.destination import Destination, WebDestination
 from edgecxr.dicomnet.reach import EchoResult, echo
-from edgecxr.provenance import utc_now
 
 
 @dataclass

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecxr.fsutil import current_umask, fsync_dir
+from edgecxr.core.fsutil import current_umask, fsync_dir
 
 UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 TEMP_SUFFIX = ".receiving"

@@ -11,14 +11,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.optional import require
 from edgecxr.dicomnet.access import AccessPolicy
 from edgecxr.dicomnet.assoc_log import AssociationLog, Say
 from edgecxr.dicomnet.audit import AuditLog
 from edgecxr.dicomnet.contexts import CANDIDATE_SYNTAXES, add_contexts, decodable_syntaxes
 from edgecxr.dicomnet.identity import new_ae, stamp
 from edgecxr.dicomnet.inbox_store import MIB, InboxStore
-from edgecxr.errors import EdgecxrError
-from edgecxr.optional import require
 
 CANNOT_DECODE = 0xC210
 

@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from edgecxr.core.fsutil import atomic_write_bytes, atomic_write_json, fsync_dir
+from edgecxr.core.provenance import utc_now
 from edgecxr.dicomnet.destination import Destination
-from edgecxr.fsutil import atomic_write_bytes, atomic_write_json, fsync_dir
-from edgecxr.provenance import utc_now
 
 OUTBOX = "outbox"
 QUEUE = "queue"

@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from edgecxr.core.fsutil import atomic_write_bytes, fsync_dir
 from edgecxr.dicomnet.outbox import DestinationBox
-from edgecxr.fsutil import atomic_write_bytes, fsync_dir
 
 MARGIN_S = 3600.0  # records younger than this are never removed (see the module's note)
 EVERY_S = 3600.0  # how often a running watcher applies the limits

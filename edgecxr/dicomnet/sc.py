@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edgecxr import __version__
+from edgecxr.core.optional import require
 from edgecxr.dicomnet.copying import checked_header
 from edgecxr.dicomnet.finding import Finding
 from edgecxr.dicomnet.sr import (
@@ -23,7 +24,6 @@ from edgecxr.dicomnet.sr import (
     copy_patient_and_study,
     derived_uid,
 )
-from edgecxr.optional import require
 
 SC_SERIES_NUMBER = 9902
 MAX_SIDE = 2048  # a preview, not a diagnostic copy: keep it small for the PACS

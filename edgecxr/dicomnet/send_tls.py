@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 
 def server_auth_context(ca: Path | None, option: str, peer: str) -> ssl.SSLContext:

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgecxr.core.optional import require
+from edgecxr.core.provenance import utc_now
 from edgecxr.dicomnet.destination import Destination, WebDestination
 from edgecxr.dicomnet.identity import new_ae
 from edgecxr.dicomnet.outbox import DestinationBox
 from edgecxr.dicomnet.reach import tls_args, why_unreachable
 from edgecxr.dicomnet.supervise import Supervisor
-from edgecxr.optional import require
-from edgecxr.provenance import utc_now
 
 if TYPE_CHECKING:
     from edgecxr.dicomnet.commit_outbox import CommitOptions

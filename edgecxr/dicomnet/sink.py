@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
-from edgecxr.data.fingerprint import sha256_file
+from edgecxr.core.data.fingerprint import sha256_file
+from edgecxr.core.optional import require
 from edgecxr.dicomnet.destination import Destination
 from edgecxr.dicomnet.finding import finding_from_record
 from edgecxr.dicomnet.identity import stamp_dataset
@@ -29,7 +30,6 @@ from edgecxr.dicomnet.retention import Retention, Rotator
 from edgecxr.dicomnet.sender import SenderThread, SendOptions
 from edgecxr.dicomnet.sr import Algorithm, build_sr, sr_uid
 from edgecxr.dicomnet.supervise import Supervisor
-from edgecxr.optional import require
 from edgecxr.runtime.ledger import iter_results
 from edgecxr.runtime.prepare import Prepared
 
@@ -127,7 +127,7 @@ class DicomSendSink:
                 self.wake.wait(5.0)
 
     def _build(self, job: Path) -> None:
-        from edgecxr.warning_log import reading
+        from edgecxr.core.warning_log import reading
 
         try:
             with reading(f"SR {job.stem}", self.log):  # highdicom and pydicom quote patient values in warnings
@@ -148,7 +148,7 @@ class DicomSendSink:
         finding, algorithm = finding_from_record(record, self.manifest), Algorithm.from_record(record)
         built = [build_sr(source, finding, algorithm, log=self._header_log(source_path))]
         if self.send_sc:
-            from edgecxr.data.dicom import decode_dicom
+            from edgecxr.core.data.dicom import decode_dicom
             from edgecxr.dicomnet.sc import build_sc
 
             pixels = decode_dicom(source_path.read_bytes(), str(source_path), max_pixels=10**9).pixels

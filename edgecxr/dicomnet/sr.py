@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgecxr import __version__
+from edgecxr.core.optional import require
 from edgecxr.dicomnet.copying import checked_header
 from edgecxr.dicomnet.finding import ABSENT, INDETERMINATE, PRESENT, Finding
-from edgecxr.optional import require
 
 MANUFACTURER = "edgecxr"
 SERIES_DESCRIPTION = "edgecxr AI result - not for diagnostic use"

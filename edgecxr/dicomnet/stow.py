@@ -28,11 +28,11 @@ import ssl
 import time
 from pathlib import Path
 
+from edgecxr.core.errors import EdgecxrError
 from edgecxr.dicomnet.destination import WebDestination
 from edgecxr.dicomnet.identity import implementation_version_name
 from edgecxr.dicomnet.reach import EchoResult
 from edgecxr.dicomnet.sender import FAILED, RETRY, SENT, Outcome, SendOptions, classify_status
-from edgecxr.errors import EdgecxrError
 
 BOUNDARY = "edgecxr-stow-7c1e0f3b2a"
 FAILED_SOP_SEQUENCE, REFERENCED_SOP_INSTANCE_UID, FAILURE_REASON = "00081198", "00081155", "00081197"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from edgecxr.core.metrics import softmax
 from edgecxr.explain.occlusion import Grid, Infer, spread
-from edgecxr.metrics import softmax
 
 
 def coarse_copy(tensor: np.ndarray, factor: int = 16) -> np.ndarray:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecxr.metrics import softmax
+from edgecxr.core.metrics import softmax
 
 Infer = Callable[[np.ndarray], np.ndarray]  # (N, 3, H, W) float32 -> (N, classes) logits
 

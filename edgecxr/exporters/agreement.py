@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecxr.timing import median_ms
+from edgecxr.core.timing import median_ms
 
 MIN_AGREEMENT = 0.98
 

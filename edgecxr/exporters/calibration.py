@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.data.fingerprint import dataset_fingerprint
-from edgecxr.data.folders import Sample, hash_and_check, scan_split
-from edgecxr.data.roots import portable_path, resolve_recorded
-from edgecxr.errors import DataError, EdgecxrError
+from edgecxr.core.data.fingerprint import dataset_fingerprint
+from edgecxr.core.data.folders import Sample, hash_and_check, scan_split
+from edgecxr.core.data.roots import portable_path, resolve_recorded
+from edgecxr.core.errors import DataError, EdgecxrError
 
 SELECTION_MAX = 400  # images that score calibration candidates: enough to rank them, and each costs
 # one inference per candidate and engine (a 256-px model: about 0.1 s of CPU each)

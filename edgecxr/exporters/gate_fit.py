@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecxr.data.decode import decode_file
+from edgecxr.core.data.decode import decode_file
 from edgecxr.scope.learned import TRANSFORMS, UPRIGHT, LearnedGate
 from edgecxr.scope.pixels import PixelRules, statistics
 
@@ -82,7 +82,7 @@ def features_of(runner, spec, paths, transforms, seed: int, advance=None) -> tup
 
 def fit_head(x: np.ndarray, y: np.ndarray, classes: int, weight_decay: float = 1e-3):
     """Multinomial logistic regression (L-BFGS, from zeros: deterministic) on standardised x."""
-    from edgecxr.optional import require
+    from edgecxr.core.optional import require
 
     torch = require("torch", "fitting the gate at export")
     mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
@@ -167,7 +167,7 @@ def fit_gate(runner, spec, layout: list[dict], fit, val, *, seed: int, task) -> 
 def validation_record(pixels: PixelRules, gate: LearnedGate, held: dict, rule, class_names) -> dict:
     """What drift compares a box's recent images against: the validation images' refusal rate,
     label shares (under the bundle's decision rule) and gate scores."""
-    from edgecxr.metrics import softmax
+    from edgecxr.core.metrics import softmax
 
     refused = np.array([pixels.check(s) is not None for s in held["stats"]]) | (held["scores"] > gate.threshold)
     labels = [rule.result_fields(p)["label"] for p in softmax(held["logits"])]

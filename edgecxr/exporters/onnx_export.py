@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.errors import EdgecxrError
-from edgecxr.optional import require
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.optional import require
 
 INPUT_NAME = "pixel_values"
 OUTPUT_NAME = "logits"

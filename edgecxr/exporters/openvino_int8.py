@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.optional import require
+from edgecxr.core.optional import require
 
 
 def to_ir(onnx_path: Path, xml_path: Path, *, fp16: bool):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecxr.data.fingerprint import dataset_fingerprint
-from edgecxr.data.folders import Sample, hash_and_check
-from edgecxr.data.roots import resolve_recorded
-from edgecxr.decision import DecisionRule, pick_threshold, rates_at
-from edgecxr.metrics import positive_class_index
+from edgecxr.core.data.fingerprint import dataset_fingerprint
+from edgecxr.core.data.folders import Sample, hash_and_check
+from edgecxr.core.data.roots import resolve_recorded
+from edgecxr.core.decision import DecisionRule, pick_threshold, rates_at
+from edgecxr.core.metrics import positive_class_index
 
 
 def validation_samples(run: dict | None) -> list[Sample] | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.optional import require
+from edgecxr.core.optional import require
 
 QUANTIZED_OPS = ["MatMul", "Gemm", "Conv"]
 MODES = {

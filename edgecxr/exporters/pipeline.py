@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.bundle import BUNDLE_SCHEMA, MANIFEST, REFERENCE_REPORT, covered_files, file_entry, manifest_checksum
-from edgecxr.defaults import DEFAULT_SEED
-from edgecxr.errors import DataError, EdgecxrError
+from edgecxr.core.bundle import BUNDLE_SCHEMA, MANIFEST, REFERENCE_REPORT, covered_files, file_entry, manifest_checksum
+from edgecxr.core.defaults import DEFAULT_SEED
+from edgecxr.core.errors import DataError, EdgecxrError
+from edgecxr.core.fsutil import atomic_write_json, current_umask
+from edgecxr.core.metrics import positive_class_index
+from edgecxr.core.preprocess import SPEC_FILENAME, load_model_inputs
+from edgecxr.core.progress import Reporter
+from edgecxr.core.provenance import library_versions, utc_now
 from edgecxr.exporters.agreement import MIN_AGREEMENT
-from edgecxr.fsutil import atomic_write_json, current_umask
-from edgecxr.metrics import positive_class_index
-from edgecxr.preprocess import SPEC_FILENAME, load_model_inputs
-from edgecxr.progress import Reporter
-from edgecxr.provenance import library_versions, utc_now
 from edgecxr.scope.intended_use import IntendedUse
 from edgecxr.scope.learned import ARRAYS as GATE_ARRAYS
 
@@ -184,7 +184,7 @@ def _gate_stage(folder: Path, spec, export_info: dict, class_names, decision: di
         reporter.log("intended-use gate: not fitted (--no-gate): only the tag rules will apply")
         return None
     from edgecxr.backends import open_runner
-    from edgecxr.decision import DecisionRule
+    from edgecxr.core.decision import DecisionRule
     from edgecxr.exporters import gate_fit
 
     fit, val = gate_fit.gate_images(class_names, options.calib_data, run, options.seed)

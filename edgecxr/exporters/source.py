@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 
 @dataclass

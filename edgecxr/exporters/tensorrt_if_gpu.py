@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 
 def build_into_bundle(folder: Path, artifacts: list[dict], options, spec, warnings: list[str],

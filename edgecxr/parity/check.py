@@ -12,17 +12,17 @@ import numpy as np
 
 from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.backends.base import FEATURES, LOGITS
-from edgecxr.bundle import Artifact, Bundle
-from edgecxr.data.folders import hash_and_check, scan_split
-from edgecxr.data.roots import resolve_recorded
-from edgecxr.decision import DecisionRule
-from edgecxr.errors import DataError, EdgecxrError
+from edgecxr.core.bundle import Artifact, Bundle
+from edgecxr.core.data.folders import hash_and_check, scan_split
+from edgecxr.core.data.roots import resolve_recorded
+from edgecxr.core.decision import DecisionRule
+from edgecxr.core.errors import DataError, EdgecxrError
+from edgecxr.core.metrics import softmax
+from edgecxr.core.preprocess import load_model_inputs
+from edgecxr.core.provenance import library_versions, utc_now
+from edgecxr.core.reporting import build_report, load_report, rows_from_probabilities
 from edgecxr.explain.occlusion import DEFAULT_GRID, Grid
-from edgecxr.metrics import softmax
 from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
-from edgecxr.preprocess import load_model_inputs
-from edgecxr.provenance import library_versions, utc_now
-from edgecxr.reporting import build_report, load_report, rows_from_probabilities
 from edgecxr.runtime.selection import runnable_artifacts
 from edgecxr.scope.learned import LearnedGate
 

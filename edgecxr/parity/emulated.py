@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.backends import RunnerOptions, open_runner
-from edgecxr.bundle import Artifact, Bundle
-from edgecxr.data.folders import scan_split
-from edgecxr.decision import DecisionRule
-from edgecxr.errors import EdgecxrError
-from edgecxr.metrics import softmax
+from edgecxr.core.bundle import Artifact, Bundle
+from edgecxr.core.data.folders import scan_split
+from edgecxr.core.decision import DecisionRule
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.metrics import softmax
+from edgecxr.core.preprocess import load_model_inputs
 from edgecxr.parity.emulated_worker import REFUSED
-from edgecxr.preprocess import load_model_inputs
 
 PICKS = ("stratified", "boundary")
 _NOISE = ("TCG doesn't support requested feature",)  # qemu's notes on features it cannot emulate

@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None, help="per engine: start no batch after this long")
     args = parser.parse_args(argv)
 
-    from edgecxr.cpuid import brand, int8_features
-    from edgecxr.qualification import hardware_class
+    from edgecxr.core.cpuid import brand, int8_features
+    from edgecxr.core.qualification import hardware_class
 
     features = int8_features()
     seen = visible_dot_products(features)

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.backends import RunnerOptions, open_runner
-from edgecxr.bundle import Bundle
+from edgecxr.core.bundle import Bundle
+from edgecxr.core.metrics import softmax
+from edgecxr.core.optional import available
 from edgecxr.explain.faithfulness import deletion_insertion, random_heat, spearman
 from edgecxr.explain.occlusion import DEFAULT_GRID, Grid, Infer, occlusion_map
-from edgecxr.metrics import softmax
-from edgecxr.optional import available
 
 DEFAULT_IMAGES = 40
 RANDOMISED_MAX_CORRELATION = 0.5  # maps of a model with fresh random weights must not look like the trained one's
@@ -82,7 +82,7 @@ def agreement(ours: dict, theirs: dict) -> dict:
 
 def find_checkpoint(bundle: Bundle, given: Path | None) -> tuple[Path | None, str | None]:
     """The bundle's source checkpoint, checked by its weights' sha256; (None, why) when it is not here."""
-    from edgecxr.data.fingerprint import sha256_file
+    from edgecxr.core.data.fingerprint import sha256_file
 
     source = bundle.manifest.get("source", {})
     wanted = source.get("checkpoint_sha256")
@@ -146,7 +146,7 @@ def run_explain(bundle: Bundle, artifacts, inputs: np.ndarray, samples, ref_rows
 
 def _deployed(bundle: Bundle, names: list[str]) -> str:
     """The engine `watch --backend auto --precision auto` runs here, when it was checked; else the first checked."""
-    from edgecxr.errors import EdgecxrError
+    from edgecxr.core.errors import EdgecxrError
     from edgecxr.runtime.selection import choose
 
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.backends import RunnerOptions
-from edgecxr.bundle import Bundle
+from edgecxr.core.bundle import Bundle
 from edgecxr.runtime.prepare import InputLimits, Prepared, prepare
 from edgecxr.scope.gate import Gate
 
@@ -30,7 +30,7 @@ def score_cases(bundle: Bundle, artifact, cases: list, options: RunnerOptions | 
 
     gate = gate or Gate.from_bundle(bundle)
     if gate.learned is None:
-        from edgecxr.errors import EdgecxrError
+        from edgecxr.core.errors import EdgecxrError
 
         raise EdgecxrError("this bundle records no learned gate stage, so there is nothing to measure",
                            path=bundle.folder, fix="re-export it with this edgecxr (`edgecxr export`, gate on)")

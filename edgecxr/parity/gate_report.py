@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.metrics import roc_auc
+from edgecxr.core.metrics import roc_auc
 from edgecxr.parity.stats import wilson_interval
 
 OUT_OF_SCOPE_GROUPS = ("synthetic", "photo", "other_modality", "wrong_orientation")
@@ -165,7 +165,7 @@ def markdown(summary: dict) -> str:
 
 def figure(rows: list[dict], summary: dict, path: Path) -> Path:
     """Learned-score distributions per set with the threshold, and refusal rates per set and kind."""
-    from edgecxr.plots import _pyplot  # matplotlib, lazily, with its install hint
+    from edgecxr.core.plots import _pyplot  # matplotlib, lazily, with its install hint
 
     plt = _pyplot()
     bars = [(f"{group} / {kind} (n={k['n']})", k["rate"] or 0.0, group) for group, kinds in summary["kinds"].items()

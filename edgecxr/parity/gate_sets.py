@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from edgecxr.data.decode import SUPPORTED_SUFFIXES, decode_file
-from edgecxr.defaults import DEFAULT_SEED
-from edgecxr.errors import DecodeError
-from edgecxr.optional import available
+from edgecxr.core.data.decode import SUPPORTED_SUFFIXES, decode_file
+from edgecxr.core.defaults import DEFAULT_SEED
+from edgecxr.core.errors import DecodeError
+from edgecxr.core.optional import available
 from edgecxr.parity import gate_sources
 
 GROUPS = ("in_scope", "synthetic", "photo", "other_modality", "wrong_orientation")

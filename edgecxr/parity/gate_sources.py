@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecxr.optional import available, version_of
+from edgecxr.core.optional import available, version_of
 
 INSTALL_HINT = "pip install 'edgecxr[dev]'"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.fsutil import atomic_write_text
-from edgecxr.optional import available
+from edgecxr.core.fsutil import atomic_write_text
+from edgecxr.core.optional import available
 from edgecxr.parity.stats import expected_calibration_error, reliability
 
 
@@ -108,7 +108,7 @@ def markdown(result: dict) -> str:
 def figure(result: dict, reference_rows: dict, path: Path) -> Path | None:
     if not available("matplotlib"):
         return None
-    from edgecxr.plots import _pyplot
+    from edgecxr.core.plots import _pyplot
 
     plt = _pyplot()
     names = result["class_names"]

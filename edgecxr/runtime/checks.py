@@ -14,7 +14,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 
 def check_folders(inbox: Path, writable: dict[str, Path | None], log: Callable[[str], None]) -> InboxCheck:

@@ -9,9 +9,9 @@ import numpy as np
 
 from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.backends.base import FEATURES, LOGITS
-from edgecxr.bundle import Bundle
-from edgecxr.decision import DecisionRule
-from edgecxr.metrics import softmax
+from edgecxr.core.bundle import Bundle
+from edgecxr.core.decision import DecisionRule
+from edgecxr.core.metrics import softmax
 from edgecxr.runtime.selection import Choice
 from edgecxr.scope.gate import Gate
 

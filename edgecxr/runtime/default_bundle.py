@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 PACKAGED = Path(__file__).resolve().parent.parent / "models" / "reference"
 ENV = "EDGECXR_BUNDLE"

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.backends.base import Runner
+from edgecxr.core.fsutil import atomic_write_json
+from edgecxr.core.preprocess import PreprocessSpec
+from edgecxr.core.provenance import utc_now
 from edgecxr.explain.occlusion import DEFAULT_GRID, FLAT_INPUT, FLAT_MAP, MIN_MAP_RANGE, Grid, occlusion_map
 from edgecxr.explain.overlay import SCALE_POINTS, save_overlay
-from edgecxr.fsutil import atomic_write_json
-from edgecxr.preprocess import PreprocessSpec
-from edgecxr.provenance import utc_now
 from edgecxr.runtime.prepare import Prepared
 
 MAPS = "maps"

@@ -30,8 +30,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgecxr.fsutil import fsync_dir
-from edgecxr.provenance import utc_now
+from edgecxr.core.fsutil import fsync_dir
+from edgecxr.core.provenance import utc_now
 from edgecxr.scope.verdict import OUT_OF_SCOPE
 
 RESULTS = "results.jsonl"

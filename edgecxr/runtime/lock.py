@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 LOCK = "watch.lock"
 

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgecxr.data.fingerprint import sha256_file
-from edgecxr.fsutil import fsync_dir
+from edgecxr.core.data.fingerprint import sha256_file
+from edgecxr.core.fsutil import fsync_dir
 
 
 def destination(root: Path, rel: str, sha256: str) -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.data.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_bytes
-from edgecxr.data.dicom import PROJECTION_MODALITIES
-from edgecxr.data.fingerprint import sha256_bytes
-from edgecxr.errors import DecodeError, MissingDependencyError
+from edgecxr.core.data.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_bytes
+from edgecxr.core.data.dicom import PROJECTION_MODALITIES
+from edgecxr.core.data.fingerprint import sha256_bytes
+from edgecxr.core.errors import DecodeError, MissingDependencyError
 from edgecxr.scope.intended_use import IntendedUse
 from edgecxr.scope.verdict import Flag, GateRefused, Refusal
 

@@ -8,7 +8,7 @@ patient data never does.
 
 from __future__ import annotations
 
-from edgecxr.provenance import utc_now
+from edgecxr.core.provenance import utc_now
 from edgecxr.runtime.ledger import DUPLICATE, RESULT_SCHEMA
 from edgecxr.runtime.prepare import Prepared
 from edgecxr.runtime.scanner import Entry

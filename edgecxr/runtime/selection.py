@@ -2,7 +2,7 @@
 
 `auto` backend: a TensorRT engine that matches this GPU, else OpenVINO, else ONNX Runtime.
 `auto` precision: INT8 only where parity-check qualified it on this hardware class
-(edgecxr.qualification) and the backend's kernels may use the CPU's INT8 dot products (VNNI,
+(edgecxr.core.qualification) and the backend's kernels may use the CPU's INT8 dot products (VNNI,
 AMX, Arm dotprod; an ISA cap such as ONEDNN_MAX_CPU_ISA=AVX2 takes them from OpenVINO); FP32
 elsewhere, with the reason: on AVX2-only CPUs INT8 measured slower than FP32 (OpenVINO
 swinv2-tiny-256: 141 ms vs 116 ms at batch 1) and can disagree with the FP32 model.
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecxr.backends import BACKENDS, backend_installed
-from edgecxr.bundle import Artifact, Bundle
-from edgecxr.errors import EdgecxrError
-from edgecxr.qualification import verdict_here
+from edgecxr.core.bundle import Artifact, Bundle
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.qualification import verdict_here
 
 PRECISIONS = ("auto", "int8", "fp16", "fp32")
 
@@ -72,7 +72,7 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", cpu_f
     if precision not in PRECISIONS:
         raise EdgecxrError(f"unknown precision {precision!r}", fix=f"choose one of {', '.join(PRECISIONS)}")
     if cpu_features is None:
-        from edgecxr.sysinfo import cpu_info
+        from edgecxr.core.sysinfo import cpu_info
 
         cpu_features = cpu_info()["features"]
     usable, skipped = _usable(bundle, BACKENDS if backend == "auto" else (backend,))
@@ -115,7 +115,7 @@ def _usable(bundle: Bundle, order) -> tuple[dict[str, list[Artifact]], list[str]
 def _pick_auto(usable, verdicts, cpu_features: dict, skipped: list[str]) -> Choice | None:
     """The fastest engine not failed here: TensorRT, else INT8 qualified here where the backend may use
     VNNI/AMX, else FP32."""
-    from edgecxr.sysinfo import backend_features, int8_accelerated, int8_reason
+    from edgecxr.core.sysinfo import backend_features, int8_accelerated, int8_reason
 
     ok = {n: [a for a in arts if verdicts[a.name].status != "FAIL"] for n, arts in usable.items()}
     if trt := {a.precision: a for a in ok.get("tensorrt", [])}:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from edgecxr import __version__
-from edgecxr.provenance import utc_now
+from edgecxr.core.provenance import utc_now
 from edgecxr.runtime.heartbeat import HEARTBEAT_SECONDS
 from edgecxr.scope.verdict import OUT_OF_SCOPE  # the status of a line the gate refused
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.errors import EdgecxrError
-from edgecxr.fsutil import atomic_write_json
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.fsutil import atomic_write_json
 from edgecxr.runtime.checks import check_folders
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.heartbeat import HEARTBEAT_SECONDS, STATUS

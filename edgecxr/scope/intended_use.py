@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 DEFAULT_MODALITIES = ("CR", "DX")
 DEFAULT_VIEWS = ("PA", "AP")

@@ -1,6 +1,6 @@
 """The gate's first stage: the DICOM header says the image is not one the model was made for.
 
-Runs on the attributes `edgecxr.data.dicom.screen_tags` reads (a plain dict keyed by DICOM
+Runs on the attributes `edgecxr.core.data.dicom.screen_tags` reads (a plain dict keyed by DICOM
 keyword, `SCREEN_KEYWORDS` there) right after the header is read and before any pixel is decoded, so a CT series or a
 lateral view costs no decode. Rules, in the order a radiographer would name the problem:
 modality, species, body part, view, photometric interpretation; then the patient's age

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from edgecxr.preprocess import PreprocessSpec
+from edgecxr.core.preprocess import PreprocessSpec
 from edgecxr.training.config import Augmentation
 
 

@@ -15,8 +15,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser, from the [train] extra
     import tomli as tomllib  # type: ignore[no-redef]
 
-from edgecxr.defaults import DEFAULT_SEED
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.defaults import DEFAULT_SEED
+from edgecxr.core.errors import EdgecxrError
 from edgecxr.training.presets import PRESETS
 
 # The seed study's fine-tuning.

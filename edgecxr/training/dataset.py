@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from edgecxr.data.decode import decode_file
-from edgecxr.data.folders import Sample
-from edgecxr.preprocess import PreprocessSpec
+from edgecxr.core.data.decode import decode_file
+from edgecxr.core.data.folders import Sample
+from edgecxr.core.preprocess import PreprocessSpec
 from edgecxr.training.augment import augment
 from edgecxr.training.config import Augmentation
 

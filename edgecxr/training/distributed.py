@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from edgecxr.errors import EdgecxrError
-from edgecxr.progress import Reporter
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.progress import Reporter
 
 # Set by torchrun / MPI in every process they start: this process is one of several already.
 _STARTED_VARS = ("WORLD_SIZE", "LOCAL_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE",

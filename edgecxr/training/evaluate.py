@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.data.folders import Split, drop_bad, hash_and_check, scan_split
-from edgecxr.data.roots import portable_path
-from edgecxr.preprocess import PreprocessSpec
-from edgecxr.provenance import library_versions
-from edgecxr.reporting import build_report, rows_from_probabilities, write_report
+from edgecxr.core.data.folders import Split, drop_bad, hash_and_check, scan_split
+from edgecxr.core.data.roots import portable_path
+from edgecxr.core.preprocess import PreprocessSpec
+from edgecxr.core.provenance import library_versions
+from edgecxr.core.reporting import build_report, rows_from_probabilities, write_report
 
 
 def predict_probabilities(model, split: Split, spec: PreprocessSpec, *, batch_size: int = 64,

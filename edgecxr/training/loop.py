@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from edgecxr.data.folders import DataSet
-from edgecxr.errors import EdgecxrError
-from edgecxr.preprocess import PreprocessSpec
+from edgecxr.core.data.folders import DataSet
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.preprocess import PreprocessSpec
 from edgecxr.training.config import TrainConfig
 from edgecxr.training.dataset import EpochSampler, FolderDataset, ShardedEpochBatches
 from edgecxr.training.distributed import sum_over_processes

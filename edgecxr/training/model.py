@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecxr.data.fingerprint import sha256_file
-from edgecxr.errors import EdgecxrError
-from edgecxr.optional import require
-from edgecxr.preprocess import IMAGENET_MEAN, IMAGENET_STD, SPEC_FILENAME, PreprocessSpec
+from edgecxr.core.data.fingerprint import sha256_file
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.optional import require
+from edgecxr.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, SPEC_FILENAME, PreprocessSpec
 from edgecxr.training.presets import PRESETS
 
 

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.data.decode import SUPPORTED_SUFFIXES
-from edgecxr.data.folders import Sample, Split, drop_bad, hash_and_check
-from edgecxr.data.roots import portable_path
-from edgecxr.defaults import DEFAULT_SEED
-from edgecxr.errors import EdgecxrError
-from edgecxr.fsutil import atomic_write_json
-from edgecxr.preprocess import PreprocessSpec
-from edgecxr.progress import Reporter
-from edgecxr.provenance import library_versions, utc_now
+from edgecxr.core.data.decode import SUPPORTED_SUFFIXES
+from edgecxr.core.data.folders import Sample, Split, drop_bad, hash_and_check
+from edgecxr.core.data.roots import portable_path
+from edgecxr.core.defaults import DEFAULT_SEED
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.fsutil import atomic_write_json
+from edgecxr.core.preprocess import PreprocessSpec
+from edgecxr.core.progress import Reporter
+from edgecxr.core.provenance import library_versions, utc_now
 from edgecxr.training.config import Augmentation
 from edgecxr.training.presets import PRESETS
 
@@ -167,11 +167,11 @@ def _write_history(path: Path, history: list[dict]) -> None:
 
 
 def _figures(out: Path, loop, samples: list[Sample]) -> None:
-    from edgecxr.optional import available
+    from edgecxr.core.optional import available
 
     if not available("matplotlib") or not loop.accelerator.is_main_process:
         return
-    from edgecxr.plots import loss_curve_png, reconstructions_png
+    from edgecxr.core.plots import loss_curve_png, reconstructions_png
 
     loss_curve_png(out / "history.csv", out / "loss.png", title="SimMIM masked-pixel L1 loss")
     picked = [samples[i] for i in np.random.default_rng(0).permutation(len(samples))[:4]]

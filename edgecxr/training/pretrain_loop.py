@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgecxr.data.folders import Sample
-from edgecxr.preprocess import PreprocessSpec
+from edgecxr.core.data.folders import Sample
+from edgecxr.core.preprocess import PreprocessSpec
 from edgecxr.training.dataset import EpochSampler, FolderDataset
 from edgecxr.training.distributed import sum_over_processes
 from edgecxr.training.loop import (

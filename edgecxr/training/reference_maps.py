@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.optional import require
+from edgecxr.core.optional import require
 
 
 def torch_infer(checkpoint: str | Path, *, randomised: bool = False, seed: int = 0):

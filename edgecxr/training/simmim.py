@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 from edgecxr.training.presets import PRESETS
 
 

@@ -13,12 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgecxr.data.folders import DataSet, drop_bad, hash_and_check, load_dataset
-from edgecxr.data.roots import portable_path
-from edgecxr.errors import EdgecxrError
-from edgecxr.fsutil import atomic_write_json
-from edgecxr.progress import Reporter
-from edgecxr.provenance import library_versions, utc_now
+from edgecxr.core.data.folders import DataSet, drop_bad, hash_and_check, load_dataset
+from edgecxr.core.data.roots import portable_path
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.fsutil import atomic_write_json
+from edgecxr.core.progress import Reporter
+from edgecxr.core.provenance import library_versions, utc_now
 from edgecxr.training.config import TrainConfig
 from edgecxr.training.distributed import main_reporter, require_same_everywhere
 from edgecxr.training.presets import PRESETS
@@ -183,7 +183,7 @@ def _verify_data(data: DataSet, config: TrainConfig, reporter: Reporter) -> Data
 def _accelerator(config: TrainConfig):
     import torch
 
-    from edgecxr.optional import require
+    from edgecxr.core.optional import require
 
     accelerate = require("accelerate", "training")
     if config.device == "cuda" and not torch.cuda.is_available():
@@ -256,10 +256,10 @@ def _write_history(path: Path, history: list[dict]) -> None:
 
 
 def _finish(out: Path, record: dict, data: DataSet, config: TrainConfig, reporter: Reporter):
-    from edgecxr.optional import available
+    from edgecxr.core.optional import available
 
     if available("matplotlib"):
-        from edgecxr.plots import curves_png
+        from edgecxr.core.plots import curves_png
 
         curves_png(out / "history.csv", out / "curves.png")
     if data.test is not None:

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from edgecxr.metrics import positive_class_index
+from edgecxr.core.metrics import positive_class_index
 from edgecxr.runtime.heartbeat import STATUS, heartbeat_age, is_stale
 from edgecxr.runtime.ledger import DUPLICATE, RESULTS
 from edgecxr.scope.verdict import OUT_OF_SCOPE  # the status of a line the gate refused

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 from edgecxr.runtime.heartbeat import read_status
 from edgecxr.web.feed import MAPS, SHA256, THUMBS, ResultsFeed, StatusView, media_file
 from edgecxr.web.metrics import CONTENT_TYPE as METRICS_TYPE

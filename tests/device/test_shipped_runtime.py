@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from edgecxr.data.fingerprint import dataset_fingerprint
-from edgecxr.reporting import build_report
+from edgecxr.core.data.fingerprint import dataset_fingerprint
+from edgecxr.core.reporting import build_report
 from edgecxr.runtime.default_bundle import PACKAGED
 from edgecxr.samples import SAMPLE_DIR
 from tests.tools import not_applicable

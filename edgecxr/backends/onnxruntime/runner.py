@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.backends.base import Runner, RunnerOptions, named_outputs
-from edgecxr.optional import require
+from edgecxr.core.optional import require
 
 
 class OnnxRuntimeRunner(Runner):

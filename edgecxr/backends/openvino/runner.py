@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.backends.base import Pending, Runner, RunnerOptions, named_outputs
-from edgecxr.errors import EdgecxrError
-from edgecxr.optional import require
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.optional import require
 
 
 def compile_config(options: RunnerOptions, device: str, hint: str) -> dict:

@@ -7,7 +7,7 @@ and refuses a mismatch with the command that rebuilds the engine here.
 
 from __future__ import annotations
 
-from edgecxr.errors import EdgecxrError, MissingDependencyError
+from edgecxr.core.errors import EdgecxrError, MissingDependencyError
 
 TENSORRT_MISSING_FIX = (
     "on a Jetson, TensorRT comes with JetPack (sudo apt install nvidia-jetpack); on an x86 "
@@ -77,8 +77,8 @@ def check_compatible(record: dict, gpu: dict | None, trt_version: str | None, *,
 
 def mismatch_here(record: dict, *, engine: str) -> str | None:
     """Why an engine with this record cannot run on this machine, or None when it can."""
-    from edgecxr.optional import version_of
-    from edgecxr.sysinfo import gpus
+    from edgecxr.core.optional import version_of
+    from edgecxr.core.sysinfo import gpus
 
     found = gpus()
     try:

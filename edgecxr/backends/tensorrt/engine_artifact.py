@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecxr.backends.tensorrt.compat import require_gpu, require_tensorrt
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 ENGINE_DIR = "tensorrt"
 
@@ -29,8 +29,8 @@ def engine_source(manifest: dict, precision: str) -> dict:
 def build_engine_artifact(folder: Path, manifest: dict, precision: str, *, max_batch: int = 8) -> dict:
     """Build the engine into FOLDER/tensorrt/ and return its artifact record."""
     from edgecxr.backends.tensorrt.onnx_to_engine import build_engine
-    from edgecxr.bundle import file_entry
-    from edgecxr.sysinfo import gpus
+    from edgecxr.core.bundle import file_entry
+    from edgecxr.core.sysinfo import gpus
 
     require_tensorrt()
     gpu = require_gpu(gpus())
@@ -59,7 +59,7 @@ def usable_engine(manifest: dict, precision: str) -> dict | None:
 
 def add_engine(folder: str | Path, precision: str = "int8", *, max_batch: int = 8, if_needed: bool = False) -> dict:
     """`edgecxr build-engine`: (re)build the engine and record it in bundle.json."""
-    from edgecxr.bundle import load_bundle, put_artifact
+    from edgecxr.core.bundle import load_bundle, put_artifact
 
     bundle = load_bundle(folder)
     manifest = dict(bundle.manifest)

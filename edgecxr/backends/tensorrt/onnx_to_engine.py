@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecxr.backends.tensorrt.compat import engine_record, profile_shapes, require_tensorrt
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 WORKSPACE_BYTES = 1 << 30
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgecxr.backends.base import Runner, RunnerOptions, named_outputs
 from edgecxr.backends.tensorrt.compat import require_tensorrt
-from edgecxr.errors import EdgecxrError, MissingDependencyError
+from edgecxr.core.errors import EdgecxrError, MissingDependencyError
 
 REBUILD = "rebuild it here with `edgecxr build-engine BUNDLE`"
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.metrics import (
+from edgecxr.core.metrics import (
     binary_rates,
     bootstrap_intervals,
     classification_report,
     positive_class_index,
     roc_auc,
 )
-from edgecxr.provenance import utc_now
+from edgecxr.core.provenance import utc_now
 
 REPORT_SCHEMA = "edgecxr.report/1"
 REPORT_FILENAME = "report.json"
@@ -141,10 +141,10 @@ def write_report(report: dict, out_dir: str | Path, *, images_root: str | Path |
     written = [out / REPORT_FILENAME, out / "report.md"]
     written[0].write_text(json.dumps(report, indent=2) + "\n")
     written[1].write_text(report_markdown(report, title))
-    from edgecxr.optional import available
+    from edgecxr.core.optional import available
 
     if available("matplotlib"):
-        from edgecxr import plots
+        from edgecxr.core import plots
 
         written.append(plots.confusion_matrix_png(report, out / "confusion_matrix.png"))
         if images_root is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
+from edgecxr.core.errors import EdgecxrError
 
 LISTEN_UNIT = "edgecxr-dicom-listen.service"
 PRIVILEGED_PORTS = 1024
@@ -49,10 +49,10 @@ def check_listener(config: ListenerConfig) -> None:
 
 
 def render_listener_unit(config: ListenerConfig) -> str:
-    from edgecxr.service import exec_words
+    from edgecxr.service.install import exec_words
 
     check_listener(config)
-    template = resources.files("edgecxr").joinpath(f"deploy_templates/{LISTEN_UNIT}").read_text()
+    template = resources.files("edgecxr").joinpath(f"service/templates/{LISTEN_UNIT}").read_text()
     if config.port < PRIVILEGED_PORTS:  # e.g. 104, DICOM's registered port
         capabilities = ("CapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n"
                         "PrivateUsers=no")
@@ -67,7 +67,7 @@ def render_listener_unit(config: ListenerConfig) -> str:
 
 
 def render_listener_env(config: ListenerConfig) -> str:
-    from edgecxr.service import env_value, exec_words
+    from edgecxr.service.install import env_value, exec_words
 
     options = env_value(exec_words(shlex.split(config.options)))
     return (

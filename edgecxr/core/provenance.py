@@ -6,7 +6,7 @@ import platform
 from datetime import datetime, timezone
 
 from edgecxr import __version__
-from edgecxr.optional import version_of
+from edgecxr.core.optional import version_of
 
 
 def utc_now() -> str:

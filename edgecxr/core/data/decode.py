@@ -4,7 +4,7 @@ Output is always a float32 array in [0, 1], shaped (H, W) for grayscale content 
 (H, W, 3) for colour, so preprocessing never needs to know where pixels came from.
 Scaling is by the range of the stored type (8-bit / 255, 16-bit / 65535), so the same
 picture stored at either depth gives the same values. DICOM goes through the display
-pipeline a radiology viewer uses (see `edgecxr.data.dicom`).
+pipeline a radiology viewer uses (see `edgecxr.core.data.dicom`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edgecxr.errors import DecodeError
+from edgecxr.core.errors import DecodeError
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
@@ -90,14 +90,14 @@ def decode_bytes(
     """Decode an image file's bytes. `name` is only used in error messages.
 
     `screen` (DICOM only) sees the header's gate attributes before any pixel is decoded and may
-    raise to refuse the file (see `edgecxr.data.dicom.decode_dicom`); PNG and JPEG have no header for it.
+    raise to refuse the file (see `edgecxr.core.data.dicom.decode_dicom`); PNG and JPEG have no header for it.
     """
     if not data:
         raise DecodeError("empty", "the file is empty (0 bytes)", path=name,
                           fix="wait until the sender has written it, or remove it")
     kind = sniff(data, name)
     if kind in ("dicom", "acr-nema"):
-        from edgecxr.data.dicom import decode_dicom
+        from edgecxr.core.data.dicom import decode_dicom
 
         decoded = decode_dicom(data, name, max_pixels=max_pixels, modalities=modalities,
                                part10=kind == "dicom", screen=screen)

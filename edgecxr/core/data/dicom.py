@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edgecxr.data.decode import DecodedImage, collapse_gray
-from edgecxr.errors import DecodeError
-from edgecxr.optional import require
+from edgecxr.core.data.decode import DecodedImage, collapse_gray
+from edgecxr.core.errors import DecodeError
+from edgecxr.core.optional import require
 
 PROJECTION_MODALITIES = ("CR", "DX", "DR")
 IDENTIFIERS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "AccessionNumber",
@@ -40,7 +40,7 @@ def decode_dicom(data: bytes, name: str, *, max_pixels: int,
                  modalities: tuple[str, ...] | None = None, part10: bool = True,
                  screen: Callable[[dict], None] | None = None) -> DecodedImage:
     """Read one DICOM; pydicom's warnings are logged with `name` and without their text (they quote values)."""
-    from edgecxr.warning_log import reading
+    from edgecxr.core.warning_log import reading
 
     with reading(name):
         return _decode_dicom(data, name, max_pixels=max_pixels, modalities=modalities, part10=part10, screen=screen)

@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecxr.bundle import Artifact, Bundle
-from edgecxr.fsutil import atomic_write_json
-from edgecxr.provenance import utc_now
+from edgecxr.core.bundle import Artifact, Bundle
+from edgecxr.core.fsutil import atomic_write_json
+from edgecxr.core.provenance import utc_now
 
 SCHEMA = "edgecxr.qualification/1"
 ENV = "EDGECXR_QUALIFICATION_DIR"
@@ -43,7 +43,7 @@ def default_dir() -> Path:
 
 def hardware_class(backend: str) -> dict:
     """What a verdict for an engine of this backend depends on, here and now."""
-    from edgecxr.sysinfo import backend_features, backends, cpu_info, isa_caps
+    from edgecxr.core.sysinfo import backend_features, backends, cpu_info, isa_caps
 
     cpu = cpu_info()
     found = {
@@ -53,7 +53,7 @@ def hardware_class(backend: str) -> dict:
         "backend": backend, "backend_version": backends().get(backend),
     }
     if backend == "tensorrt":
-        from edgecxr.sysinfo import gpus
+        from edgecxr.core.sysinfo import gpus
 
         found["gpu"] = [g.get("name") for g in gpus()]
     return {**found, "cpu_model": cpu["model"]}

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecxr.errors import EdgecxrError
-from edgecxr.metrics import positive_class_index
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.metrics import positive_class_index
 
 MANIFEST = "bundle.json"
 UNCERTAIN = "UNCERTAIN"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.optional import require
+from edgecxr.core.optional import require
 
 
 def _pyplot():
@@ -43,7 +43,7 @@ def confusion_matrix_png(report: dict, path: Path) -> Path:
 
 def samples_png(report: dict, images_root: Path, path: Path, n: int = 24, seed: int = 0) -> Path:
     """A grid of test images with truth and prediction; every error shown first, in red."""
-    from edgecxr.data.decode import decode_file
+    from edgecxr.core.data.decode import decode_file
 
     plt = _pyplot()
     rows = report["rows"]

@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-from edgecxr.errors import MissingDependencyError
+from edgecxr.core.errors import MissingDependencyError
 
 # inference backend -> the module it imports, the pip distributions that provide that module
 # (any one will do), and the edgecxr extra that brings the first. The one table of backends'

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from edgecxr.errors import EdgecxrError
-from edgecxr.service_dicom import LISTEN_UNIT, ListenerConfig, listener_steps
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.service.dicom import LISTEN_UNIT, ListenerConfig, listener_steps
 
 UNIT_NAME = "edgecxr-watch.service"
 
@@ -40,7 +40,7 @@ QUALIFICATION_DIR = Path("/etc/edgecxr/qualification")  # written by root at ins
 
 
 def render_unit(config: ServiceConfig) -> str:
-    template = resources.files("edgecxr").joinpath("deploy_templates/edgecxr-watch.service").read_text()
+    template = resources.files("edgecxr").joinpath("service/templates/edgecxr-watch.service").read_text()
     writable = [config.out]
     if config.archive or config.quarantine:
         writable += [config.inbox] + [p for p in (config.archive, config.quarantine) if p]

@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecxr.data.fingerprint import sha256_file
-from edgecxr.errors import EdgecxrError
-from edgecxr.preprocess import SPEC_FILENAME, PreprocessSpec
+from edgecxr.core.data.fingerprint import sha256_file
+from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.preprocess import SPEC_FILENAME, PreprocessSpec
 
 BUNDLE_SCHEMA = "edgecxr.bundle/1"
 MANIFEST = "bundle.json"
@@ -99,7 +99,7 @@ def file_entry(folder: Path, rel: str) -> dict:
 
 def put_artifact(bundle: Bundle, record: dict) -> None:
     """Add or replace one artifact record in bundle.json, re-checksummed and written atomically."""
-    from edgecxr.fsutil import atomic_write_json
+    from edgecxr.core.fsutil import atomic_write_json
 
     manifest = dict(bundle.manifest)
     manifest["artifacts"] = [a for a in manifest["artifacts"] if a["name"] != record["name"]] + [record]

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edgecxr.optional import BACKEND_PACKAGES, version_of
+from edgecxr.core.optional import BACKEND_PACKAGES, version_of
 
 # cpuinfo flag -> what it means for INT8 inference
 INT8_FLAGS = {
@@ -34,7 +34,7 @@ def cpu_info(cpuinfo: str | None = None) -> dict:
     else from /proc/cpuinfo (or the text given)."""
     measured = branded = None
     if cpuinfo is None:
-        from edgecxr.cpuid import brand, int8_features
+        from edgecxr.core.cpuid import brand, int8_features
 
         measured, branded = int8_features(), brand()
         try:

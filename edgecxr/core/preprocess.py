@@ -121,7 +121,7 @@ class PreprocessSpec:
 
 def load_model_inputs(paths, spec: PreprocessSpec, advance=None) -> np.ndarray:
     """Decode and preprocess files into one (N, 3, H, W) float32 array, as the runtime feeds engines."""
-    from edgecxr.data.decode import decode_file
+    from edgecxr.core.data.decode import decode_file
 
     paths = list(paths)
     arrays = np.empty((len(paths), *spec.input_shape), dtype=np.float32)

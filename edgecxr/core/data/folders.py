@@ -2,7 +2,7 @@
 
 Classes are the sorted subfolder names and must agree across splits. A missing or small
 `val` folder is replaced by a stratified, seeded split carved from `train` by patient
-(edgecxr.data.patients: no patient on both sides), and that split and its rule are
+(edgecxr.core.data.patients: no patient on both sides), and that split and its rule are
 recorded, so any run can be reproduced file for file.
 """
 
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.data.decode import SUPPORTED_SUFFIXES, decode_bytes
-from edgecxr.data.fingerprint import dataset_fingerprint, sha256_bytes
-from edgecxr.data.patients import describe, group_of
-from edgecxr.defaults import DEFAULT_SEED
-from edgecxr.errors import DataError, DecodeError
+from edgecxr.core.data.decode import SUPPORTED_SUFFIXES, decode_bytes
+from edgecxr.core.data.fingerprint import dataset_fingerprint, sha256_bytes
+from edgecxr.core.data.patients import describe, group_of
+from edgecxr.core.defaults import DEFAULT_SEED
+from edgecxr.core.errors import DataError, DecodeError
 
 MIN_VAL_PER_CLASS = 50
 
@@ -62,7 +62,7 @@ class DataSet:
     test: Split | None
     val_source: str  # "folder" or "carved"
     val_note: str = ""
-    val_rule: dict | None = None  # how a carved split grouped files (edgecxr.data.patients)
+    val_rule: dict | None = None  # how a carved split grouped files (edgecxr.core.data.patients)
     bad_files: list[dict] = field(default_factory=list)
 
 

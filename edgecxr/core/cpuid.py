@@ -3,7 +3,7 @@ dispatchers (oneDNN, MLAS) will see.
 
 /proc/cpuinfo describes the host kernel's CPU, which is not always what a process runs on:
 under an emulator (`qemu-x86_64 -cpu Haswell`) or a hypervisor that masks features, only
-CPUID tells the truth. Used by `edgecxr.sysinfo`; imports nothing of edgecxr.
+CPUID tells the truth. Used by `edgecxr.core.sysinfo`; imports nothing of edgecxr.
 """
 
 from __future__ import annotations
