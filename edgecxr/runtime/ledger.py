@@ -22,6 +22,7 @@ DUPLICATE_DAYS days. The ledger never holds the lines themselves: per judged ima
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +33,8 @@ from pathlib import Path
 
 from edgecxr.core.fsutil import fsync_dir
 from edgecxr.core.provenance import utc_now
+from edgecxr.runtime import ledger_index
+from edgecxr.runtime.ledger_index import stable_key
 from edgecxr.scope.verdict import OUT_OF_SCOPE
 
 RESULTS = "results.jsonl"
@@ -39,6 +42,7 @@ RESULT_SCHEMA = "edgecxr.result/1"
 DUPLICATE = "duplicate"
 DUPLICATE_DAYS = 365  # an image judged within this many days is a duplicate when it comes again
 JUDGED = ("ok", OUT_OF_SCOPE)  # lines a later copy is a duplicate of (an unreadable file may be read later)
+SAVE_INDEX_EVERY = 5000  # lines: the saved index is refreshed this often, so a SIGKILL leaves little to parse
 
 
 class Ledger:
@@ -60,7 +64,12 @@ class Ledger:
         self.judged: dict[int, int] = {}
         self.pending: dict[int, str] = {}
         self._end = 0  # the byte offset the next line is written at
+        self._lines = 0  # lines in the file; with _sha (sha256 of its bytes so far), what a saved index records
+        self._sha = hashlib.sha256()
+        self._unsaved = 0  # lines not yet in the saved index
         self._load()
+        if self._unsaved >= SAVE_INDEX_EVERY // 5:
+            self._save_index()
         new = not self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         if new:
@@ -71,10 +80,11 @@ class Ledger:
         if not self.path.exists():
             return 0
         with open(self.path, "rb+") as handle:
-            data = handle.read()
-            keep = len(data)
+            size = handle.seek(0, os.SEEK_END)
+            base, data = _last_line(handle, size)  # the tail only: a year of lines is never read whole
+            keep = size
             if data and not data.endswith(b"\n"):
-                keep = data.rfind(b"\n") + 1
+                keep = base + data.rfind(b"\n") + 1
             else:
                 last_start = data.rfind(b"\n", 0, max(len(data) - 1, 0)) + 1
                 last = data[last_start:].strip()
@@ -82,24 +92,35 @@ class Ledger:
                     try:
                         json.loads(last)
                     except json.JSONDecodeError:
-                        keep = last_start
-            if keep != len(data):
+                        keep = base + last_start
+            if keep != size:
                 handle.truncate(keep)
                 handle.flush()
                 os.fsync(handle.fileno())
-            return len(data) - keep
+            return size - keep
 
-    def _load(self) -> None:
-        """Index every line in one streaming pass; damaged lines are set aside, then the clean file indexed."""
+    def _load(self, saved_index: bool = True) -> None:
+        """Index every line in one streaming pass, starting after the saved index when it still matches the
+        file; damaged lines are set aside, then the clean file indexed."""
         if not self.path.exists():
             return
+        offset = self._lines = 0
+        self._sha = hashlib.sha256()
+        loaded = ledger_index.load(self.out, self.path) if saved_index else None
+        if loaded is not None:
+            index, self._sha = loaded
+            self.versions, self.stats, self.judged = index["versions"], index["stats"], index["judged"]
+            self.counts, offset, self._lines = index["counts"], index["covered"], index["lines"]
         cutoff = _iso_days_ago(DUPLICATE_DAYS)
         with open(self.path, "rb") as handle:
-            offset = 0
-            for number, raw in enumerate(handle, 1):
+            handle.seek(offset)
+            for raw in handle:
+                self._lines += 1
+                self._unsaved += 1
+                self._sha.update(raw)
                 record = _parse(raw) if raw.strip() else {}
                 if record is None:
-                    self.damaged_lines.append(number)
+                    self.damaged_lines.append(self._lines)
                 elif record:
                     self._index(record, offset, cutoff)
                 offset += len(raw)
@@ -109,8 +130,14 @@ class Ledger:
             self.versions, self.stats, self.judged = set(), {}, {}
             self.counts = {"ok": 0, "error": 0}
             damaged, self.damaged_lines = self.damaged_lines, []
-            self._load()  # the offsets of the clean file
+            self._load(saved_index=False)  # the offsets of the clean file
             self.damaged_lines = damaged
+
+    def _save_index(self) -> None:
+        """Save the index for the lines written so far (a cache: a start checks it against the file)."""
+        if ledger_index.save(self.out, self._end, self._lines, self._sha.hexdigest(), self.versions, self.stats,
+                             self.judged, self.counts):
+            self._unsaved = 0
 
     def _set_aside(self) -> None:
         """Keep the damaged ledger whole beside the live one, then drop its damaged lines once."""
@@ -146,8 +173,8 @@ class Ledger:
     def _index(self, record: dict, offset: int, cutoff: str = "") -> None:
         rel, sha = record["path"], str(record.get("sha256", ""))
         status = sys.intern(str(record.get("status", "error")))
-        self.versions.add(hash((rel, sha)))
-        self.stats[hash(rel)] = (hash(identity_of(record)), _packed(sha), status)
+        self.versions.add(stable_key(f"{rel}\0{sha}"))
+        self.stats[stable_key(rel)] = (hash(identity_of(record)), _packed(sha), status)
         self.counts[status] = self.counts.get(status, 0) + 1
         if status in JUDGED and str(record.get("completed_at", "")) >= cutoff:
             for key in _keys(sha, _uid(record)):
@@ -179,21 +206,21 @@ class Ledger:
 
     def seen_unchanged(self, rel: str, identity: tuple) -> bool:
         """True when the last line for `rel` was written for this very file (size, mtime, inode, ctime)."""
-        known = self.stats.get(hash(rel))
+        known = self.stats.get(stable_key(rel))
         return known is not None and known[0] == hash(identity)
 
     def recorded(self, rel: str) -> tuple[str, str]:
         """(sha256, status) of the last line for `rel`."""
-        _, sha, status = self.stats[hash(rel)]
+        _, sha, status = self.stats[stable_key(rel)]
         return (sha.hex() if len(sha) == 32 else sha.decode("utf-8", "surrogateescape")), status
 
     def has_version(self, rel: str, sha256: str) -> bool:
-        return hash((rel, sha256)) in self.versions
+        return stable_key(f"{rel}\0{sha256}") in self.versions
 
     def remember_stat(self, rel: str, identity: tuple, sha256: str) -> None:
         """Same content under a new identity (touched, copied again): no new line, but no rehash next time."""
-        status = self.stats.get(hash(rel), (0, b"", "ok"))[2]
-        self.stats[hash(rel)] = (hash(identity), _packed(sha256), status)
+        status = self.stats.get(stable_key(rel), (0, b"", "ok"))[2]
+        self.stats[stable_key(rel)] = (hash(identity), _packed(sha256), status)
 
     def append(self, records: list[dict]) -> None:
         """Write the lines and make them durable; only then are their inputs done."""
@@ -209,9 +236,16 @@ class Ledger:
         for record, line in zip(records, lines):
             self._index(record, self._end)
             self._end += len(line)
+            self._sha.update(line)
+        self._lines += len(lines)
+        self._unsaved += len(lines)
+        if self._unsaved >= SAVE_INDEX_EVERY:
+            self._save_index()
 
     def close(self) -> None:
         if self._fd >= 0:
+            if self._unsaved:
+                self._save_index()
             os.close(self._fd)
             self._fd = -1
 
@@ -228,7 +262,7 @@ def _uid(record: dict) -> str | None:
 
 def _keys(sha256: str, uid: str | None) -> list[int]:
     """A DICOM instance by its SOP Instance UID, any file by its bytes' sha256."""
-    return ([hash(("uid", uid))] if uid else []) + ([hash(("sha", sha256))] if sha256 else [])
+    return ([stable_key(f"uid\0{uid}")] if uid else []) + ([stable_key(f"sha\0{sha256}")] if sha256 else [])
 
 
 def _packed(sha256: str) -> bytes:
@@ -237,6 +271,18 @@ def _packed(sha256: str) -> bytes:
         return bytes.fromhex(sha256) if len(sha256) == 64 else sha256.encode("utf-8", "surrogateescape")
     except ValueError:
         return sha256.encode("utf-8", "surrogateescape")
+
+
+def _last_line(handle, size: int, block: int = 1 << 16) -> tuple[int, bytes]:
+    """(offset, bytes) of a tail of the file that holds its whole last line (and the newline before it)."""
+    start = size
+    while True:
+        start = max(0, start - block)
+        handle.seek(start)
+        data = handle.read(size - start)
+        if start == 0 or data.rfind(b"\n", 0, max(len(data) - 1, 0)) >= 0:
+            return start, data
+        block *= 2
 
 
 def _iso_days_ago(days: float) -> str:
