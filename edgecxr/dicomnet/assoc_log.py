@@ -13,9 +13,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# A-ASSOCIATE-RJ (source, diagnostic) -> reason, as pynetdicom's acceptor sends them
-REJECT_REASONS = {(1, 3): "calling_ae_not_allowed", (1, 7): "called_ae_unknown", (3, 2): "too_many_associations",
-                  (2, 1): "user_identity_refused"}
+# A-ASSOCIATE-RJ (source, diagnostic) -> reason, as pynetdicom's acceptor sends them; a reply
+# without them (None) is looked up too and falls back to "rejected".
+REJECT_REASONS: dict[tuple[int | None, int | None], str] = {
+    (1, 3): "calling_ae_not_allowed", (1, 7): "called_ae_unknown", (3, 2): "too_many_associations",
+    (2, 1): "user_identity_refused"}
 
 Say = Callable[..., None]  # say(message, event=..., **fields), as the CLI's logger
 
@@ -43,7 +45,7 @@ class AssociationLog:
         self.tls = tls
         self._open: dict[int, AssocStats] = {}
         self._lock = threading.Lock()
-        self.totals = Counter()
+        self.totals: Counter[str] = Counter()
 
     def stats(self, assoc) -> AssocStats:
         with self._lock:

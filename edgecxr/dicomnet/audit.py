@@ -57,7 +57,9 @@ class AuditLog:
         self.path, self.source_id, self.forward = path, source_id, forward
         self.host = socket.gethostname()
         self._lock = threading.Lock()
-        self.failures, self.last_error = 0, None  # a failing audit write must never stop a sender or the listener
+        # a failing audit write must never stop a sender or the listener: counted here, shown by the caller
+        self.failures = 0
+        self.last_error: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the process's life)
@@ -221,13 +223,12 @@ class AuditLog:
                 ET.SubElement(element, "Instance", {"UID": uid})
 
     def _write(self, message: ET.Element) -> None:
-        ET.SubElement(message, "AuditSourceIdentification", {"AuditSourceID": self.source_id})
+        source = ET.SubElement(message, "AuditSourceIdentification", {"AuditSourceID": self.source_id})
         # AuditSourceIdentification comes after the participants, before the objects (the schema's order)
         objects = message.findall("ParticipantObjectIdentification")
         for obj in objects:
             message.remove(obj)
             message.append(obj)
-        source = message.find("AuditSourceIdentification")
         ET.SubElement(source, "AuditSourceTypeCode", {"csd-code": "4"})  # application server process
         line = ET.tostring(message, encoding="unicode")
         with self._lock:

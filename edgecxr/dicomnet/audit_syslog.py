@@ -76,7 +76,8 @@ class SyslogForwarder:
     def __init__(self, collector: tuple[str, int]):
         self.collector = collector
         self.hostname = socket.gethostname()[:255] or "-"
-        self.failures, self.last_error = 0, None
+        self.failures = 0
+        self.last_error: str | None = None
         try:
             info = socket.getaddrinfo(collector[0], collector[1], type=socket.SOCK_DGRAM)[0]
         except OSError as exc:
@@ -110,8 +111,9 @@ class StreamForwarder(SyslogForwarder):
     def __init__(self, collector: tuple[str, int], context: ssl.SSLContext | None = None):
         self.collector, self.context = collector, context
         self.hostname = socket.gethostname()[:255] or "-"
-        self.failures, self.last_error = 0, None
-        self.sock: socket.socket | None = None
+        self.failures = 0
+        self.last_error: str | None = None
+        self._sock: socket.socket | None = None
         self.queue: queue.Queue[bytes | None] = queue.Queue(QUEUE)
         self.thread = threading.Thread(target=self._run, name="audit-syslog", daemon=True)
         self.thread.start()
@@ -135,18 +137,18 @@ class StreamForwarder(SyslogForwarder):
                         self.failures, self.last_error = self.failures + 1, f"{getattr(exc, 'strerror', None) or exc}"
 
     def _connection(self) -> socket.socket:
-        if self.sock is None:
+        if self._sock is None:
             sock = socket.create_connection(self.collector, timeout=TIMEOUT_S)
-            self.sock = sock if self.context is None else \
+            self._sock = sock if self.context is None else \
                 self.context.wrap_socket(sock, server_hostname=self.collector[0])
-        return self.sock
+        return self._sock
 
     def _drop(self) -> None:
-        if self.sock is not None:
+        if self._sock is not None:
             try:
-                self.sock.close()
+                self._sock.close()
             finally:
-                self.sock = None
+                self._sock = None
 
     def close(self) -> None:
         """Send what is queued (bounded by the timeout), then close."""

@@ -66,7 +66,8 @@ class InboxStore:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 return Stored(0xA700, "disk_floor", "Out of resources: disk full")
-            return Stored(0xC001, "write_failed", f"Cannot write: {errno.errorcode.get(exc.errno, 'I/O error')}")
+            code = errno.errorcode.get(exc.errno, "I/O error") if exc.errno is not None else "I/O error"
+            return Stored(0xC001, "write_failed", f"Cannot write: {code}")
         return Stored(0x0000, "stored" if written else "duplicate")
 
     def _write(self, target: Path, data: bytes) -> bool:
