@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, overload
 
 import typer
 
@@ -40,6 +40,7 @@ def install(
     from edgecxr.core.errors import EdgecxrError
     from edgecxr.service.dicom import ListenerConfig
     from edgecxr.service.install import ServiceConfig, apply, plan, sandbox_warnings
+    from edgecxr.service.steps import WriteFile
 
     exe = _absolute(executable or Path(shutil.which("edgecxr") or Path(sys.argv[0]).resolve()))
     listener = None
@@ -59,7 +60,7 @@ def install(
     config = ServiceConfig(inbox=_absolute(inbox), out=_absolute(out), executable=exe,
                            archive=_absolute(archive), quarantine=_absolute(quarantine), bundle=_absolute(bundle),
                            user=user, device=device, extra_options=options, send_sr=pacs,
-                           qualify=qualify, qualify_data=_absolute(qualify_data) if qualify_data else qualify_data)
+                           qualify=qualify, qualify_data=_absolute(qualify_data))
     steps = plan(config, root, listener, dry_run=dry_run)
     if listener is None and not config.inbox.is_dir():
         err.print(f"warning: the inbox {config.inbox} does not exist yet: create or mount it before installing",
@@ -71,9 +72,9 @@ def install(
             console.print(("would " if dry_run else "") + description, highlight=False)
     if dry_run:
         for _, action in steps:
-            if isinstance(action, tuple) and action[0] == "write":
-                console.rule(str(action[1]))
-                console.print(action[2], markup=False, highlight=False)
+            if isinstance(action, WriteFile):
+                console.rule(str(action.path))
+                console.print(action.text, markup=False, highlight=False)
         return
     try:
         apply(steps, user, say=lambda line: console.print(line, markup=False, highlight=False))
@@ -83,6 +84,10 @@ def install(
     console.print(f"done: systemctl status {units}; journalctl -u edgecxr-watch -f")
 
 
+@overload
+def _absolute(path: Path) -> Path: ...
+@overload
+def _absolute(path: None) -> None: ...
 def _absolute(path: Path | None) -> Path | None:
     """The unit runs from /: a relative path would mean something else there."""
     return None if path is None else Path(os.path.abspath(path))

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgecxr.core.errors import EdgecxrError
+from edgecxr.service.steps import MakeDir, Step, WriteFile
 
 LISTEN_UNIT = "edgecxr-dicom-listen.service"
 PRIVILEGED_PORTS = 1024
@@ -82,11 +83,11 @@ def render_listener_env(config: ListenerConfig) -> str:
     )
 
 
-def listener_steps(config: ListenerConfig, root: Path) -> list[tuple[str, object]]:
+def listener_steps(config: ListenerConfig, root: Path) -> list[Step]:
     unit_path = root / "etc/systemd/system" / LISTEN_UNIT
     env_path = root / "etc/edgecxr/dicom-listen.env"
     return [
-        (f"create {config.inbox} owned by {config.user} (the listener writes there)", ("mkdir", config.inbox)),
-        (f"write {env_path}", ("write", env_path, render_listener_env(config))),
-        (f"write {unit_path}", ("write", unit_path, render_listener_unit(config))),
+        (f"create {config.inbox} owned by {config.user} (the listener writes there)", MakeDir(config.inbox)),
+        (f"write {env_path}", WriteFile(env_path, render_listener_env(config))),
+        (f"write {unit_path}", WriteFile(unit_path, render_listener_unit(config))),
     ]

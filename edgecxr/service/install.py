@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.service.dicom import LISTEN_UNIT, ListenerConfig, listener_steps
+from edgecxr.service.steps import MakeDir, Qualify, Run, Step, WriteFile
 
 UNIT_NAME = "edgecxr-watch.service"
 
@@ -188,58 +189,58 @@ def sandbox_warnings(config: ServiceConfig) -> list[str]:
 
 
 def plan(config: ServiceConfig, root: Path = Path("/"), listener: ListenerConfig | None = None, *,
-         dry_run: bool = False) -> list[tuple[str, object]]:
+         dry_run: bool = False) -> list[Step]:
     """The install as a list of (description, action) pairs; with `listener`, the DICOM listener's unit too.
 
     A dry run may describe an inbox that is not mounted yet; a real install may not.
     """
     unit_path = root / "etc/systemd/system" / UNIT_NAME
     env_path = root / "etc/edgecxr/watch.env"
-    steps: list[tuple[str, object]] = []
+    steps: list[Step] = []
     if listener is None and not config.inbox.is_dir() and not dry_run:
         raise EdgecxrError("the inbox folder does not exist", path=config.inbox,
                            fix="mount or create the scanner's output folder first (--dry-run shows the plan anyway)")
     if root == Path("/") and shutil.which("useradd") and not _user_exists(config.user):
         steps.append((f"create system user {config.user}",
-                      ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", config.user]))
+                      Run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", config.user])))
     if listener is not None:
         steps += listener_steps(listener, root)
     for folder in (config.out, config.archive, config.quarantine):
         if folder is not None:
-            steps.append((f"create {folder} owned by {config.user}", ("mkdir", folder)))
+            steps.append((f"create {folder} owned by {config.user}", MakeDir(folder)))
     if config.qualify:
         steps.append(qualify_step(config, root))
-    steps.append((f"write {env_path}", ("write", env_path, render_env(config))))
-    steps.append((f"write {unit_path}", ("write", unit_path, render_unit(config))))
+    steps.append((f"write {env_path}", WriteFile(env_path, render_env(config))))
+    steps.append((f"write {unit_path}", WriteFile(unit_path, render_unit(config))))
     if root == Path("/"):
-        steps.append(("reload systemd and enable the service", ["systemctl", "daemon-reload"]))
-        steps.append(("", ["systemctl", "enable", "--now", UNIT_NAME, *([LISTEN_UNIT] if listener else [])]))
+        steps.append(("reload systemd and enable the service", Run(["systemctl", "daemon-reload"])))
+        steps.append(("", Run(["systemctl", "enable", "--now", UNIT_NAME, *([LISTEN_UNIT] if listener else [])])))
     return steps
 
 
-def qualify_step(config: ServiceConfig, root: Path) -> tuple[str, object]:
+def qualify_step(config: ServiceConfig, root: Path) -> Step:
     """parity-check on this box, its verdicts kept where the service reads them."""
     folder = root / QUALIFICATION_DIR.relative_to("/")
     command = [str(config.executable), "parity-check", *([str(config.bundle)] if config.bundle else []),
                "--qualification-dir", str(folder), "--out", str(folder / "parity")]
     if config.qualify_data:
         command += ["--data", str(config.qualify_data)]
-    return f"qualify the bundle's engines on this box: {shlex.join(command)}", ("qualify", command)
+    return f"qualify the bundle's engines on this box: {shlex.join(command)}", Qualify(command)
 
 
-def apply(steps: list[tuple[str, object]], user: str, say=lambda line: None) -> None:
+def apply(steps: list[Step], user: str, say=lambda line: None) -> None:
     for _, action in steps:
-        if isinstance(action, tuple) and action[0] == "qualify":
-            say(_qualify(action[1]))
-        elif isinstance(action, list):
-            subprocess.run(action, check=True)
-        elif action[0] == "mkdir":
-            action[1].mkdir(parents=True, exist_ok=True)
+        if isinstance(action, Qualify):
+            say(_qualify(action.command))
+        elif isinstance(action, Run):
+            subprocess.run(action.command, check=True)
+        elif isinstance(action, MakeDir):
+            action.path.mkdir(parents=True, exist_ok=True)
             if _user_exists(user):
-                shutil.chown(action[1], user, user)
-        elif action[0] == "write":
-            action[1].parent.mkdir(parents=True, exist_ok=True)
-            action[1].write_text(action[2])
+                shutil.chown(action.path, user, user)
+        elif isinstance(action, WriteFile):
+            action.path.parent.mkdir(parents=True, exist_ok=True)
+            action.path.write_text(action.text)
 
 
 def _qualify(command: list[str]) -> str:
