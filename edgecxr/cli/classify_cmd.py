@@ -79,7 +79,7 @@ def classify(
     failed = 0
     for path in files:
         item = prepare(path, spec, limits, classifier.gate)
-        if item.refusal is None and item.error is None:
+        if item.tensor is not None:  # prepare() leaves it None when it sets the refusal or the error
             probs, judged, infer_ms = classifier.submit(item.tensor[None])()
             item.refusal = judged[0][1]
         if item.refusal is not None:

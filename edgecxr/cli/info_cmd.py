@@ -19,17 +19,16 @@ def info(
     from edgecxr.cli.console import out
     from edgecxr.core import sysinfo
 
-    cpu = sysinfo.cpu_info()
-    data = {"edgecxr": __version__, "cpu": cpu, "backends": sysinfo.backends(),
-            "packages": sysinfo.other_packages(), "gpus": sysinfo.gpus()}
+    cpu, backends, packages, gpus = sysinfo.cpu_info(), sysinfo.backends(), sysinfo.other_packages(), sysinfo.gpus()
     if json_out:
-        out.print_json(json.dumps(data))
+        out.print_json(json.dumps({"edgecxr": __version__, "cpu": cpu, "backends": backends,
+                                   "packages": packages, "gpus": gpus}))
         return
     out.print(f"[bold]edgecxr {__version__}[/bold]")
     table = Table(title="inference backends", title_justify="left")
     table.add_column("backend")
     table.add_column("version")
-    for name, version in data["backends"].items():
+    for name, version in backends.items():
         table.add_row(name, version or "[dim]not installed[/dim]")
     out.print(table)
     feats = Table(title=f"CPU: {cpu['model']} ({cpu['machine']})", title_justify="left")
@@ -45,10 +44,10 @@ def info(
     else:
         out.print("INT8: this CPU has no VNNI/AMX (or Arm dotprod); INT8 is usually [bold]not"
                   "[/bold] faster than FP32 here, so `auto` precision picks FP32 on the CPU.")
-    if data["gpus"]:
-        for gpu in data["gpus"]:
+    if gpus:
+        for gpu in gpus:
             out.print("GPU: " + ", ".join(f"{k} {v}" for k, v in gpu.items()))
     else:
         out.print("GPU: none found (no nvidia-smi, no Jetson)")
-    others = ", ".join(f"{k} {v}" for k, v in data["packages"].items() if v)
+    others = ", ".join(f"{k} {v}" for k, v in packages.items() if v)
     out.print(f"other packages: {others or 'none'}")

@@ -47,7 +47,7 @@ def parity_check(
                             precisions=comma_list(precisions) or None, tolerances=tolerances,
                             options=RunnerOptions(threads=threads), progress=start, explain=request)
     qualified = _record_qualification(loaded, result, tolerances, qualification_dir)
-    ref = load_report(reference or loaded.reference_report_path())
+    ref = load_report(result["reference"]["path"])  # the report run_parity compared with, resolved there
     written = report.write(result, {r["path"]: r for r in ref["rows"]}, out,
                            (loaded.spec, request.maps) if request else None)
     band = result["decision"].get("uncertain") is not None
