@@ -7,20 +7,18 @@ run that was started.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10 (JetPack 6): the same parser, from the [train] extra
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10 (JetPack 6): the same parser, from the [train] extra
+    import tomli as tomllib
 
 from edgecxr.core.defaults import DEFAULT_SEED
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.training.presets import PRESETS
-
-# The seed study's fine-tuning.
-SEED_DEFAULTS = {"lr": 2e-5, "epochs": 15, "batch_size": 32, "weight_decay": 0.01, "seed": DEFAULT_SEED}
 
 
 @dataclass
@@ -41,11 +39,12 @@ class TrainConfig:
     base: str | None = None
     arch: str | None = None
     init: str | None = None  # encoder from `edgecxr pretrain` (RUN/model), with --arch
-    epochs: int = SEED_DEFAULTS["epochs"]
-    lr: float = SEED_DEFAULTS["lr"]
-    batch_size: int = SEED_DEFAULTS["batch_size"]
-    weight_decay: float = SEED_DEFAULTS["weight_decay"]
-    seed: int = SEED_DEFAULTS["seed"]
+    # The seed study's fine-tuning: epochs, lr, batch_size, weight_decay and seed.
+    epochs: int = 15
+    lr: float = 2e-5
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    seed: int = DEFAULT_SEED
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     label_smoothing: float = 0.0

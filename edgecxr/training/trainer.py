@@ -12,6 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from edgecxr.core.data.folders import DataSet, drop_bad, hash_and_check, load_dataset
 from edgecxr.core.data.roots import portable_path
@@ -180,7 +181,14 @@ def _verify_data(data: DataSet, config: TrainConfig, reporter: Reporter) -> Data
     return data
 
 
-def _accelerator(config: TrainConfig):
+class DeviceSettings(Protocol):
+    """What `_accelerator` reads: TrainConfig and pretrain's PretrainConfig both carry it."""
+
+    device: str
+    precision: str
+
+
+def _accelerator(config: DeviceSettings):
     import torch
 
     from edgecxr.core.optional import require
@@ -221,6 +229,8 @@ def _build_model(config: TrainConfig, classes: list[str]):
         return model, ModelSource("preset+simmim", f"{config.arch} from {config.init}", source.spec)
     if config.arch:
         return build_from_preset(config.arch, classes)
+    if config.base is None:  # resolve_config refuses this; a TrainConfig built in code may not have
+        raise EdgecxrError("no model given", fix="set base (a checkpoint to fine-tune) or arch (a preset)")
     return load_pretrained(config.base, classes)
 
 
