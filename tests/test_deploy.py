@@ -35,7 +35,7 @@ def test_unit_confines_writes_to_the_output_folder(tmp_path):
     moving = render_unit(_config(tmp_path, archive=tmp_path / "a", quarantine=tmp_path / "q"))
     assert f"ReadWritePaths={tmp_path / 'out'} {tmp_path / 'inbox'} {tmp_path / 'a'} {tmp_path / 'q'}" in moving
     assert "ReadOnlyPaths" not in moving
-    nvidia = render_unit(_config(tmp_path, device="nvidia"))
+    nvidia = render_unit(_config(tmp_path, device_class="nvidia"))
     assert "DeviceAllow=char-nvidia-frontend rw" in nvidia and "PrivateDevices=no" in nvidia
 
 

@@ -38,7 +38,7 @@ def launch(how: str, data, out, *extra, timeout: float = 300):
                "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
                "-m", "edgecxr.cli", "train", str(data), "--out", str(out), *FAST, *extra]
     if how == "--multi_gpu":
-        command += ["--device", "cpu"]
+        command += ["--torch-device", "cpu"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
     try:

@@ -1,7 +1,7 @@
 # edgecxr on an Intel box (CPU, integrated GPU or NPU) with OpenVINO.
 # Built on the target or any x86-64 machine with Docker: docker build -f deploy/containers/intel.Dockerfile -t edgecxr-intel .
 # Run: docker run -d --restart on-failure -v /srv/xray/inbox:/inbox -v /var/lib/edgecxr:/out \
-#        [--device /dev/dri --device /dev/accel] edgecxr-intel
+#        [--device /dev/dri --device /dev/accel] edgecxr-intel [--openvino-device GPU|NPU|AUTO]
 FROM openvino/ubuntu22_runtime:2024.6.0
 
 USER root

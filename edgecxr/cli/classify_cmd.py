@@ -14,8 +14,8 @@ from edgecxr.cli.options import (
     BackendOpt,
     BodyPartOpt,
     BundleOpt,
-    DeviceOpt,
     ModalityOpt,
+    OpenVinoDeviceOpt,
     PopulationAgeOpt,
     PopulationTextOpt,
     PrecisionOpt,
@@ -43,7 +43,7 @@ def classify(
     bundle: BundleOpt = None,
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",
-    device: DeviceOpt = "CPU",
+    openvino_device: OpenVinoDeviceOpt = "CPU",
     threads: ThreadsOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per file instead of a table.")] = False,
     save_input: Annotated[Path | None, typer.Option(help="Write the exact model input of each file as a PNG here.")] = None,
@@ -63,7 +63,7 @@ def classify(
     from edgecxr.cli.console import out as console
     from edgecxr.runtime.prepare import InputLimits, prepare
 
-    classifier = _open_classifier(bundle, backend, precision, device, threads, allow_unqualified=allow_unqualified,
+    classifier = _open_classifier(bundle, backend, precision, openvino_device, threads, allow_unqualified=allow_unqualified,
                                   qualification_dir=qualification_dir)
     if classifier.choice.warning:
         err.print(f"warning: {classifier.choice.warning}", markup=False, highlight=False)

@@ -21,7 +21,10 @@ BackendOpt = Annotated[str, typer.Option(help="auto, tensorrt, openvino or onnxr
 PrecisionOpt = Annotated[str, typer.Option(help="auto, int8, fp16 or fp32 (auto: fastest on this hardware).")]
 BackendsOpt = Annotated[str | None, typer.Option(help="Only these backends, comma-separated.")]
 PrecisionsOpt = Annotated[str | None, typer.Option(help="Only these precisions, comma-separated.")]
-DeviceOpt = Annotated[str, typer.Option(help="OpenVINO device: CPU, GPU, NPU or AUTO.")]
+# Three kinds of device: this one is OpenVINO's; training's torch device is --torch-device and the service
+# sandbox's is --device-class. --device stays as the older name here, where it can mean nothing else.
+OpenVinoDeviceOpt = Annotated[str, typer.Option(
+    "--openvino-device", "--device", help="OpenVINO device: CPU, GPU, NPU or AUTO (other backends ignore it).")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="Inference threads (default: the backend's, all cores).")]
 HintOpt = Annotated[str, typer.Option(help="OpenVINO performance hint: LATENCY (one image at a time) or THROUGHPUT.")]
 # The intended use (edgecxr.scope.intended_use): export records it, watch/classify override the bundle's.

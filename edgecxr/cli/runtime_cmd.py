@@ -16,10 +16,10 @@ from edgecxr.cli.options import (
     BackendOpt,
     BodyPartOpt,
     BundleOpt,
-    DeviceOpt,
     HintOpt,
     LogFormatOpt,
     ModalityOpt,
+    OpenVinoDeviceOpt,
     PopulationAgeOpt,
     PopulationTextOpt,
     PrecisionOpt,
@@ -86,7 +86,7 @@ def watch(
     out: Annotated[Path | None, typer.Option(help="Results folder: results.jsonl and status.json (default: INBOX/.edgecxr).")] = None,
     backend: BackendOpt = "auto",
     precision: PrecisionOpt = "auto",
-    device: DeviceOpt = "CPU",
+    openvino_device: OpenVinoDeviceOpt = "CPU",
     threads: ThreadsOpt = None,
     performance_hint: HintOpt = "LATENCY",
     allow_unqualified: AllowUnqualifiedOpt = False,
@@ -146,7 +146,7 @@ def watch(
 
     set_default_log(lambda line: say(line, event="warning"))  # third-party warnings, without the values they quote
     cache = model_cache if model_cache is not None else out / "model-cache"
-    classifier = _open_classifier(bundle, backend, precision, device, threads, performance_hint, allow_unqualified,
+    classifier = _open_classifier(bundle, backend, precision, openvino_device, threads, performance_hint, allow_unqualified,
                                   qualification_dir, cache)
     say(f"edgecxr watch: {inbox} -> {out / 'results.jsonl'}", event="start", inbox=str(inbox), out=str(out))
     use = _announce(classifier, say, _intended_use(classifier, modality, view, body_part, population_age,
@@ -178,7 +178,7 @@ def watch(
     sinks = with_audit(with_health(sinks, send_echo_interval, log), audit, send_ae_title)
     allow = tuple(http_allow_host or ())
     server, page_sinks = _start_status_page(http, out, classifier, say, allow) if http is not None else (None, [])
-    explainer = _explain_sink(classifier, out, device, explain_queue, say) if explain else None
+    explainer = _explain_sink(classifier, out, openvino_device, explain_queue, say) if explain else None
     drift = _drift_monitor(classifier, out)
     watcher = Watcher(classifier, options, log=log, on_result=on_result,
                       sinks=sinks + page_sinks + ([explainer] if explainer else []) + [drift])

@@ -21,7 +21,7 @@ def install(
     quarantine: Annotated[Path | None, typer.Option(help="Move refused inputs here.")] = None,
     bundle: Annotated[Path | None, typer.Option(help="Model bundle (default: the bundled reference model).")] = None,
     user: Annotated[str, typer.Option(help="Dedicated system user the service runs as.")] = "edgecxr",
-    device: Annotated[str, typer.Option(help="cpu, nvidia (Jetson or NVIDIA GPU) or intel-gpu: which devices the sandbox lets through.")] = "cpu",
+    device_class: Annotated[str, typer.Option(help="Which devices the watch unit's sandbox lets through: cpu (none), nvidia (Jetson or NVIDIA GPU, for TensorRT) or intel-gpu (GPU and NPU, for OpenVINO). OpenVINO's own device goes in --options as --openvino-device.")] = "cpu",
     options: Annotated[str, typer.Option(help="More `edgecxr watch` options, e.g. '--backend openvino --poll'.")] = "",
     executable: Annotated[Path | None, typer.Option(help="The edgecxr executable (default: this one).")] = None,
     dicom_listen: Annotated[bool, typer.Option("--dicom-listen", help="Also install edgecxr-dicom-listen.service: a DICOM Storage SCP writing into --inbox (the watch unit reads its study subfolders, as it does by default).")] = False,
@@ -59,7 +59,7 @@ def install(
     pacs = tuple(str(resolved(parse_destination(d))) for d in send_sr or [])
     config = ServiceConfig(inbox=_absolute(inbox), out=_absolute(out), executable=exe,
                            archive=_absolute(archive), quarantine=_absolute(quarantine), bundle=_absolute(bundle),
-                           user=user, device=device, extra_options=options, send_sr=pacs,
+                           user=user, device_class=device_class, extra_options=options, send_sr=pacs,
                            qualify=qualify, qualify_data=_absolute(qualify_data))
     steps = plan(config, root, listener, dry_run=dry_run)
     if listener is None and not config.inbox.is_dir():

@@ -13,6 +13,12 @@ from edgecxr.training.presets import PRESETS
 _PRESET_HELP = "; ".join(f"{name}: {p['about']}" for name, p in PRESETS.items())
 
 
+def _torch_device(choices: str):
+    """PyTorch's device, named apart from watch's --openvino-device and service install's --device-class;
+    --device stays as its older name, since in these commands it can mean nothing else."""
+    return typer.Option("--torch-device", "--device", help=f"PyTorch device: {choices}")
+
+
 def train(
     data: Annotated[Path, typer.Argument(help="Data root holding train/ (and test/, val/), each "
                                               "with one subfolder per class.")],
@@ -33,7 +39,7 @@ def train(
     early_stopping: Annotated[int | None, typer.Option(help="Stop after this many epochs without a better val accuracy; 0 = off.")] = None,
     layer_decay: Annotated[float | None, typer.Option(help="Layer-wise lr decay for fine-tuning a pretrained encoder: each block down from the head gets this factor more (1.0 = off).")] = None,
     ema_decay: Annotated[float | None, typer.Option(help="Validate and save an exponential moving average of the weights with this decay per step (0 = off).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    torch_device: Annotated[str | None, _torch_device("auto (default), cpu or cuda.")] = None,
     precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16 (fp16 on GPU only).")] = None,
     workers: Annotated[int | None, typer.Option(help="Data-loader processes (default: one per two cores, at most 4).")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (counted in run.json) instead of failing.")] = False,
@@ -51,7 +57,7 @@ def train(
         str(data), str(out), config_file=config, base=base, arch=arch, init=init, epochs=epochs, lr=lr,
         batch_size=batch_size, weight_decay=weight_decay, seed=seed, val_fraction=val_fraction,
         class_weights=class_weights, label_smoothing=label_smoothing,
-        early_stopping=early_stopping, layer_decay=layer_decay, ema_decay=ema_decay, device=device,
+        early_stopping=early_stopping, layer_decay=layer_decay, ema_decay=ema_decay, device=torch_device,
         precision=precision, workers=workers, skip_bad=skip_bad or None)
     record = _run_reported(run_training, settings, resume, stop_after_epoch)
     if record is None:
@@ -78,7 +84,7 @@ def pretrain(
     mask_ratio: Annotated[float, typer.Option(help="Share of mask patches hidden (SimMIM: 0.6).")] = 0.6,
     mask_patch_size: Annotated[int, typer.Option(help="Side of a masked square in pixels; a multiple of the model's patch size dividing the image size.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed for init, order, augmentation and masks.")] = DEFAULT_SEED,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    torch_device: Annotated[str, _torch_device("auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16 (fp16 on GPU only).")] = "auto",
     workers: Annotated[int, typer.Option(help="Data-loader processes (-1: one per two cores, at most 4).")] = -1,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (counted in pretrain.json) instead of failing.")] = False,
@@ -95,7 +101,7 @@ def pretrain(
     settings = PretrainConfig(
         images=str(images), out=str(out), arch=arch, epochs=epochs, lr=lr, batch_size=batch_size,
         weight_decay=weight_decay, mask_ratio=mask_ratio, mask_patch_size=mask_patch_size,
-        seed=seed, device=device, precision=precision, workers=workers, skip_bad=skip_bad)
+        seed=seed, device=torch_device, precision=precision, workers=workers, skip_bad=skip_bad)
     record = _run_reported(run_pretraining, settings, resume, stop_after_epoch)
     if record is None:
         return
@@ -149,7 +155,7 @@ def evaluate(
     test_dir: Annotated[Path, typer.Argument(help="Test folder with one subfolder per class.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.json, report.md and figures.")],
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    torch_device: Annotated[str, _torch_device("cpu or cuda.")] = "cpu",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images instead of failing.")] = False,
 ):
     """Write the PyTorch test-set report of a checkpoint (the reference for parity-check)."""
@@ -163,7 +169,7 @@ def evaluate(
 
     with task_progress() as start:
         report = evaluate_checkpoint(model_dir, test_dir, out, batch_size=batch_size,
-                                     device=device, skip_bad=skip_bad,
+                                     device=torch_device, skip_bad=skip_bad,
                                      progress=lambda total: start("evaluating", total))
     console.print(paper_table(report), markup=False)
     console.print(f"accuracy {100 * report['metrics']['accuracy']:.2f}%  ->  {out}")

@@ -30,7 +30,7 @@ class ServiceConfig:
     quarantine: Path | None = None
     bundle: Path | None = None
     user: str = "edgecxr"
-    device: str = "cpu"  # cpu | nvidia (Jetson / dGPU) | intel-gpu
+    device_class: str = "cpu"  # cpu | nvidia (Jetson / dGPU) | intel-gpu: the device nodes the sandbox lets through
     extra_options: str = ""
     send_sr: tuple[str, ...] = ()  # AET@IP:PORT: the only addresses the unit may reach
     qualify: bool = False  # run parity-check here first, so watch --precision auto trusts INT8 only if it passed
@@ -51,14 +51,14 @@ def render_unit(config: ServiceConfig) -> str:
                   "DeviceAllow=char-nvidia-uvm rw\nDeviceAllow=char-nvhost rw\nDeviceAllow=char-nvmap rw",
         "intel-gpu": "PrivateDevices=no\nDevicePolicy=closed\nDeviceAllow=char-drm rw\nDeviceAllow=char-accel rw",
     }
-    if config.device not in devices:
-        raise EdgecxrError(f"unknown --device {config.device!r}", fix="use cpu, nvidia or intel-gpu")
+    if config.device_class not in devices:
+        raise EdgecxrError(f"unknown --device-class {config.device_class!r}", fix="use cpu, nvidia or intel-gpu")
     unit = template.format(
         user=config.user, executable=config.executable,
         # systemd reads these lists with C escapes inside quotes too: shlex's '\x' would lose the backslash
         read_write_paths=exec_words([str(p) for p in writable]),
         read_only_paths=exec_words([str(config.inbox)]) if not (config.archive or config.quarantine) else "",
-        devices=devices[config.device],
+        devices=devices[config.device_class],
     ).replace("ReadOnlyPaths=\n", "")
     page = status_page_address(config.extra_options)
     if page is not None:

@@ -136,7 +136,7 @@ def validate(config: TrainConfig) -> None:
         (config.batch_size >= 1, "--batch-size must be at least 1"),
         (0 < config.val_fraction < 1, "--val-fraction must be between 0 and 1"),
         (config.class_weights in ("auto", "none"), "--class-weights must be auto or none"),
-        (config.device in ("auto", "cpu", "cuda"), "--device must be auto, cpu or cuda"),
+        (config.device in ("auto", "cpu", "cuda"), "--torch-device must be auto, cpu or cuda"),
         (config.precision in ("auto", "fp32", "bf16", "fp16"),
          "--precision must be auto, fp32, bf16 or fp16"),
         (0 <= config.label_smoothing < 1, "label smoothing must be in [0, 1)"),

@@ -195,8 +195,8 @@ def _accelerator(config: DeviceSettings):
 
     accelerate = require("accelerate", "training")
     if config.device == "cuda" and not torch.cuda.is_available():
-        raise EdgecxrError("--device cuda, but no CUDA GPU is visible to torch",
-                           fix="use --device cpu, or install a CUDA build of torch")
+        raise EdgecxrError("--torch-device cuda, but no CUDA GPU is visible to torch",
+                           fix="use --torch-device cpu, or install a CUDA build of torch")
     use_cpu = config.device == "cpu" or not torch.cuda.is_available()
     precision = config.precision
     if precision == "auto":

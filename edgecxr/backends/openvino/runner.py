@@ -60,7 +60,7 @@ class OpenVinoRunner(Runner):
         if device != "AUTO" and not any(d.startswith(device) for d in core.available_devices):
             raise EdgecxrError(f"OpenVINO device {device} is not available here "
                                f"(found: {', '.join(core.available_devices)})",
-                               fix="use --device CPU or AUTO")
+                               fix="use --openvino-device CPU or AUTO")
         if options.cache_dir:
             _use_cache(core, Path(options.cache_dir))
         self.options, self.device, self.path = options, device, path
