@@ -107,6 +107,20 @@ def test_install_writes_absolute_paths_and_warns_about_what_the_sandbox_hides(tm
     assert sandbox_warnings(clean) == []
 
 
+def test_openvino_gpu_without_its_device_class_is_warned():
+    from edgecxr.service.install import ServiceConfig, sandbox_warnings
+
+    def warned(options, device_class="cpu"):
+        return sandbox_warnings(ServiceConfig(inbox=Path("/srv/in"), out=Path("/var/lib/edgecxr"),
+                                              executable=Path("/opt/v/edgecxr"), device_class=device_class,
+                                              extra_options=options))
+
+    assert "add --device-class intel-gpu" in warned("--backend openvino --openvino-device GPU")[0]
+    assert "NPU" in warned("--device=NPU", "nvidia")[0]  # the older name, and a class that lets other nodes through
+    assert warned("--openvino-device GPU.0", "intel-gpu") == []
+    assert warned("--openvino-device CPU") == warned("--backend openvino") == []
+
+
 # -- container recipes (they are built on the targets; here they are linted) -----------------------
 
 @pytest.mark.parametrize("name", ["intel.Dockerfile", "jetson.Dockerfile"])

@@ -174,7 +174,8 @@ HIDDEN_BY_SANDBOX = {"/root": "ProtectHome=yes", "/home": "ProtectHome=yes", "/r
 
 
 def sandbox_warnings(config: ServiceConfig) -> list[str]:
-    """Paths the service could not see at all under the unit's sandboxing: it would fail at start."""
+    """What the service could not reach under the unit's sandboxing (paths it cannot see, a GPU or NPU
+    whose device nodes it is not given): it would fail at start."""
     warnings = []
     named = {"executable": config.executable, "--bundle": config.bundle, "--inbox": config.inbox,
              "--out": config.out, "--archive": config.archive, "--quarantine": config.quarantine}
@@ -185,7 +186,22 @@ def sandbox_warnings(config: ServiceConfig) -> list[str]:
             if str(path) == prefix or str(path).startswith(prefix + "/"):
                 warnings.append(f"{option} {path} is under {prefix}, which the unit's {setting} hides from the "
                                 "service: move it (e.g. a venv under /opt, data under /srv or /var/lib)")
+    device = openvino_device(config.extra_options)
+    if device is not None and device.upper().startswith(("GPU", "NPU")) and config.device_class != "intel-gpu":
+        warnings.append(f"--options asks OpenVINO for {device}, but --device-class {config.device_class} keeps the "
+                        "GPU and NPU device nodes from the service: add --device-class intel-gpu")
     return warnings
+
+
+def openvino_device(options: str) -> str | None:
+    """The OpenVINO device named in the watch options (--openvino-device or its older name --device), or None."""
+    words = shlex.split(options)
+    value = None
+    for index, word in enumerate(words):
+        name, equals, rest = word.partition("=")
+        if name in ("--openvino-device", "--device"):
+            value = rest if equals else (words[index + 1] if index + 1 < len(words) else None)
+    return value
 
 
 def plan(config: ServiceConfig, root: Path = Path("/"), listener: ListenerConfig | None = None, *,
