@@ -126,8 +126,10 @@ def banded_bundle(run_dir, test_p, tmp_path_factory):
     p = np.array(sorted(test_p.values()))
     t = float(np.median(p))
     lo, hi = float(np.quantile(p, 0.25)), float(np.quantile(p, 0.75))
+    # --temperature 1: the band is placed on the report's plain-softmax probabilities (test_temperature.py
+    # checks a fitted temperature reaches the rule)
     return export(run_dir, tmp_path_factory.mktemp("op") / "band", "--operating-point", f"threshold={t!r}",
-                  "--uncertain", f"{lo!r},{hi!r}"), (t, lo, hi)
+                  "--uncertain", f"{lo!r},{hi!r}", "--temperature", "1"), (t, lo, hi)
 
 
 def test_sensitivity_operating_point_is_chosen_on_validation_and_recorded(sensitive_bundle, run_dir):

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
+from edgecxr.core.metrics import expected_calibration_error
+from edgecxr.parity.stats import mcnemar_exact, paired_difference, wilson_interval
 from tests.tools import require_module
 
 
@@ -54,7 +55,7 @@ def test_ece_perfect_and_overconfident():
 def test_reliability_points_cover_every_image_and_sum_to_the_ece():
     import numpy as np
 
-    from edgecxr.parity.stats import expected_calibration_error, reliability
+    from edgecxr.core.metrics import expected_calibration_error, reliability
 
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.2, 0.8], [0.55, 0.45], [0.05, 0.95]])
     labels = np.array([0, 1, 1, 0, 0, 1])

@@ -24,7 +24,7 @@ import numpy as np
 from edgecxr.core.bundle import load_bundle
 from edgecxr.core.decision import DecisionRule
 from edgecxr.core.errors import EdgecxrError
-from edgecxr.core.metrics import softmax
+from edgecxr.core.metrics import calibrated_softmax
 from edgecxr.core.sysinfo import cpu_info
 from edgecxr.parity import emulated as em
 from edgecxr.parity.check import resolve_inputs
@@ -92,7 +92,7 @@ def unscored(prepared, rule, d) -> str:
     """For a boundary pick stopped early: how far from the threshold the images not scored are."""
     if prepared.left_out_margin is None:
         return ""
-    p = softmax(prepared.reference)[:, rule.positive_index]
+    p = calibrated_softmax(prepared.reference, prepared.temperature)[:, rule.positive_index]
     cut = rule.threshold if rule.threshold is not None else 0.5
     margin = min(float(np.abs(p[d["images"]:] - cut).min()), prepared.left_out_margin)
     return f" (nearest the threshold first: every image not scored has FP32 |P - threshold| >= {margin:.3f})"

@@ -38,6 +38,7 @@ def print_summary(bundle, console, verified: bool = True) -> None:
         console.print(f"operating point {point['target']}={point['value']} chosen on {point['images']} {point['split']} "
                       f"images: sensitivity {_pct(got['sensitivity'])}, specificity {_pct(got['specificity'])} there",
                       highlight=False)
+    console.print(_calibration_line(m.get("probability_calibration")), highlight=False)
     from edgecxr.scope.intended_use import IntendedUse
 
     use = IntendedUse.from_manifest(m)
@@ -99,3 +100,10 @@ def _gate_line(gate: dict | None) -> str:
 
 def _pct(share: float | None) -> str:
     return "n/a" if share is None else f"{100 * share:.1f}%"
+
+
+def _calibration_line(record: dict | None) -> str:
+    if not record:
+        return "probabilities: plain softmax (no temperature recorded: exported before calibration)"
+    return (f"probabilities: softmax(logits / {record['temperature']:.3f}), fitted on {record['images']} "
+            f"{record['fitted_on']} images: ECE (15 bins) {record['ece_before']:.4f} -> {record['ece_after']:.4f}")

@@ -53,6 +53,7 @@ def export(
     name: Annotated[str | None, typer.Option(help="Model name recorded in the bundle (default: the run folder's name).")] = None,
     operating_point: Annotated[str | None, typer.Option(help="Decision threshold on P(positive): sensitivity=0.95, specificity=0.9 (chosen on the validation images) or threshold=0.3. Default: argmax.")] = None,
     uncertain: Annotated[str | None, typer.Option(help="LOW,HIGH: label UNCERTAIN when LOW ≤ P(positive) < HIGH (e.g. 0.4,0.6).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Probability calibration: softmax(logits / T). Default: T fitted on the validation images (lowest NLL); give 1 for the plain softmax.", min=0.05, max=20.0)] = None,
     modality: ModalityOpt = None,
     view: ViewOpt = None,
     body_part: BodyPartOpt = None,
@@ -82,7 +83,7 @@ def export(
                             calib_data=calib_data, calib_size=calib_size, heldout_size=heldout_size, seed=seed,
                             calib_candidates=calib_candidates,
                             opset=opset, strict=strict, force=force, name=name, operating_point=point,
-                            uncertain=band, intended_use=use.to_manifest(), gate=gate)
+                            uncertain=band, temperature=temperature, intended_use=use.to_manifest(), gate=gate)
     with task_progress() as start:
         result = run_export(source, options, _RichExportReporter(start))
     from edgecxr.cli.bundle_cmd import print_summary

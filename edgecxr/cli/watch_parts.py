@@ -114,4 +114,5 @@ def _explain_sink(classifier, out: Path, device: str, queue_size: int, say):
                            fix="give --explain-queue 1 or more")
     runner = open_runner(classifier.artifact.backend, classifier.artifact.path, RunnerOptions(threads=1, device=device))
     return ExplainSink(runner, classifier.bundle.spec, out, classifier.class_names, classifier.engine_label,
-                       queue_size=queue_size, log=lambda m: say(m, event="explain"))
+                       queue_size=queue_size, log=lambda m: say(m, event="explain"),
+                       temperature=classifier.bundle.temperature)

@@ -53,6 +53,7 @@ class Bundle:
         if self.positive_class not in self.class_names:
             raise EdgecxrError(f"positive_class {self.positive_class!r} is not one of the classes {self.class_names}",
                                path=folder / MANIFEST, fix="re-export the bundle")
+        self.temperature = temperature_of(manifest, folder / MANIFEST)
         self.artifacts = [
             Artifact(a["name"], a["backend"], a["precision"], folder / a["files"][0]["path"], a)
             for a in manifest["artifacts"]
@@ -76,6 +77,27 @@ class Bundle:
                 if (backend is None or a.backend == backend)
                 and (precision is None or a.precision == precision)
                 and (role is None or a.role == role)]
+
+
+PROBABILITY_CALIBRATION = "probability_calibration"
+
+
+def temperature_of(manifest: dict, path: Path | str = MANIFEST) -> float:
+    """The temperature every engine divides the logits by before softmax (its
+    `probability_calibration`, fitted on validation at export); 1.0 for a bundle exported before
+    calibration, whose probabilities are then the plain softmax they always were."""
+    record = manifest.get(PROBABILITY_CALIBRATION)
+    if not record:
+        return 1.0
+    try:
+        value = float(record["temperature"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgecxrError(f"the bundle's {PROBABILITY_CALIBRATION} has no usable temperature ({exc})",
+                           path=path, fix="re-export the bundle with `edgecxr export`") from None
+    if not (0.0 < value < float("inf")):
+        raise EdgecxrError(f"the bundle's temperature {value} is not a positive number", path=path,
+                           fix="re-export the bundle with `edgecxr export`")
+    return value
 
 
 def manifest_checksum(manifest: dict) -> str:

@@ -8,6 +8,7 @@ check against.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -145,3 +146,53 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def calibrated_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """softmax(logits / T): the bundle's calibrated class probabilities (T from its
+    `probability_calibration`, 1 for a bundle without one). Every engine, parity-check and the
+    maps go through here, so the probability a decision is made on is the same everywhere."""
+    return softmax(np.asarray(logits, dtype=np.float64) / float(temperature))
+
+
+def calibrate_probabilities(probabilities: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """The same calibration for a report that kept probabilities, not logits (the PyTorch test
+    report): log p differs from the logits by one constant per row, which softmax ignores."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if temperature == 1.0:
+        return p
+    with np.errstate(divide="ignore"):
+        return calibrated_softmax(np.log(p), temperature)
+
+
+ECE_BINS = 15
+
+
+def reliability(probabilities: np.ndarray, labels: Sequence[int] | np.ndarray,
+                bins: int = ECE_BINS) -> list[tuple[float, float, float]]:
+    """(mean confidence, accuracy, share of images) per non-empty equal-width confidence bin (the
+    top class's probability in (lo, hi]): the reliability diagram's points, and what the expected
+    calibration error sums (Guo et al. 2017)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    points = []
+    for lo, hi in itertools.pairwise(edges):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            points.append((float(confidence[inside].mean()), float(correct[inside].mean()), float(inside.mean())))
+    return points
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: Sequence[int] | np.ndarray,
+                               bins: int = ECE_BINS) -> float:
+    return float(sum(share * abs(accuracy - confidence)
+                     for confidence, accuracy, share in reliability(probabilities, labels, bins)))
+
+
+def negative_log_likelihood(probabilities: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
+    """Mean -log P(true class), floored at 1e-12 so one certain mistake stays finite."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    truth = p[np.arange(len(p)), np.asarray(labels, dtype=np.int64)]
+    return float(-np.log(np.maximum(truth, 1e-12)).mean()) if len(p) else 0.0

@@ -132,3 +132,37 @@ def reconstructions_png(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def reliability_axes(ax, curves: list[tuple[str, np.ndarray]], labels: np.ndarray) -> None:
+    """Accuracy against confidence (15 equal-width bins), one line per (title, probabilities) with its
+    ECE: how far the probabilities a reader sees are from how often the model is right at that
+    confidence. Drawn alike in the test report and in parity-check's figure."""
+    from edgecxr.core.metrics import ECE_BINS, expected_calibration_error, reliability
+
+    for title, probs in curves:
+        if len(probs) == 0:
+            continue
+        points = reliability(probs, labels)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=2.5, lw=0.9,
+                label=f"{title} (ECE {expected_calibration_error(probs, labels):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.set_xlim(0.45, 1.0)
+    ax.set_xlabel(f"confidence (max P), {ECE_BINS} bins", fontsize=8)
+    ax.set_ylabel("accuracy in the bin", fontsize=8)
+    ax.legend(fontsize=5)
+    ax.set_title("reliability", fontsize=8)
+
+
+def reliability_png(report: dict, path: Path) -> Path:
+    """The test report's reliability diagram (its rows' probabilities, as the model gave them)."""
+    plt = _pyplot()
+    names = report["class_names"]
+    labels = np.array([names.index(r["label"]) for r in report["rows"]])
+    probs = np.array([[r["probabilities"][n] for n in names] for r in report["rows"]])
+    fig, ax = plt.subplots(figsize=(3.6, 3.4), dpi=120)
+    reliability_axes(ax, [(report.get("engine", {}).get("backend", "model"), probs)], labels)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

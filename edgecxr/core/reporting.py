@@ -13,10 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.core.metrics import (
+    ECE_BINS,
     binary_rates,
     bootstrap_intervals,
     classification_report,
+    expected_calibration_error,
     positive_class_index,
+    reliability,
     roc_auc,
 )
 from edgecxr.core.provenance import utc_now
@@ -37,6 +40,7 @@ def build_report(rows: Sequence[dict], class_names: Sequence[str], *, meta: dict
     scores = [r["probabilities"][names[pos]] for r in rows]
     auc = roc_auc([t == pos for t in y_true], scores)
     ci = bootstrap_intervals(y_true, y_pred, scores, pos, len(names)) if rows else None
+    probs = np.array([[r["probabilities"][n] for n in names] for r in rows]).reshape(len(rows), len(names))
     return {
         "schema": REPORT_SCHEMA,
         "created": utc_now(),
@@ -51,6 +55,10 @@ def build_report(rows: Sequence[dict], class_names: Sequence[str], *, meta: dict
             "ci95": None if ci is None else {"method": ci["method"], "accuracy": ci["accuracy"],
                                              "roc_auc": ci["roc_auc"],
                                              "recall": dict(zip(names, ci["recall"], strict=True))},
+            # how far the probabilities are from the accuracy at that confidence (Guo et al. 2017)
+            "calibration": {"bins": ECE_BINS, "ece": expected_calibration_error(probs, y_true),
+                            "reliability": [[round(v, 6) for v in point] for point in reliability(probs, y_true)],
+                            "reliability_fields": ["mean confidence", "accuracy", "share of images"]},
         },
         **meta,
         "rows": list(rows),
@@ -114,6 +122,7 @@ def report_markdown(report: dict, title: str = "Test-set report") -> str:
         "Precision, recall and F1 in percent.", "", paper_table(report), "",
         f"Sensitivity ({pos} recall) {_pct(m['sensitivity'])}%, "
         f"specificity {_pct(m['specificity'])}%, ROC AUC {auc}.", "", *_interval_lines(m.get("ci95")),
+        *_calibration_lines(m.get("calibration")),
         "## Confusion matrix", "", confusion_table(report), "",
     ]
     return "\n".join(parts)
@@ -133,6 +142,15 @@ def _interval_lines(ci: dict | None) -> list[str]:
             f"{span(ci['roc_auc'], percent=False)}, {recalls}.", ""]
 
 
+def _calibration_lines(calibration: dict | None) -> list[str]:
+    """The ECE in words, or nothing for a report made before it."""
+    if not calibration:
+        return []
+    return [f"Expected calibration error {calibration['ece']:.4f} ({calibration['bins']} equal-width confidence "
+            "bins) on these probabilities as the model gives them; a bundle's temperature, fitted on validation "
+            "at export, is applied by parity-check (reliability.png).", ""]
+
+
 def write_report(report: dict, out_dir: str | Path, *, images_root: str | Path | None = None,
                  title: str = "Test-set report") -> list[Path]:
     """Write report.json, report.md and, when matplotlib is installed, the figures."""
@@ -147,6 +165,8 @@ def write_report(report: dict, out_dir: str | Path, *, images_root: str | Path |
         from edgecxr.core import plots
 
         written.append(plots.confusion_matrix_png(report, out / "confusion_matrix.png"))
+        if report["rows"]:
+            written.append(plots.reliability_png(report, out / "reliability.png"))
         if images_root is not None:
             written.append(plots.samples_png(report, Path(images_root), out / "samples.png"))
     return written
@@ -173,3 +193,18 @@ def _pct(value: float) -> str:
 def probabilities_matrix(report: dict) -> np.ndarray:
     names = report["class_names"]
     return np.array([[r["probabilities"][n] for n in names] for r in report["rows"]])
+
+
+def calibrate_rows(rows: Sequence[dict], class_names: Sequence[str], temperature: float) -> list[dict]:
+    """Report rows with their probabilities put through the bundle's temperature (metrics.
+    calibrate_probabilities): how parity-check holds engines, which apply it, to the PyTorch report,
+    which was written before the temperature was fitted. Predictions are left to the caller's rule."""
+    rows = list(rows)
+    if temperature == 1.0 or not rows:
+        return rows
+    from edgecxr.core.metrics import calibrate_probabilities
+
+    names = list(class_names)
+    probs = calibrate_probabilities(np.array([[r["probabilities"][n] for n in names] for r in rows]), temperature)
+    return [{**r, "probabilities": {n: float(v) for n, v in zip(names, p, strict=True)}} for r, p in zip(rows, probs,
+                                                                                                      strict=True)]

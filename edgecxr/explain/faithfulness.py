@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from edgecxr.core.metrics import softmax
+from edgecxr.core.metrics import calibrated_softmax
 from edgecxr.explain.occlusion import Grid, Infer, spread
 
 
@@ -33,7 +33,7 @@ def ranking(heat: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def curve(infer: Infer, target: int, start: np.ndarray, end: np.ndarray, order: np.ndarray,
-          steps: int = 16) -> np.ndarray:
+          steps: int = 16, temperature: float = 1.0) -> np.ndarray:
     """P(target) as the ranked pixels move from `start` to `end`, in `steps` equal shares (steps + 1 points)."""
     c, h, w = start.shape
     frames = np.repeat(start.reshape(1, c, h * w), steps + 1, axis=0)
@@ -41,7 +41,7 @@ def curve(infer: Infer, target: int, start: np.ndarray, end: np.ndarray, order: 
     for k in range(1, steps + 1):
         taken = order[: round(k * h * w / steps)]
         frames[k][:, taken] = end_flat[:, taken]
-    return softmax(infer(frames.reshape(steps + 1, c, h, w)))[:, target]
+    return calibrated_softmax(infer(frames.reshape(steps + 1, c, h, w)), temperature)[:, target]
 
 
 def area(values: np.ndarray) -> float:
@@ -50,11 +50,11 @@ def area(values: np.ndarray) -> float:
 
 
 def deletion_insertion(infer: Infer, tensor: np.ndarray, heat: np.ndarray, target: int,
-                       rng: np.random.Generator, steps: int = 16) -> tuple[float, float]:
+                       rng: np.random.Generator, steps: int = 16, temperature: float = 1.0) -> tuple[float, float]:
     order = ranking(heat, rng)
     removed = np.broadcast_to(tensor.mean(axis=(1, 2), keepdims=True), tensor.shape)
-    deletion = area(curve(infer, target, tensor, removed, order, steps))
-    insertion = area(curve(infer, target, coarse_copy(tensor), tensor, order, steps))
+    deletion = area(curve(infer, target, tensor, removed, order, steps, temperature))
+    insertion = area(curve(infer, target, coarse_copy(tensor), tensor, order, steps, temperature))
     return deletion, insertion
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecxr.core.metrics import softmax
+from edgecxr.core.metrics import calibrated_softmax
 
 Infer = Callable[[np.ndarray], np.ndarray]  # (N, 3, H, W) float32 -> (N, classes) logits
 
@@ -67,11 +67,13 @@ class Explanation:
 
 
 def occlusion_map(infer: Infer, tensor: np.ndarray, target: int | None = None, grid: Grid = DEFAULT_GRID,
-                  batch: int = 16) -> Explanation:
-    """The map of one (3, H, W) model input; `target` defaults to the class the engine picks."""
+                  batch: int = 16, temperature: float = 1.0) -> Explanation:
+    """The map of one (3, H, W) model input; `target` defaults to the class the engine picks.
+    `temperature`: the bundle's, so P(target) and its falls are the calibrated probability the
+    result carries."""
     t0 = time.perf_counter()
     _, height, width = tensor.shape
-    base = softmax(infer(tensor[None].astype(np.float32)))[0]
+    base = calibrated_softmax(infer(tensor[None].astype(np.float32)), temperature)[0]
     target = int(np.argmax(base)) if target is None else target
     ys, xs = grid.starts(height), grid.starts(width)
     if float(tensor.std(axis=(1, 2)).max()) < MIN_INPUT_STD:  # per channel: their means differ
@@ -86,7 +88,7 @@ def occlusion_map(infer: Infer, tensor: np.ndarray, target: int | None = None, g
         covered = np.repeat(tensor[None], len(chunk), axis=0)
         for k, (y, x) in enumerate(chunk):
             covered[k, :, y:y + ph, x:x + pw] = fill
-        falls[start:start + len(chunk)] = base[target] - softmax(infer(covered))[:, target]
+        falls[start:start + len(chunk)] = base[target] - calibrated_softmax(infer(covered), temperature)[:, target]
     grid_falls = falls.reshape(len(ys), len(xs))
     heat = spread(grid_falls, ys, xs, (ph, pw), (height, width))
     reason = FLAT_MAP if float(falls.max() - falls.min()) < MIN_MAP_RANGE else None

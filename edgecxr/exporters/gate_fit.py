@@ -164,13 +164,14 @@ def fit_gate(runner, spec, layout: list[dict], fit, val, *, seed: int, task) -> 
     return pixels, gate, {**summary, "scores": scores, "logits": held["logits"], "stats": val_stats}
 
 
-def validation_record(pixels: PixelRules, gate: LearnedGate, held: dict, rule, class_names) -> dict:
+def validation_record(pixels: PixelRules, gate: LearnedGate, held: dict, rule, class_names,
+                      temperature: float = 1.0) -> dict:
     """What drift compares a box's recent images against: the validation images' refusal rate,
-    label shares (under the bundle's decision rule) and gate scores."""
-    from edgecxr.core.metrics import softmax
+    label shares (under the bundle's decision rule, on its calibrated probabilities) and gate scores."""
+    from edgecxr.core.metrics import calibrated_softmax
 
     refused = np.array([pixels.check(s) is not None for s in held["stats"]]) | (held["scores"] > gate.threshold)
-    labels = [rule.result_fields(p)["label"] for p in softmax(held["logits"])]
+    labels = [rule.result_fields(p)["label"] for p in calibrated_softmax(held["logits"], temperature)]
     kept = [label for label, r in zip(labels, refused) if not r]
     names = [*class_names, *(["UNCERTAIN"] if "UNCERTAIN" in labels else [])]
     scores = held["scores"][~refused]

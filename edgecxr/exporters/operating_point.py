@@ -1,8 +1,9 @@
 """`export --operating-point`: the decision threshold, chosen on validation images, never on test.
 
-The threshold is picked on the FP32 ONNX model's probabilities for the training run's
-validation split (or, when those images are not here, on the held-out sample) and recorded
-in the bundle with the rates it reached there, so a reader can see what it was tuned for.
+The threshold is picked on the FP32 ONNX model's calibrated probabilities (the bundle's
+temperature applied, as every engine applies it) for the training run's validation split
+(or, when those images are not here, on the held-out sample) and recorded in the bundle with
+the rates it reached there, so a reader can see what it was tuned for.
 """
 
 from __future__ import annotations
@@ -28,28 +29,33 @@ def validation_samples(run: dict | None) -> list[Sample] | None:
     return [Sample(root / rel, rel, index[rel.split("/")[0]]) for rel in split["val"]]
 
 
-def decision_record(class_names: list[str], options, run: dict | None, heldout: list[Sample],
-                    probabilities, load_inputs) -> dict:
+def decision_samples(run: dict | None, heldout: list[Sample]) -> tuple[list[Sample], str]:
+    """The images the temperature and the threshold are chosen on, and what they are in words:
+    the run's validation split, or the held-out sample when those images are not here."""
+    samples = validation_samples(run)
+    if samples is None:
+        return heldout, "held-out (the run's validation images are not here)"
+    hash_and_check(samples)
+    return samples, "validation"
+
+
+def decision_record(class_names: list[str], options, samples: list[Sample], split: str,
+                    probs: np.ndarray) -> dict:
     """The bundle's `decision`: argmax, or the threshold meeting --operating-point; plus the band.
 
-    `probabilities(inputs)` runs the FP32 reference engine; `load_inputs(samples, label)`
-    decodes and preprocesses as the runtime does.
+    `probs`: the FP32 reference engine's calibrated probabilities on `samples` (what every
+    engine will decide on), so the threshold is a threshold on the probability a reader sees.
     """
     positive = class_names[positive_class_index(class_names)]
     if options.operating_point is None:
         return DecisionRule(tuple(class_names), positive, None, options.uncertain).to_manifest()
     target, value = options.operating_point
-    samples, split = validation_samples(run), "validation"
-    if samples is None:
-        samples, split = heldout, "held-out (the run's validation images are not here)"
-    else:
-        hash_and_check(samples)
-    probs = probabilities(load_inputs(samples, f"{split} images for the operating point"))
     pos = class_names.index(positive)
     p_positive = probs[:, pos]
     is_positive = np.array([s.label == pos for s in samples])
     threshold = pick_threshold(p_positive, is_positive, target, value)
     record = {"target": target, "value": value, "split": split, "images": len(samples),
-              "fingerprint": dataset_fingerprint((s.rel, s.sha256) for s in samples),
-              "engine": "onnxruntime-fp32", "achieved": rates_at(p_positive, is_positive, threshold)}
+              "fingerprint": dataset_fingerprint((s.rel, s.sha256 or "") for s in samples),  # hashed
+              "engine": "onnxruntime-fp32", "calibrated": True,
+              "achieved": rates_at(p_positive, is_positive, threshold)}
     return DecisionRule(tuple(class_names), positive, threshold, options.uncertain, record).to_manifest()

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.core.bundle import BUNDLE_SCHEMA, MANIFEST, REFERENCE_REPORT, covered_files, file_entry, manifest_checksum
+from edgecxr.core.bundle import (
+    BUNDLE_SCHEMA,
+    MANIFEST,
+    PROBABILITY_CALIBRATION,
+    REFERENCE_REPORT,
+    covered_files,
+    file_entry,
+    manifest_checksum,
+)
 from edgecxr.core.defaults import DEFAULT_SEED
 from edgecxr.core.errors import DataError, EdgecxrError
 from edgecxr.core.fsutil import atomic_write_json, current_umask
@@ -50,6 +58,7 @@ class ExportOptions:
     name: str | None = None
     operating_point: tuple[str, float] | None = None  # ("sensitivity", 0.95): see decision.parse_operating_point
     uncertain: tuple[float, float] | None = None  # UNCERTAIN band on P(positive)
+    temperature: float | None = None  # None: fitted on validation (exporters/temperature.py); a number: given
     intended_use: dict | None = None  # IntendedUse.to_manifest(); None: the defaults (scope/intended_use.py)
     gate: bool = True  # fit the intended-use gate's pixel and learned stages (needs real images)
 
@@ -125,10 +134,15 @@ class _Recorder:
         self.reference = self.fp32_probabilities(heldout)
 
     def fp32_probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        from edgecxr.core.metrics import softmax
+
+        return softmax(self.fp32_logits(inputs))
+
+    def fp32_logits(self, inputs: np.ndarray, batch_size: int = 8) -> np.ndarray:
         from edgecxr.backends import open_runner
 
         with open_runner("onnxruntime", self.folder / "onnx" / "model.fp32.onnx", self.runner_options) as runner:
-            return runner.probabilities(inputs, batch_size=8)
+            return np.concatenate([runner.infer(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
 
     def add(self, name: str, backend: str, precision: str, files: list[str], role: str, extra: dict | None = None):
         from edgecxr.backends import open_runner
@@ -153,13 +167,29 @@ class _Recorder:
         self.reporter.warn(message)
 
 
-def _decision_stage(recorder: _Recorder, class_names, options: ExportOptions, run, heldout, spec, reporter) -> dict:
-    from edgecxr.exporters.operating_point import decision_record
+def _decision_stage(recorder: _Recorder, class_names, options: ExportOptions, run, heldout, spec,
+                    reporter) -> tuple[dict, dict]:
+    """(the decision rule, the probability calibration): the temperature is fitted on the FP32
+    graph's validation logits first, and the threshold is then chosen on the calibrated
+    probabilities of the same images, which are what every engine decides on."""
+    from edgecxr.core.data.fingerprint import dataset_fingerprint
+    from edgecxr.core.metrics import calibrated_softmax
+    from edgecxr.exporters.operating_point import decision_record, decision_samples
+    from edgecxr.exporters.temperature import calibration_record
 
-    decision = decision_record(class_names, options, run, heldout, recorder.fp32_probabilities,
-                               lambda samples, label: _load_inputs(samples, spec, reporter, label))
+    samples, split = decision_samples(run, heldout)
+    logits = recorder.fp32_logits(_load_inputs(samples, spec, reporter, f"{split} images: temperature"))
+    calibration = calibration_record(logits, np.array([s.label for s in samples]), split,
+                                     dataset_fingerprint((s.rel, s.sha256 or "") for s in samples),  # hashed
+                                     options.temperature)
+    how = "fitted" if options.temperature is None else "given; measured"
+    reporter.log(f"temperature {calibration['temperature']:.3f} {how} on {len(samples)} {split} images: "
+                 f"ECE (15 bins) {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}, "
+                 f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}")
+    decision = decision_record(class_names, options, samples, split,
+                               calibrated_softmax(logits, calibration["temperature"]))
     reporter.log(f"decision rule: {decision['description']}")
-    return decision
+    return decision, calibration
 
 
 def _onnx_stage(model, spec, folder: Path, heldout: np.ndarray, options: ExportOptions, reporter) -> dict:
@@ -177,8 +207,8 @@ def _onnx_stage(model, spec, folder: Path, heldout: np.ndarray, options: ExportO
     return info
 
 
-def _gate_stage(folder: Path, spec, export_info: dict, class_names, decision: dict, run, options: ExportOptions,
-                reporter) -> dict | None:
+def _gate_stage(folder: Path, spec, export_info: dict, class_names, decision: dict, temperature: float, run,
+                options: ExportOptions, reporter) -> dict | None:
     """The gate's pixel rules and learned stage, fitted on the FP32 graph's own features."""
     if not options.gate:
         reporter.log("intended-use gate: not fitted (--no-gate): only the tag rules will apply")
@@ -192,7 +222,7 @@ def _gate_stage(folder: Path, spec, export_info: dict, class_names, decision: di
         pixels, learned, fitted = gate_fit.fit_gate(runner, spec, export_info["features"], fit, val,
                                                     seed=options.seed, task=reporter.task)
     rule = DecisionRule.from_manifest({"class_names": class_names, "decision": decision})
-    validation = gate_fit.validation_record(pixels, learned, fitted, rule, class_names)
+    validation = gate_fit.validation_record(pixels, learned, fitted, rule, class_names, temperature)
     reporter.log(f"intended-use gate: fitted on {len(fit)} training images, threshold {learned.threshold:.3f} "
                  f"refuses {100 * validation['refusal_rate']:.1f}% of {len(val)} validation images")
     summary = {k: v for k, v in fitted.items() if k not in ("scores", "logits", "stats")}
@@ -249,9 +279,10 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     export_info = _onnx_stage(model, spec, folder, heldout, options, reporter)
     recorder = _Recorder(folder, heldout, options, reporter, warnings)
     recorder.add("onnxruntime-fp32", "onnxruntime", "fp32", ["onnx/model.fp32.onnx"], "reference")
-    decision = _decision_stage(recorder, class_names, options, source.run, plan.heldout, spec, reporter)
-
-    gate = _gate_stage(folder, spec, export_info, class_names, decision, source.run, options, reporter)
+    decision, probability_calibration = _decision_stage(recorder, class_names, options, source.run, plan.heldout,
+                                                        spec, reporter)
+    gate = _gate_stage(folder, spec, export_info, class_names, decision, probability_calibration["temperature"],
+                       source.run, options, reporter)
     calibration_record = _calibration_record(plan) if options.int8 else None
     from edgecxr.exporters.engines_stage import engines_stage
 
@@ -279,10 +310,12 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
         "preprocess": spec.to_dict(),
         "input": {"name": "pixel_values", "shape": ["batch", 3, spec.height, spec.width], "dtype": "float32"},
         "output": {"name": "logits", "shape": ["batch", len(class_names)], "dtype": "float32",
-                   "meaning": "logits; softmax gives class probabilities",
+                   "meaning": f"logits; softmax(logits / {PROBABILITY_CALIBRATION}.temperature) gives the "
+                              "calibrated class probabilities",
                    "features": {"name": "features", "layout": export_info.get("features"),
                                 "meaning": "per-stage pooled features, read by the gate's learned stage"}},
         "decision": decision,
+        PROBABILITY_CALIBRATION: probability_calibration,
         "intended_use": options.intended_use or IntendedUse().to_manifest(),
         "gate": gate,
         "artifacts": recorder.artifacts,

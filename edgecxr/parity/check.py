@@ -14,15 +14,15 @@ from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.backends.base import FEATURES, LOGITS
 from edgecxr.core.bundle import Artifact, Bundle
 from edgecxr.core.data.folders import hash_and_check, scan_split
-from edgecxr.core.data.roots import resolve_recorded
+from edgecxr.core.data.roots import portable_path, resolve_recorded
 from edgecxr.core.decision import DecisionRule
 from edgecxr.core.errors import DataError, EdgecxrError
-from edgecxr.core.metrics import softmax
+from edgecxr.core.metrics import ECE_BINS, calibrated_softmax, expected_calibration_error
 from edgecxr.core.preprocess import load_model_inputs
 from edgecxr.core.provenance import library_versions, utc_now
-from edgecxr.core.reporting import build_report, load_report, rows_from_probabilities
+from edgecxr.core.reporting import build_report, calibrate_rows, load_report, rows_from_probabilities
 from edgecxr.explain.occlusion import DEFAULT_GRID, Grid
-from edgecxr.parity.stats import expected_calibration_error, mcnemar_exact, paired_difference, wilson_interval
+from edgecxr.parity.stats import mcnemar_exact, paired_difference, wilson_interval
 from edgecxr.runtime.selection import runnable_artifacts
 from edgecxr.scope.learned import LearnedGate
 
@@ -92,14 +92,15 @@ def check_same_data(split, ref: dict, data: Path) -> None:
                     path=data, fix="run parity-check on exactly the images the PyTorch report was made on")
 
 
-def score(artifact: Artifact, inputs: np.ndarray, options: RunnerOptions, advance,
-          batch_size: int = 16) -> tuple[np.ndarray, np.ndarray | None]:
-    """Class probabilities and, where the graph returns them, the gate's features."""
+def score(artifact: Artifact, inputs: np.ndarray, options: RunnerOptions, advance, batch_size: int = 16,
+          temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class probabilities (the bundle's calibrated ones) and, where the graph returns them, the
+    gate's features."""
     probs, features = [], []
     with open_runner(artifact.backend, artifact.path, options) as runner:
         for start in range(0, len(inputs), batch_size):
             outputs = runner.infer_outputs(inputs[start:start + batch_size])
-            probs.append(softmax(outputs[LOGITS]))
+            probs.append(calibrated_softmax(outputs[LOGITS], temperature))
             if FEATURES in outputs:
                 features.append(outputs[FEATURES])
             advance(len(probs[-1]))
@@ -124,6 +125,20 @@ def gate_agreement(gate: LearnedGate, reference: np.ndarray, engine: np.ndarray 
             "score_abs_diff": {"max": float(np.abs(eng_scores - ref_scores).max()) if len(paths) else 0.0,
                                "mean": float(np.abs(eng_scores - ref_scores).mean()) if len(paths) else 0.0},
             "failures": failures}
+
+
+def calibrated_reference(ref: dict, temperature: float) -> tuple[dict, dict]:
+    """The PyTorch report with the bundle's temperature applied to its probabilities, as every engine
+    applies it, and the calibration record: the temperature and the test ECE (15 bins) before and
+    after. Argmax is unchanged by a temperature, so the report's metrics stand."""
+    names = ref["class_names"]
+    truth = [names.index(r["label"]) for r in ref["rows"]]
+    before = expected_calibration_error(np.array([[r["probabilities"][n] for n in names] for r in ref["rows"]]),
+                                        truth)
+    rows = calibrate_rows(ref["rows"], names, temperature)
+    after = expected_calibration_error(np.array([[r["probabilities"][n] for n in names] for r in rows]), truth)
+    return {**ref, "rows": rows}, {"temperature": temperature, "bins": ECE_BINS,
+                                   "reference_ece_uncalibrated": before, "reference_ece": after}
 
 
 def decided_reference(ref: dict, rule: DecisionRule) -> dict:
@@ -214,11 +229,13 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
     artifacts, skipped = runnable_artifacts(bundle, backends, precisions)
     hash_and_check(split.samples, on_progress=progress("hashing test set", len(split.samples)))
     check_same_data(split, ref, data)
+    ref, calibration = calibrated_reference(ref, bundle.temperature)
     ref = decided_reference(ref, rule)
     inputs = load_model_inputs((s.path for s in split.samples), bundle.spec,
                                progress("decode + preprocess", len(split.samples)))
     engines = []
-    scored = {a.name: score(a, inputs, options or RunnerOptions(), progress(a.name, len(inputs))) for a in artifacts}
+    scored = {a.name: score(a, inputs, options or RunnerOptions(), progress(a.name, len(inputs)),
+                            temperature=bundle.temperature) for a in artifacts}
     gate, gate_reference = _gate_reference(bundle, scored, inputs, options, progress)
     for artifact in artifacts:
         probs, features = scored[artifact.name]
@@ -241,9 +258,10 @@ def run_parity(bundle: Bundle, *, data: Path | None = None, reference: Path | No
         "bundle": {"name": bundle.name, "path": str(bundle.folder), "checksum": bundle.checksum},
         "reference": {"path": str(reference or bundle.reference_report_path()), "metrics": ref["metrics"],
                       "model_sha256": ref.get("model", {}).get("sha256")},
-        "data": {"root": str(data), "fingerprint": ref["data"]["fingerprint"], "n_images": len(split.samples)},
+        "data": {"root": portable_path(data), "fingerprint": ref["data"]["fingerprint"],
+                 "n_images": len(split.samples)},
         "class_names": bundle.class_names, "positive_class": ref["positive_class"],
-        "decision": rule.to_manifest(),
+        "decision": rule.to_manifest(), "calibration": calibration,
         "tolerances": tolerances.__dict__, "engines": engines,
         "skipped": [{"artifact": n, "reason": w} for n, w in skipped],
         "versions": library_versions("numpy", "pillow", "onnxruntime", "openvino", "tensorrt"),

@@ -29,7 +29,7 @@ from edgecxr.core.bundle import Artifact, Bundle
 from edgecxr.core.data.folders import scan_split
 from edgecxr.core.decision import DecisionRule
 from edgecxr.core.errors import EdgecxrError
-from edgecxr.core.metrics import softmax
+from edgecxr.core.metrics import calibrated_softmax
 from edgecxr.core.preprocess import load_model_inputs
 from edgecxr.parity.emulated_worker import REFUSED
 
@@ -48,6 +48,7 @@ class Prepared:
     total: int  # images in the test folder, before --limit
     how: str  # which images: "all", or the subset rule
     left_out_margin: float | None = None  # boundary pick: the smallest FP32 |P(positive) - threshold| left out
+    temperature: float = 1.0  # the bundle's: every probability here is calibrated as the runtime's is
 
 
 @dataclass
@@ -110,7 +111,7 @@ def prepare(bundle: Bundle, data: Path, limit: int | None, seed: int, how: str,
     logits = native_logits(reference[0], inputs)
     margin = None
     if how == "boundary":
-        p = softmax(logits)[:, rule.positive_index]
+        p = calibrated_softmax(logits, bundle.temperature)[:, rule.positive_index]
         cut = rule.threshold if rule.threshold is not None else 0.5
         keep = pick(labels, limit, seed, how, p, cut)
         left_out = np.setdiff1d(np.arange(len(p)), keep)
@@ -118,7 +119,8 @@ def prepare(bundle: Bundle, data: Path, limit: int | None, seed: int, how: str,
         chosen, inputs, logits = chosen[keep], inputs[keep], logits[keep]
     label = "all" if len(chosen) == len(labels) else (
         f"{how} subset, seed {seed}" if how == "stratified" else "boundary subset: nearest the decision threshold")
-    return Prepared([split.samples[i].rel for i in chosen], labels[chosen], inputs, logits, len(labels), label, margin)
+    return Prepared([split.samples[i].rel for i in chosen], labels[chosen], inputs, logits, len(labels), label, margin,
+                    bundle.temperature)
 
 
 def native_logits(artifact: Artifact, inputs: np.ndarray, batch: int = 16) -> np.ndarray:
@@ -171,7 +173,8 @@ def summarize(prepared: Prepared, logits: np.ndarray, rule: DecisionRule, native
     """One engine on the other CPU class against the native FP32 reference on the same images,
     under the bundle's decision rule; and against the same engine run natively, if given."""
     n = len(logits)
-    ref_probs, probs = softmax(prepared.reference[:n]), softmax(logits)
+    t = prepared.temperature
+    ref_probs, probs = calibrated_softmax(prepared.reference[:n], t), calibrated_softmax(logits, t)
     ref_out, out = rule.decide(ref_probs), rule.decide(probs)
     truth = prepared.labels[:n]
     pos = rule.positive_index
@@ -183,6 +186,6 @@ def summarize(prepared: Prepared, logits: np.ndarray, rule: DecisionRule, native
                "accuracy_fp32": float((rule.predict(ref_probs) == truth).mean()),
                "max_abs_p_diff": float(np.abs(probs[:, pos] - ref_probs[:, pos]).max())}
     if native is not None:
-        summary["vs_native"] = {"changes": int((rule.decide(softmax(native[:n])) != out).sum()),
+        summary["vs_native"] = {"changes": int((rule.decide(calibrated_softmax(native[:n], t)) != out).sum()),
                                 "max_abs_logit_diff": float(np.abs(native[:n] - logits).max())}
     return summary

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.core.bundle import Bundle
-from edgecxr.core.metrics import softmax
+from edgecxr.core.metrics import calibrated_softmax
 from edgecxr.core.optional import available
 from edgecxr.explain.faithfulness import deletion_insertion, random_heat, spearman
 from edgecxr.explain.occlusion import DEFAULT_GRID, Grid, Infer, occlusion_map
@@ -38,23 +38,25 @@ def _evenly(items: list, k: int) -> list:
     return [items[round(j * len(items) / k)] for j in range(k)] if k and items else []
 
 
-def model_maps(infer: Infer, inputs: np.ndarray, targets: list[int], grid: Grid, advance, seed: int = 0) -> dict:
-    """Maps, deletion/insertion areas and those of random maps (same seed for every model: same baseline)."""
+def model_maps(infer: Infer, inputs: np.ndarray, targets: list[int], grid: Grid, advance, seed: int = 0,
+               temperature: float = 1.0) -> dict:
+    """Maps, deletion/insertion areas and those of random maps (same seed for every model: same baseline),
+    on the bundle's calibrated probabilities (`temperature`) for every model alike."""
     rng = np.random.default_rng(seed)
     found: dict = {"falls": [], "heat": [], "reason": [], "deletion": [], "insertion": [], "random_deletion": [],
              "random_insertion": [], "ms": []}
     for tensor, target in zip(inputs, targets):
-        ex = occlusion_map(infer, tensor, target=target, grid=grid)
-        deletion, insertion = deletion_insertion(infer, tensor, ex.heat, target, rng)
+        ex = occlusion_map(infer, tensor, target=target, grid=grid, temperature=temperature)
+        deletion, insertion = deletion_insertion(infer, tensor, ex.heat, target, rng, temperature=temperature)
         r_deletion, r_insertion = deletion_insertion(infer, tensor, random_heat(grid, tensor.shape[1:], rng),
-                                                     target, rng)
+                                                     target, rng, temperature=temperature)
         for key, value in (("falls", ex.falls), ("heat", ex.heat), ("reason", ex.reason), ("deletion", deletion),
                            ("insertion", insertion), ("random_deletion", r_deletion),
                            ("random_insertion", r_insertion), ("ms", ex.ms)):
             found[key].append(value)
         advance(1)
     blank = np.broadcast_to(inputs.mean(axis=(0, 2, 3))[:, None, None], inputs.shape[1:])[None]
-    found["blank"] = softmax(infer(np.ascontiguousarray(blank, np.float32)))[0]
+    found["blank"] = calibrated_softmax(infer(np.ascontiguousarray(blank, np.float32)), temperature)[0]
     return found
 
 
@@ -116,9 +118,10 @@ def run_explain(bundle: Bundle, artifacts, inputs: np.ndarray, samples, ref_rows
     if folder is not None:
         from edgecxr.training.reference_maps import torch_infer
 
-        maps["PyTorch"] = model_maps(torch_infer(folder), x, targets, grid, progress("PyTorch maps", len(x)))
+        maps["PyTorch"] = model_maps(torch_infer(folder), x, targets, grid, progress("PyTorch maps", len(x)),
+                                     temperature=bundle.temperature)
         randomised = model_maps(torch_infer(folder, randomised=True), x, targets, grid,
-                                progress("randomised-weight maps", len(x)))
+                                progress("randomised-weight maps", len(x)), temperature=bundle.temperature)
         section["pytorch"] = {"checkpoint": str(folder), **summary(maps["PyTorch"], targets, names)}
         rho = agreement(randomised, maps["PyTorch"])
         section["randomisation"] = {"rank_correlation_with_trained": rho, "no_map": summary(randomised, targets,
@@ -130,7 +133,8 @@ def run_explain(bundle: Bundle, artifacts, inputs: np.ndarray, samples, ref_rows
     for artifact in artifacts:
         runner = open_runner(artifact.backend, artifact.path, options)
         try:
-            maps[artifact.name] = model_maps(runner.infer, x, targets, grid, progress(f"{artifact.name} maps", len(x)))
+            maps[artifact.name] = model_maps(runner.infer, x, targets, grid, progress(f"{artifact.name} maps", len(x)),
+                                             temperature=bundle.temperature)
         finally:
             runner.close()
         entry = {"artifact": artifact.name, **summary(maps[artifact.name], targets, names)}

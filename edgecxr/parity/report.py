@@ -9,7 +9,6 @@ import numpy as np
 
 from edgecxr.core.fsutil import atomic_write_text
 from edgecxr.core.optional import available
-from edgecxr.parity.stats import expected_calibration_error, reliability
 
 
 def _pct(x: float | None) -> str:
@@ -43,7 +42,7 @@ def markdown(result: dict) -> str:
         "- decision rule (the bundle's, applied to PyTorch and every engine alike): "
         f"{result['decision']['description']}"
         + ("; accuracy and recall use the threshold, UNCERTAIN is counted apart and a change to or from it is a "
-           "flip" if result["decision"].get("uncertain") else ""), "",
+           "flip" if result["decision"].get("uncertain") else ""), _calibration_line(result.get("calibration")), "",
         "## Verdicts", "", "| engine | verdict | accuracy (95% CI) | Δ accuracy (95% CI) | agreement | flipped | "
         "McNemar p | max / mean abs. ΔP(" + result["positive_class"] + ") | ECE |",
         "|---|---|---|---|---:|---:|---:|---:|---:|",
@@ -127,8 +126,12 @@ def figure(result: dict, reference_rows: dict, path: Path) -> Path | None:
         ax.set_title(title, fontsize=8)
     _reliability_panel(axes[-1], result, reference_rows)
     scatter = axes[-2]
+    from edgecxr.core.reporting import calibrate_rows
+
+    temperature = (result.get("calibration") or {}).get("temperature", 1.0)
+    calibrated = {r["path"]: r for r in calibrate_rows(list(reference_rows.values()), names, temperature)}
     for e in result["engines"]:
-        ref_p = [reference_rows[r["path"]]["probabilities"][pos] for r in e["rows"]]
+        ref_p = [calibrated[r["path"]]["probabilities"][pos] for r in e["rows"]]
         scatter.scatter(ref_p, [r["probabilities"][pos] for r in e["rows"]], s=6, alpha=0.6, label=e["artifact"])
     scatter.plot([0, 1], [0, 1], color="grey", lw=0.8)
     scatter.set_xlabel(f"PyTorch P({pos})", fontsize=8)
@@ -142,27 +145,37 @@ def figure(result: dict, reference_rows: dict, path: Path) -> Path | None:
     return path
 
 
+def _calibration_line(calibration: dict | None) -> str:
+    """The bundle's temperature and PyTorch's test ECE before and after it (a report made before
+    calibration has none: its probabilities were the plain softmax)."""
+    if not calibration:
+        return "- probabilities: plain softmax"
+    return (f"- probabilities: softmax(logits / {calibration['temperature']:.4g}) (the bundle's temperature, fitted on "
+            f"validation), for PyTorch and every engine; PyTorch's test ECE ({calibration['bins']} bins) "
+            f"{calibration['reference_ece_uncalibrated']:.4f} as trained, {calibration['reference_ece']:.4f} "
+            "calibrated (the ECE column)")
+
+
 def _reliability_panel(ax, result: dict, reference_rows: dict) -> None:
-    """Accuracy against confidence (15 bins) for PyTorch and each engine, with its ECE: how far the
-    probabilities a reader sees are from how often the model is right at that confidence."""
+    """The reliability diagram (core/plots.py) of PyTorch and each engine, on the bundle's calibrated
+    probabilities, plus PyTorch's as trained when the bundle has a temperature."""
+    from edgecxr.core.plots import reliability_axes
+    from edgecxr.core.reporting import calibrate_rows
+
     names = result["class_names"]
     rows = result["engines"][0]["rows"] if result["engines"] else []
     labels = np.array([names.index(r["label"]) for r in rows])
-    curves = [("PyTorch", [[reference_rows[r["path"]]["probabilities"][n] for n in names] for r in rows])]
-    curves += [(e["artifact"], [[r["probabilities"][n] for n in names] for r in e["rows"]]) for e in result["engines"]]
-    for title, probs in curves:
-        if not probs:
-            continue
-        points = reliability(np.array(probs), labels)
-        ece = expected_calibration_error(np.array(probs), labels)
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=2.5, lw=0.9,
-                label=f"{title} (ECE {ece:.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
-    ax.set_xlim(0.45, 1.0)
-    ax.set_xlabel("confidence (max P), 15 bins", fontsize=8)
-    ax.set_ylabel("accuracy in the bin", fontsize=8)
-    ax.legend(fontsize=5)
-    ax.set_title("reliability", fontsize=8)
+    temperature = (result.get("calibration") or {}).get("temperature", 1.0)
+    raw = [reference_rows[r["path"]] for r in rows]
+    curves = [] if temperature == 1.0 else [("PyTorch, T = 1", _matrix(raw, names))]
+    curves.append((f"PyTorch, T = {temperature:.3g}" if curves else "PyTorch",
+                   _matrix(calibrate_rows(raw, names, temperature), names)))
+    curves += [(e["artifact"], _matrix(e["rows"], names)) for e in result["engines"]]
+    reliability_axes(ax, curves, labels)
+
+
+def _matrix(rows: list[dict], names: list[str]) -> np.ndarray:
+    return np.array([[r["probabilities"][n] for n in names] for r in rows])
 
 
 def write(result: dict, reference_rows: dict, out: Path, explained: tuple | None = None) -> list[Path]:

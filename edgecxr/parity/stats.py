@@ -6,15 +6,13 @@
 - Paired difference of accuracies with a Wald interval: d = (c - b) / n,
   var = ((b + c) - (c - b)^2 / n) / n^2, where b = reference right and engine wrong,
   c = reference wrong and engine right.
-- Expected calibration error with equal-width confidence bins (Guo et al. 2017).
+- The expected calibration error and reliability points live in core/metrics.py: the PyTorch
+  test report computes them too.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-
-import numpy as np
 
 Z95 = 1.959963984540054
 
@@ -47,22 +45,3 @@ def paired_difference(b: int, c: int, n: int, z: float = Z95) -> dict:
     var = max(0.0, ((b + c) - (c - b) ** 2 / n)) / n**2
     half = z * math.sqrt(var)
     return {"difference": d, "ci95": [d - half, d + half]}
-
-
-def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[tuple[float, float, float]]:
-    """(mean confidence, accuracy, share of images) per non-empty confidence bin: the reliability
-    diagram's points, and what the expected calibration error sums."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == np.asarray(labels)
-    points = []
-    for lo, hi in itertools.pairwise(np.linspace(0.0, 1.0, bins + 1)):
-        inside = (confidence > lo) & (confidence <= hi)
-        if inside.any():
-            points.append((float(confidence[inside].mean()), float(correct[inside].mean()), float(inside.mean())))
-    return points
-
-
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    return float(sum(share * abs(accuracy - confidence)
-                     for confidence, accuracy, share in reliability(probabilities, labels, bins)))

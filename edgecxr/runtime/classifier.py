@@ -11,7 +11,7 @@ from edgecxr.backends import RunnerOptions, open_runner
 from edgecxr.backends.base import FEATURES, LOGITS
 from edgecxr.core.bundle import Bundle
 from edgecxr.core.decision import DecisionRule
-from edgecxr.core.metrics import softmax
+from edgecxr.core.metrics import calibrated_softmax
 from edgecxr.runtime.selection import Choice
 from edgecxr.scope.gate import Gate
 
@@ -34,6 +34,7 @@ class Classifier:
         return f"{self.artifact.backend}/{self.artifact.precision}"
 
     def probabilities(self, batch: np.ndarray) -> tuple[np.ndarray, float]:
+        """The bundle's calibrated probabilities (softmax of logits / its temperature) and the ms."""
         probs, _, ms = self.submit(batch)()
         return probs, ms
 
@@ -48,7 +49,7 @@ class Classifier:
 
         def collect() -> tuple[np.ndarray, list, float]:
             outputs = pending.outputs()
-            probs = softmax(outputs[LOGITS])
+            probs = calibrated_softmax(outputs[LOGITS], self.bundle.temperature)  # what the rule decides on
             done = pending.finished or time.perf_counter()
             elapsed, self._last_done = 1000 * (done - max(started, self._last_done)), max(done, self._last_done)
             return probs, self.gate.judge(outputs.get(FEATURES), len(probs)), max(elapsed, 0.0)

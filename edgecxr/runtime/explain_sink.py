@@ -48,10 +48,11 @@ class ExplainSink:
 
     def __init__(self, runner: Runner, spec: PreprocessSpec, out: Path, class_names: list[str], engine: str, *,
                  grid: Grid = DEFAULT_GRID, queue_size: int = 32, drain_seconds: float = 120.0,
-                 log: Callable[[str], None] = print, busy: Callable[[], bool] | None = None):
+                 log: Callable[[str], None] = print, busy: Callable[[], bool] | None = None, temperature: float = 1.0):
         self.runner, self.spec, self.class_names, self.engine = runner, spec, list(class_names), engine
         self.folder = Path(out) / MAPS
         self.grid, self.drain_seconds, self.log = grid, drain_seconds, log
+        self.temperature = temperature  # the bundle's: p_explained is the calibrated P the result carries
         self.busy = busy or (lambda: False)
         self.closing = threading.Event()
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -121,7 +122,8 @@ class ExplainSink:
                 self.queue.task_done()
 
     def _explain(self, sha256: str, path: str, label: str, explained: str, tensor: np.ndarray) -> None:
-        found = occlusion_map(self.runner.infer, tensor, target=self.class_names.index(explained), grid=self.grid)
+        found = occlusion_map(self.runner.infer, tensor, target=self.class_names.index(explained), grid=self.grid,
+                              temperature=self.temperature)
         _, height, width = tensor.shape
         meta = {
             "schema": EXPLAIN_SCHEMA, "sha256": sha256, "path": path, "label": label, "explained": explained,
