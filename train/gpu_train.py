@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--device", choices=("cuda", "cpu"), default=defaults.device)
+    parser.add_argument("--torch-device", "--device", dest="device", choices=("cuda", "cpu"), default=defaults.device,
+                        help="PyTorch device, as edgecxr train --torch-device (--device is the same)")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=defaults.precision)
     parser.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     parser.add_argument("--no-test", action="store_true", help="do not score test/ at the end")

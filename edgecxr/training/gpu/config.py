@@ -61,7 +61,7 @@ class GpuConfig:
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (self.ema_decay == 0 or 0 < self.ema_decay < 1, "--ema-decay must be 0 (off) or in (0, 1)"),
             (self.class_weights in ("auto", "none"), "class_weights must be auto or none"),
-            (self.device in ("cuda", "cpu"), "--device must be cuda or cpu"),
+            (self.device in ("cuda", "cpu"), "--torch-device must be cuda or cpu"),
             (self.precision in ("auto", "bf16", "fp32"), "--precision must be auto, bf16 or fp32"),
         ]
         for ok, message in checks:

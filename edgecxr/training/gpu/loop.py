@@ -149,8 +149,8 @@ def _parts(config: GpuConfig, model, spec: PreprocessSpec, train_set: ImageTenso
 
 def _device(config: GpuConfig) -> tuple[torch.device, bool]:
     if config.device == "cuda" and not torch.cuda.is_available():
-        raise EdgecxrError("--device cuda, but no CUDA GPU is visible to torch",
-                           fix="run on a machine with a GPU and a CUDA build of torch, or pass --device cpu")
+        raise EdgecxrError("--torch-device cuda, but no CUDA GPU is visible to torch",
+                           fix="run on a machine with a GPU and a CUDA build of torch, or pass --torch-device cpu")
     device = torch.device(config.device)
     if config.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise EdgecxrError("this GPU has no bf16", fix="pass --precision fp32")
