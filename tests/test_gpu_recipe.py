@@ -32,7 +32,8 @@ OFF = DeviceAugment(hflip=0.0, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), rot
 
 def config(mini, out, **changes) -> GpuConfig:
     return replace(GpuConfig(data=str(mini), out=str(out), preset="swinv2-nano-64", epochs=2, batch_size=8,
-                             lr=1e-3, val_fraction=0.25, device="cpu", eval_batch_size=16), **changes)
+                             lr=1e-3, val_fraction=0.25, ema_decay=0.9, device="cpu",
+                             eval_batch_size=16), **changes)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,7 @@ def test_validation_is_grouped_by_patient_and_the_checkpoint_chosen_on_it(run, m
     rows = [dict(zip(history[0].split(","), line.split(","))) for line in history[1:]]
     best = max(rows, key=lambda r: (float(r["val_acc"]), -float(r["val_loss"])))
     assert record["result"]["best_epoch"] == int(best["epoch"])
+    assert all(0.0 <= float(r["val_auc"]) <= 1.0 for r in rows)
 
 
 def test_resume_continues_at_the_next_epoch_and_ends_with_the_same_weights(run, mini, tmp_path):
@@ -132,6 +134,9 @@ def test_resume_continues_at_the_next_epoch_and_ends_with_the_same_weights(run, 
     assert whole["trainer_state"]["history"][1]["train_loss"] == again["trainer_state"]["history"][1]["train_loss"]
     for name, tensor in whole["model"].items():
         assert torch.equal(tensor, again["model"][name]), name
+    assert whole["average"]["updates"] == again["average"]["updates"] == 4
+    for name, tensor in whole["average"]["module"].items():
+        assert torch.equal(tensor, again["average"]["module"][name]), name
     best = load_file(out / "model" / "model.safetensors")
     best_again = load_file(partial / "model" / "model.safetensors")
     assert all(torch.equal(best[k], best_again[k]) for k in best)

@@ -23,7 +23,7 @@ class PrintReporter(Reporter):
 
     def epoch_end(self, row: dict) -> None:
         print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}, "
-              f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}, {row['seconds']:.1f} s "
+              f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} AUC {row['val_auc']}, {row['seconds']:.1f} s "
               f"({row['images_per_s']:.0f} img/s){'  best' if row['best'] else ''}", flush=True)
 
 

@@ -28,6 +28,7 @@ import torch
 from edgecxr.core.data.folders import load_dataset
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.core.fsutil import atomic_write_json
+from edgecxr.core.metrics import positive_class_index, roc_auc
 from edgecxr.core.preprocess import PreprocessSpec
 from edgecxr.core.progress import Reporter
 from edgecxr.core.provenance import utc_now
@@ -88,7 +89,8 @@ def train_gpu(config: GpuConfig, *, resume: bool = False, reporter: Reporter | N
         epoch = state.epoch + 1
         reporter.epoch_start(epoch, config.epochs, parts.steps)
         row = _train_epoch(config, epoch, parts, train_set)
-        row.update(_validate(parts.evaluated(), val_set, spec, config.eval_batch_size, bf16))
+        row.update(_validate(parts.evaluated(), val_set, spec, config.eval_batch_size, bf16,
+                             positive_class_index(data.classes)))
         state.history.append(row)
         state.epoch = epoch
         improved = (row["val_acc"], -row["val_loss"]) > (state.best_val_acc, -state.best_val_loss)
@@ -195,9 +197,12 @@ def _train_epoch(config: GpuConfig, epoch: int, parts: Parts, data: ImageTensor)
 
 
 @torch.inference_mode()
-def _validate(model, data: ImageTensor, spec, batch_size: int, bf16: bool) -> dict:
+def _validate(model, data: ImageTensor, spec, batch_size: int, bf16: bool, positive: int) -> dict:
+    """Loss and accuracy (which choose the checkpoint, as in `edgecxr train`), and the positive
+    class's ROC AUC over the validation split, recorded to compare recipes by ranking."""
     model.eval()
     loss_sum, correct = 0.0, 0
+    scores = []
     for start in range(0, len(data), batch_size):
         x = normalize(to_unit(data.pixels[start:start + batch_size]), spec)
         y = data.labels[start:start + batch_size]
@@ -205,8 +210,11 @@ def _validate(model, data: ImageTensor, spec, batch_size: int, bf16: bool) -> di
             logits = model(pixel_values=x).logits.float()
         loss_sum += torch.nn.functional.cross_entropy(logits, y, reduction="sum").item()
         correct += int((logits.argmax(-1) == y).sum().item())
+        scores.append(torch.softmax(logits, dim=-1)[:, positive].cpu())
     n = max(len(data), 1)
-    return {"val_loss": round(loss_sum / n, 6), "val_acc": round(correct / n, 6)}
+    auc = roc_auc((data.labels == positive).tolist(), torch.cat(scores).tolist()) if scores else None
+    return {"val_loss": round(loss_sum / n, 6), "val_acc": round(correct / n, 6),
+            "val_auc": None if auc is None else round(auc, 6)}
 
 
 def _class_weights(data: ImageTensor, n_classes: int) -> torch.Tensor:

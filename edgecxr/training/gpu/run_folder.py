@@ -29,7 +29,8 @@ from edgecxr.training.trainer import RUN_SCHEMA, TrainState
 if TYPE_CHECKING:
     from edgecxr.training.gpu.loop import Parts
 
-HISTORY = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
+HISTORY = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "lr", "seconds",
+           "images_per_s"]
 STATE_FILE = "state.pt"
 
 
