@@ -12,7 +12,7 @@ from edgecxr.cli.app import app
 from edgecxr.core.bundle import load_bundle
 from edgecxr.core.decision import UNCERTAIN, DecisionRule, parse_band, parse_operating_point, pick_threshold, rates_at
 from edgecxr.core.errors import EdgecxrError
-from edgecxr.runtime.ledger import read_results
+from edgecxr.core.results import read_results
 from tests.tools import require_module
 
 runner = CliRunner()

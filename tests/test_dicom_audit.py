@@ -10,8 +10,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
+from edgecxr.core.results import read_results
 from edgecxr.dicomnet.sr import sr_uid
-from edgecxr.runtime.ledger import read_results
 from tests.dicom_net import SAMPLES, run_dcmtk, spawn_listener
 from tests.orthanc import Orthanc, free_port
 from tests.tools import require_module, stop_process

@@ -16,12 +16,13 @@ from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
 from edgecxr.core.data.fingerprint import sha256_file
+from edgecxr.core.results import read_results
 from edgecxr.dicomnet.destination import parse_destination
 from edgecxr.dicomnet.outbox import DestinationBox, summary
 from edgecxr.dicomnet.sender import SenderThread, SendOptions
 from edgecxr.dicomnet.sink import DicomSendSink
 from edgecxr.dicomnet.sr import Algorithm, build_sr, sr_uid
-from edgecxr.runtime.ledger import Ledger, read_results
+from edgecxr.runtime.ledger import Ledger
 from edgecxr.web.metrics import render
 from tests.orthanc import Orthanc
 from tests.tools import require_module, wait_for

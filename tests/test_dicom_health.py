@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
+from edgecxr.core.results import read_status
 from edgecxr.dicomnet.destination import parse_destination
 from edgecxr.dicomnet.health import HealthMonitor
-from edgecxr.runtime.heartbeat import read_status
 from tests.browser import start_watch
 from tests.orthanc import AET, Orthanc
 from tests.tools import require_module, require_tool, stop_process, wait_for

@@ -18,13 +18,12 @@ import pytest
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
+from edgecxr.core.results import read_results, read_status
 from edgecxr.dicomnet.destination import parse_destination
 from edgecxr.dicomnet.outbox import summary
 from edgecxr.dicomnet.sender import SendOptions
 from edgecxr.dicomnet.sink import DicomSendSink
 from edgecxr.dicomnet.sr import sr_uid
-from edgecxr.runtime.heartbeat import read_status
-from edgecxr.runtime.ledger import read_results
 from tests.orthanc import Orthanc
 from tests.tools import require_module, wait_for
 

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 from edgecxr.cli.app import app
 from edgecxr.core.bundle import load_bundle
 from edgecxr.core.preprocess import load_model_inputs
+from edgecxr.core.results import read_results
 from edgecxr.explain.faithfulness import deletion_insertion, random_heat, spearman
 from edgecxr.explain.occlusion import DEFAULT_GRID, FLAT_INPUT, occlusion_map
 from edgecxr.explain.overlay import BAR, MIN_SIDE, overlay
 from edgecxr.runtime.default_bundle import resolve_bundle
-from edgecxr.runtime.ledger import read_results
 from tests.tools import require_module
 
 require_module("onnxruntime")

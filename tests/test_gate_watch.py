@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
-from edgecxr.runtime.ledger import read_results
+from edgecxr.core.results import read_results
 from tests.tools import require_module
 
 SAMPLES = Path(__file__).parents[1] / "edgecxr" / "samples" / "chest-xrays"

@@ -74,6 +74,13 @@ RULES = {
     "the listener knows nothing of engines": (files_of("dicomnet"), ("edgecxr.backends",), False),
     "the web page imports no engine": (files_of("web"), ("edgecxr.backends",), False),
     "exporters never import bench": (files_of("exporters"), ("edgecxr.bench",), False),
+    "dicomnet and the page read results through core.results, never the loop":
+        (files_of("dicomnet", "web"), ("edgecxr.runtime",), False),
+    # parity measures the engine the device would choose on inputs prepared as the watcher prepares them,
+    # so it uses runtime.selection and runtime.prepare; nothing else of the loop
+    "parity uses the loop's engine choice and input preparation, nothing else of it":
+        (files_of("parity"), tuple(f"edgecxr.runtime.{p.stem}" for p in sorted((PACKAGE / "runtime").glob("*.py"))
+                                   if p.stem not in ("selection", "prepare")), False),
 }
 KNOWN: dict[str, dict[str, str]] = {}  # rule -> files allowed for now, with the reason (none today)
 

@@ -26,9 +26,10 @@ from typer.testing import CliRunner
 from edgecxr.cli import runtime_cmd
 from edgecxr.cli.app import app
 from edgecxr.core.bundle import load_bundle
+from edgecxr.core.results import read_results
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.default_bundle import resolve_bundle
-from edgecxr.runtime.ledger import Ledger, read_results
+from edgecxr.runtime.ledger import Ledger
 from edgecxr.runtime.scanner import scan
 from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions

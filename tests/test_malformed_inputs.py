@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from edgecxr.core.bundle import load_bundle
+from edgecxr.core.results import read_results
 from edgecxr.runtime.default_bundle import resolve_bundle
-from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.prepare import INTERNAL_ERROR, InputLimits, prepare
 from tests.malformed import build_corpus, dicom_corpus, raster_corpus
 from tests.tools import require_module, wait_for

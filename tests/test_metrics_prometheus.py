@@ -18,9 +18,8 @@ from typer.testing import CliRunner
 
 from edgecxr.cli.app import app
 from edgecxr.core.bundle import manifest_checksum
+from edgecxr.core.results import read_results, read_status
 from edgecxr.runtime.default_bundle import PACKAGED
-from edgecxr.runtime.heartbeat import read_status
-from edgecxr.runtime.ledger import read_results
 from edgecxr.web.metrics import render
 from tests.browser import start_watch
 from tests.tools import require_tool, stop_process, wait_for

@@ -59,8 +59,8 @@ def test_bursts_queued_behind_each_other_each_get_their_own_answers(ir_and_input
 
 def test_watch_pipelines_chunks_and_records_every_file_once(mini_test_images, tmp_path):
     from edgecxr.core.metrics import softmax
+    from edgecxr.core.results import read_results
     from edgecxr.runtime.classifier import Classifier
-    from edgecxr.runtime.ledger import read_results
     from edgecxr.runtime.selection import choose
     from edgecxr.runtime.watcher import Watcher, WatchOptions
 

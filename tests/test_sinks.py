@@ -8,9 +8,9 @@ import threading
 from pathlib import Path
 
 from edgecxr.core.bundle import load_bundle
+from edgecxr.core.results import read_results
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.default_bundle import resolve_bundle
-from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions
 from tests.tools import require_module

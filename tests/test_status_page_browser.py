@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from edgecxr.runtime.ledger import read_results
+from edgecxr.core.results import read_results
 from tests.browser import health, open_chromium, requested_urls, rows, start_watch, wait_until
 from tests.tools import require_module, require_tool
 

@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 from edgecxr.cli.app import app
 from edgecxr.core.bundle import load_bundle
 from edgecxr.core.errors import EdgecxrError
+from edgecxr.core.results import read_results
 from edgecxr.runtime.classifier import Classifier
 from edgecxr.runtime.default_bundle import resolve_bundle
-from edgecxr.runtime.ledger import read_results
 from edgecxr.runtime.selection import choose
 from edgecxr.runtime.watcher import Watcher, WatchOptions
 from tests.tools import require_module, require_tool, wait_for

@@ -153,7 +153,7 @@ def test_text_colours_meet_wcag_aa_contrast():
 
 def test_rule_from_this_and_older_watchers():
     assert decision_text("argmax (P(PNEUMONIA) > 0.500)") == "argmax (P(PNEUMONIA) > 0.500)"
-    assert decision_text({"rule": "threshold", "class": "PNEUMONIA", "threshold": 0.3}) == "P(PNEUMONIA) ≥ 0.3"
+    assert decision_text({"rule": "threshold", "class": "PNEUMONIA", "threshold": 0.3}) == "P(PNEUMONIA) ≥ 0.300"
     assert decision_text({"rule": "argmax"}) == "argmax" and decision_text(None) is None
 
 

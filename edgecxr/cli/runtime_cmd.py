@@ -249,7 +249,7 @@ def status(
     """Show a watcher's heartbeat (counts, backlog, last error, engine, uptime) and results pending / sent / failed per PACS."""
     from edgecxr.cli.console import out as console
     from edgecxr.core.errors import EdgecxrError
-    from edgecxr.runtime.heartbeat import STATUS, heartbeat_age, is_stale, read_status
+    from edgecxr.core.results import STATUS, heartbeat_age, is_stale, read_status
     from edgecxr.runtime.lock import lock_holder
 
     data = read_status(out)

@@ -80,8 +80,8 @@ def _send_sinks(targets, send_sc, ae_title, retry, out, inbox, classifier, log, 
 def _drift_monitor(classifier, out: Path):
     """The last results against the bundle's validation figures (status.json's "drift"), seeded from
     results.jsonl so that a restart keeps its window."""
+    from edgecxr.core.results import read_results
     from edgecxr.runtime.drift import DriftMonitor
-    from edgecxr.runtime.ledger import read_results
 
     monitor = DriftMonitor.for_manifest(classifier.bundle.manifest)
     monitor.seed(read_results(out, last=monitor.window))  # read from the end: never a year of lines

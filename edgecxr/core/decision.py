@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecxr.core.errors import EdgecxrError
-from edgecxr.core.metrics import positive_class_index
+from edgecxr.core.results import UNCERTAIN, bundle_positive_class, rule_text
 
 MANIFEST = "bundle.json"
-UNCERTAIN = "UNCERTAIN"
 TARGETS = ("sensitivity", "specificity", "threshold")
 
 
@@ -47,8 +46,8 @@ class DecisionRule:
     def _from_manifest(cls, manifest: dict) -> DecisionRule:
         names = tuple(manifest["class_names"])
         decision = manifest.get("decision") or {"rule": "argmax"}
-        positive = decision.get("class") or manifest.get("positive_class") or names[positive_class_index(names)]
-        if positive not in names:
+        positive = bundle_positive_class(manifest)
+        if positive is None or positive not in names:
             raise ValueError(f"class {positive!r} is not one of {list(names)}")
         band = decision.get("uncertain")
         threshold = float(decision["threshold"]) if decision.get("rule") == "threshold" else None
@@ -69,16 +68,9 @@ class DecisionRule:
         return self.class_names.index(self.positive_class)
 
     def describe(self) -> str:
-        """The rule in one short line, shown beside every result."""
-        p = f"P({self.positive_class})"
-        if self.threshold is None:
-            rule = f"argmax ({p} > 0.500)" if len(self.class_names) == 2 else "argmax"
-        else:
-            rule = f"{p} ≥ {self.threshold:.3f}"
-        if self.uncertain is not None:
-            lo, hi = self.uncertain
-            rule += f"; uncertain if {lo:.2f} ≤ {p} < {hi:.2f}"
-        return rule
+        """The rule in one short line, shown beside every result (worded by core.results.rule_text, as
+        the SR and the page word it)."""
+        return rule_text(self.positive_class, len(self.class_names), self.threshold, self.uncertain)
 
     def predict(self, probs: np.ndarray) -> np.ndarray:
         """Class index per row, the band ignored: what accuracy and recall are computed on."""

@@ -2,7 +2,8 @@
 
 Result lines carry `positive_class`, `p_positive`, `decision` and a label that may be
 UNCERTAIN (the bundle's decision rule); lines written before the rule existed carry only the
-probabilities and the label, so both shapes are read here and nowhere else. A line may carry
+probabilities and the label: core.results reads both shapes for the SR and the page alike
+(the positive class and the rule's wording), this module turns them into words. A line may carry
 `flags` (for example the patient's age outside the population the model was trained on): their
 reasons travel with the finding, in words, into the SR.
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-UNCERTAIN = "UNCERTAIN"
+from edgecxr.core.results import UNCERTAIN, bundle_rule_text, p_positive
+
 PRESENT, ABSENT, INDETERMINATE = "present", "absent", "indeterminate"
 
 
@@ -44,17 +46,12 @@ def plain(text: str) -> str:
 
 def finding_from_record(record: dict, manifest: dict) -> Finding:
     """`record` is an ok result line; `manifest` the bundle's, for lines without the rule's fields."""
-    probs = record.get("probabilities", {})
-    names = list(manifest.get("class_names") or probs)
-    decision = manifest.get("decision") or {}
-    positive = (record.get("positive_class") or decision.get("class") or manifest.get("positive_class")
-                or names[-1])
-    p = record.get("p_positive")
-    if p is None:
-        p = probs[positive]
-    rule = record.get("decision") or decision.get("description") or _describe(decision, positive)
-    point = _operating_point(decision)
-    return Finding(positive, float(p), str(record["label"]), plain(rule), plain(point) if point else None,
+    positive, p = p_positive(record, manifest.get("class_names") or ())
+    if positive is None or p is None:
+        raise ValueError(f"the result line has no probability of its positive class {positive!r}")
+    rule = record.get("decision") or bundle_rule_text(manifest)
+    point = _operating_point(manifest.get("decision") or {})
+    return Finding(positive, p, str(record["label"]), plain(rule), plain(point) if point else None,
                    flags=_flag_reasons(record.get("flags")))
 
 
@@ -63,12 +60,6 @@ def _flag_reasons(flags) -> tuple[str, ...]:
     if not isinstance(flags, list):
         return ()
     return tuple(plain(str(f["reason"])) for f in flags if isinstance(f, dict) and f.get("reason"))
-
-
-def _describe(decision: dict, positive: str) -> str:
-    if decision.get("rule") == "threshold":
-        return f"P({positive}) ≥ {float(decision['threshold']):.3f}"
-    return "argmax"
 
 
 def _operating_point(decision: dict) -> str | None:

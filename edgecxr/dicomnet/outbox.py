@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from edgecxr.core.fsutil import atomic_write_bytes, atomic_write_json, fsync_dir
+from edgecxr.core.jsonl import append_durably, cut_torn_tail, iter_lines
 from edgecxr.core.provenance import utc_now
 from edgecxr.dicomnet.destination import Destination
 
@@ -52,13 +53,13 @@ class DestinationBox:
         self.awaiting_dir.mkdir(parents=True, exist_ok=True)
         self.failed_dir.mkdir(parents=True, exist_ok=True)
         self.sent_path = self.folder / "sent.jsonl"
-        _cut_torn_tail(self.sent_path)
+        cut_torn_tail(self.sent_path)
         self.sent: set[str] = set()
         # Counts for status.json and /metrics: every object ever sent (committed), lines retention removed
         # included (state.json keeps their count), so a counter never goes down when sent.jsonl is rotated.
         state = _read_json(self.folder / "state.json") or {}
         self.sent_total, self.committed = int(state.get("rotated_sent", 0)), int(state.get("rotated_committed", 0))
-        for line in _read_jsonl(self.sent_path):
+        for line in iter_lines(self.sent_path):
             self.sent.add(line["sop_instance_uid"])
             self.sent_total += 1
             self.committed += bool(line.get("committed_at"))
@@ -167,7 +168,7 @@ class DestinationBox:
     def mark_sent(self, path: Path, info: dict) -> None:
         line = {"sop_instance_uid": path.stem, "sent_at": utc_now(), **info}
         with self._lock:
-            _append_line(self.sent_path, line)
+            append_durably(self.sent_path, (json.dumps(line, separators=(",", ":")) + "\n").encode())
             self.sent.add(path.stem)
             self.sent_total += 1
             self.committed += bool(line.get("committed_at"))
@@ -193,7 +194,7 @@ class DestinationBox:
 class Outbox:
     def __init__(self, out: Path, destinations: list[Destination],
                  results: Callable[[], Iterable[dict]] = lambda: ()):
-        """`results` streams results.jsonl (ledger.iter_results), read only on the first start."""
+        """`results` streams results.jsonl (core.results.iter_results), read only on the first start."""
         self.root = Path(out) / OUTBOX
         self.queue_dir = self.root / QUEUE
         self.queue_dir.mkdir(parents=True, exist_ok=True)
@@ -326,7 +327,7 @@ def summary(out: Path) -> list[dict]:
     for folder in sorted(p for p in root.iterdir() if (p / "pending").is_dir()):
         state = _read_json(folder / "state.json") or {}
         sent = committed = 0
-        for line in _read_jsonl(folder / "sent.jsonl"):
+        for line in iter_lines(folder / "sent.jsonl"):
             sent, committed = sent + 1, committed + bool(line.get("committed_at"))
         rows.append({
             "destination": state.get("destination", folder.name),
@@ -341,43 +342,12 @@ def summary(out: Path) -> list[dict]:
     return rows
 
 
-def _append_line(path: Path, line: dict) -> None:
-    data = (json.dumps(line, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _age(path: Path) -> tuple[int, str]:
     """Oldest first; a file the sender removed meanwhile sorts anywhere, it is skipped later."""
     try:
         return path.stat().st_mtime_ns, path.name
     except OSError:
         return 0, path.name
-
-
-def _cut_torn_tail(path: Path) -> None:
-    """A crash mid-append leaves an unterminated last line; cut it so the next line starts clean."""
-    if not path.exists():
-        return
-    with open(path, "rb+") as handle:
-        data = handle.read()
-        if data and not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
-            os.fsync(handle.fileno())
-
-
-def _read_jsonl(path: Path):
-    if not path.exists():
-        return
-    for raw in path.read_text().splitlines():
-        try:
-            yield json.loads(raw)
-        except json.JSONDecodeError:
-            continue  # a torn last line from a crash: that object is still pending and goes again
 
 
 def _read_json(path: Path) -> dict | None:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edgecxr.core.data.fingerprint import sha256_file
 from edgecxr.core.optional import require
+from edgecxr.core.results import OK, iter_results
 from edgecxr.dicomnet.destination import Destination
 from edgecxr.dicomnet.finding import finding_from_record
 from edgecxr.dicomnet.identity import stamp_dataset
@@ -30,8 +31,6 @@ from edgecxr.dicomnet.retention import Retention, Rotator
 from edgecxr.dicomnet.sender import SenderThread, SendOptions
 from edgecxr.dicomnet.sr import Algorithm, build_sr, sr_uid
 from edgecxr.dicomnet.supervise import Supervisor
-from edgecxr.runtime.ledger import iter_results
-from edgecxr.runtime.prepare import Prepared
 
 
 class DicomSendSink:
@@ -58,7 +57,9 @@ class DicomSendSink:
             thread.start()
 
     # -- the ResultSink interface -------------------------------------------------------
-    def accept(self, record: dict, item: Prepared | None, source: Path) -> None:
+    def accept(self, record: dict, item: object | None, source: Path) -> None:
+        """runtime.sinks.ResultSink's: `item` (the prepared input) is not needed, the result line and
+        the source file are, so dicomnet never imports the loop."""
         uid = self._job_uid(record)
         if uid is None or self.outbox.known(uid):
             return
@@ -106,7 +107,7 @@ class DicomSendSink:
     def _job_uid(record: dict) -> str | None:
         """The SR's UID for a DICOM result; None for refusals and for PNG/JPEG inputs (no study to join)."""
         dicom = record.get("dicom") or {}
-        if record.get("status") != "ok" or not dicom.get("SOPInstanceUID") or not dicom.get("StudyInstanceUID"):
+        if record.get("status") != OK or not dicom.get("SOPInstanceUID") or not dicom.get("StudyInstanceUID"):
             return None
         return sr_uid(dicom["SOPInstanceUID"], record.get("bundle_checksum", ""))
 
@@ -151,6 +152,7 @@ class DicomSendSink:
             from edgecxr.core.data.dicom import decode_dicom
             from edgecxr.dicomnet.sc import build_sc
 
+            # the watcher accepted this input under --max-pixels already: no second, different limit here
             pixels = decode_dicom(source_path.read_bytes(), str(source_path), max_pixels=10**9).pixels
             built.append(build_sc(source, pixels, finding, algorithm))  # its header was checked and logged once
         return [(str(ds.SOPInstanceUID), _encode(ds)) for ds in built]

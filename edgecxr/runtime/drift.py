@@ -32,7 +32,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgecxr.scope.verdict import OUT_OF_SCOPE  # the status of a line the gate refused
+from edgecxr.core.results import ERROR, OK, OUT_OF_SCOPE
 
 if TYPE_CHECKING:
     from edgecxr.runtime.prepare import Prepared
@@ -72,12 +72,12 @@ class DriftMonitor:
     # -- the ResultSink interface ----------------------------------------------------------
     def accept(self, record: dict, item: Prepared | None = None, source: Path | None = None) -> None:
         status = record.get("status")
-        if status not in ("ok", OUT_OF_SCOPE, "error"):
+        if status not in (OK, OUT_OF_SCOPE, ERROR):
             return
         gate = record.get("gate")
         score = gate.get("score") if isinstance(gate, dict) else None
         score = float(score) if isinstance(score, (int, float)) and math.isfinite(score) else None
-        self._recent.append((status, record.get("label") if status == "ok" else None, score))
+        self._recent.append((status, record.get("label") if status == OK else None, score))
         self._seen += 1
 
     def seed(self, records: list[dict]) -> None:
@@ -98,12 +98,12 @@ class DriftMonitor:
 
     def _report(self) -> dict:
         statuses = [s for s, _, _ in self._recent]
-        ok, oos, errors = statuses.count("ok"), statuses.count(OUT_OF_SCOPE), statuses.count("error")
-        labels = [label for s, label, _ in self._recent if s == "ok"]
-        scores = [score for s, _, score in self._recent if s == "ok" and score is not None]
+        ok, oos, errors = statuses.count(OK), statuses.count(OUT_OF_SCOPE), statuses.count(ERROR)
+        labels = [label for s, label, _ in self._recent if s == OK]
+        scores = [score for s, _, score in self._recent if s == OK and score is not None]
         report: dict = {"window": self.window, "images": len(self._recent), "alpha": self.alpha,
                         "min_images": self.min_images,
-                        "counts": {"ok": ok, OUT_OF_SCOPE: oos, "error": errors}}
+                        "counts": {OK: ok, OUT_OF_SCOPE: oos, ERROR: errors}}
         gated = ok + oos
         if self.baseline is None:
             names = sorted({label for label in labels if isinstance(label, str)})

@@ -24,11 +24,11 @@ from edgecxr.backends.base import Runner
 from edgecxr.core.fsutil import atomic_write_json
 from edgecxr.core.preprocess import PreprocessSpec
 from edgecxr.core.provenance import utc_now
+from edgecxr.core.results import MAPS
 from edgecxr.explain.occlusion import DEFAULT_GRID, FLAT_INPUT, FLAT_MAP, MIN_MAP_RANGE, Grid, occlusion_map
 from edgecxr.explain.overlay import SCALE_POINTS, save_overlay
 from edgecxr.runtime.prepare import Prepared
 
-MAPS = "maps"
 EXPLAIN_SCHEMA = "edgecxr.explain/1"
 IDLE_POLL = 0.05  # seconds between looks at `busy` while maps wait for a burst to end
 MAP_SECONDS = 60.0  # the longest close() waits for the map in hand once the queue is given up

@@ -28,20 +28,17 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from edgecxr.core.fsutil import fsync_dir
+from edgecxr.core.jsonl import cut_torn_tail, write_all
 from edgecxr.core.provenance import utc_now
+from edgecxr.core.results import JUDGED, RESULTS
+from edgecxr.core.results import parse_result as _parse
 from edgecxr.runtime import ledger_index
 from edgecxr.runtime.ledger_index import stable_key
-from edgecxr.scope.verdict import OUT_OF_SCOPE
 
-RESULTS = "results.jsonl"
-RESULT_SCHEMA = "edgecxr.result/1"
-DUPLICATE = "duplicate"
 DUPLICATE_DAYS = 365  # an image judged within this many days is a duplicate when it comes again
-JUDGED = ("ok", OUT_OF_SCOPE)  # lines a later copy is a duplicate of (an unreadable file may be read later)
 SAVE_INDEX_EVERY = 5000  # lines: the saved index is refreshed this often, so a SIGKILL leaves little to parse
 
 
@@ -77,27 +74,7 @@ class Ledger:
 
     def _repair(self) -> int:
         """Cut a torn (unterminated or unparsable) last line left by a crash."""
-        if not self.path.exists():
-            return 0
-        with open(self.path, "rb+") as handle:
-            size = handle.seek(0, os.SEEK_END)
-            base, data = _last_line(handle, size)  # the tail only: a year of lines is never read whole
-            keep = size
-            if data and not data.endswith(b"\n"):
-                keep = base + data.rfind(b"\n") + 1
-            else:
-                last_start = data.rfind(b"\n", 0, max(len(data) - 1, 0)) + 1
-                last = data[last_start:].strip()
-                if last:
-                    try:
-                        json.loads(last)
-                    except json.JSONDecodeError:
-                        keep = base + last_start
-            if keep != size:
-                handle.truncate(keep)
-                handle.flush()
-                os.fsync(handle.fileno())
-            return size - keep
+        return cut_torn_tail(self.path)
 
     def _load(self, saved_index: bool = True) -> None:
         """Index every line in one streaming pass, starting after the saved index when it still matches the
@@ -228,11 +205,7 @@ class Ledger:
             return
         lines = [(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8", "backslashreplace")
                  for r in records]
-        data = b"".join(lines)
-        written = 0
-        while written < len(data):
-            written += os.write(self._fd, data[written:])
-        os.fsync(self._fd)
+        write_all(self._fd, b"".join(lines))
         for record, line in zip(records, lines):
             self._index(record, self._end)
             self._end += len(line)
@@ -273,69 +246,6 @@ def _packed(sha256: str) -> bytes:
         return sha256.encode("utf-8", "surrogateescape")
 
 
-def _last_line(handle, size: int, block: int = 1 << 16) -> tuple[int, bytes]:
-    """(offset, bytes) of a tail of the file that holds its whole last line (and the newline before it)."""
-    start = size
-    while True:
-        start = max(0, start - block)
-        handle.seek(start)
-        data = handle.read(size - start)
-        if start == 0 or data.rfind(b"\n", 0, max(len(data) - 1, 0)) >= 0:
-            return start, data
-        block *= 2
-
-
 def _iso_days_ago(days: float) -> str:
     """`completed_at` of a line written `days` ago (utc_now's format compares as text)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - days * 86400))
-
-
-def _parse(raw: bytes) -> dict | None:
-    try:
-        record = json.loads(raw.decode("utf-8"))  # decoded first: json's own encoding sniffing is slower
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if not isinstance(record, dict) or not isinstance(record.get("path"), str):
-        return None
-    return record
-
-
-def iter_results(out_dir: str | Path) -> Iterator[dict]:
-    """Every complete line, streamed: what a reader that looks at each result once needs, without a
-    year of results in memory (the SR sink's crash recovery at start)."""
-    path = Path(out_dir) / RESULTS
-    if not path.exists():
-        return
-    with open(path, "rb") as handle:
-        for line in handle:
-            record = _parse(line)
-            if record is not None:
-                yield record
-
-
-def read_results(out_dir: str | Path, last: int | None = None) -> list[dict]:
-    """Every complete line (a torn last line, left by a crash, is not a result); with `last`, only the
-    last that many, read from the end of the file so that a year of results is never loaded for them."""
-    path = Path(out_dir) / RESULTS
-    if not path.exists():
-        return []
-    data = path.read_bytes() if last is None else _tail(path, last)
-    records = []
-    for line in data.splitlines():
-        record = _parse(line)
-        if record is not None:
-            records.append(record)
-    return records if last is None else records[-last:] if last > 0 else []
-
-
-def _tail(path: Path, lines: int, block: int = 1 << 16) -> bytes:
-    """At least the last `lines` + 1 lines of the file (the first may be cut: it is dropped)."""
-    with open(path, "rb") as handle:
-        end = handle.seek(0, os.SEEK_END)
-        start = end
-        data = b""
-        while start > 0 and data.count(b"\n") <= lines + 1:
-            start = max(0, start - block)
-            handle.seek(start)
-            data = handle.read(end - start)
-    return data if start == 0 else data[data.index(b"\n") + 1:]

@@ -1,4 +1,5 @@
-"""The lines of `results.jsonl`: one per input file version, classified or refused.
+"""The lines of `results.jsonl`: one per input file version, classified or refused (its only writer;
+the names and the statuses are core.results', which every reader uses).
 
 A line names the file (relative path, size, sha256, mtime, inode, ctime: what the ledger needs
 to know the same file again), the engine that judged it, and either the label with its
@@ -9,11 +10,11 @@ patient data never does.
 from __future__ import annotations
 
 from edgecxr.core.provenance import utc_now
-from edgecxr.runtime.ledger import DUPLICATE, RESULT_SCHEMA
+from edgecxr.core.results import DUPLICATE, ERROR, OK, OUT_OF_SCOPE, RESULT_SCHEMA
 from edgecxr.runtime.prepare import Prepared
 from edgecxr.runtime.scanner import Entry
 from edgecxr.runtime.status import iso
-from edgecxr.scope.verdict import OUT_OF_SCOPE, Refusal
+from edgecxr.scope.verdict import Refusal
 
 
 def base_record(classifier, entry: Entry, item: Prepared, *, status: str) -> dict:
@@ -34,7 +35,7 @@ def refusal_record(classifier, entry: Entry, item: Prepared) -> dict:
     error = item.error
     if error is None:
         raise ValueError(f"{entry.rel} has no refusal to record")  # a caller's bug, not an input's
-    record = base_record(classifier, entry, item, status="error")
+    record = base_record(classifier, entry, item, status=ERROR)
     record["error"] = {"code": error.code, "message": str(error)}
     return record
 
@@ -59,7 +60,7 @@ def out_of_scope_record(classifier, entry: Entry, item: Prepared, refusal: Refus
 
 def classified_record(classifier, entry: Entry, item: Prepared, probs, infer_ms: float, batch_size: int,
                       gate_score: float | None = None) -> dict:
-    record = base_record(classifier, entry, item, status="ok")
+    record = base_record(classifier, entry, item, status=OK)
     record.update(classifier.result_fields(probs))  # label (or UNCERTAIN), p_positive, the decision rule
     record["probabilities"] = {n: round(float(v), 6) for n, v in zip(classifier.class_names, probs)}
     record["timings_ms"] = {"decode": round(item.decode_ms, 2), "preprocess": round(item.preprocess_ms, 2),

@@ -17,10 +17,8 @@ from datetime import datetime, timezone
 
 from edgecxr import __version__
 from edgecxr.core.provenance import utc_now
-from edgecxr.runtime.heartbeat import HEARTBEAT_SECONDS
-from edgecxr.scope.verdict import OUT_OF_SCOPE  # the status of a line the gate refused
+from edgecxr.core.results import ERROR, HEARTBEAT_SECONDS, OK, OUT_OF_SCOPE, STATUS_SCHEMA
 
-STATUS_SCHEMA = "edgecxr.status/1"
 # Upper bounds (ms) of the inference-time histogram: from a GPU's few ms to a slow CPU's seconds
 LATENCY_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 
@@ -56,10 +54,10 @@ class Counters:
             self.out_of_scope += 1
             code = str((record.get("gate") or {}).get("code") or "unknown")
             self.out_of_scope_by_code[code] = self.out_of_scope_by_code.get(code, 0) + 1
-        elif status == "error":
+        elif status == ERROR:
             code = str((record.get("error") or {}).get("code") or "unknown")
             self.refused_by_code[code] = self.refused_by_code.get(code, 0) + 1
-        elif status == "ok":
+        elif status == OK:
             ms = (record.get("timings_ms") or {}).get("inference")
             if isinstance(ms, (int, float)) and ms >= 0:
                 _add(self.inference_ms, float(ms))

@@ -25,10 +25,10 @@ import numpy as np
 
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.core.fsutil import atomic_write_json
+from edgecxr.core.results import DUPLICATE, ERROR, HEARTBEAT_SECONDS, OK, OUT_OF_SCOPE, STATUS
 from edgecxr.runtime.checks import check_folders
 from edgecxr.runtime.classifier import Classifier
-from edgecxr.runtime.heartbeat import HEARTBEAT_SECONDS, STATUS
-from edgecxr.runtime.ledger import DUPLICATE, Ledger
+from edgecxr.runtime.ledger import Ledger
 from edgecxr.runtime.lock import ResultsLock
 from edgecxr.runtime.memory import Trimmer, warm_up
 from edgecxr.runtime.moves import Mover
@@ -38,7 +38,6 @@ from edgecxr.runtime.records import classified_record, duplicate_record, out_of_
 from edgecxr.runtime.scanner import Entry, Settler, scan
 from edgecxr.runtime.sinks import ResultSink
 from edgecxr.runtime.status import Counters, status_payload
-from edgecxr.scope.verdict import OUT_OF_SCOPE
 
 
 @dataclass
@@ -116,8 +115,8 @@ class Watcher:
         for note in self.ledger.start_notes():
             self.log(note)
         self.counters.damaged_ledger_lines = len(self.ledger.damaged_lines)
-        self.counters.processed = self.ledger.counts.get("ok", 0)
-        self.counters.refused = self.ledger.counts.get("error", 0)
+        self.counters.processed = self.ledger.counts.get(OK, 0)
+        self.counters.refused = self.ledger.counts.get(ERROR, 0)
         self.counters.out_of_scope = self.ledger.counts.get(OUT_OF_SCOPE, 0)
         self.counters.duplicates = self.ledger.counts.get(DUPLICATE, 0)
 

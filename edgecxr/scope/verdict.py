@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# A refused image's result line has status core.results.OUT_OF_SCOPE: the loop writes it, not the gate.
 STAGES = ("tags", "pixels", "learned")
-OUT_OF_SCOPE = "out_of_scope"  # a result line's status for an image the gate refused
 
 
 @dataclass(frozen=True)

@@ -17,41 +17,36 @@ import time
 from collections import deque
 from pathlib import Path
 
-from edgecxr.core.metrics import positive_class_index
-from edgecxr.runtime.heartbeat import STATUS, heartbeat_age, is_stale
-from edgecxr.runtime.ledger import DUPLICATE, RESULTS
-from edgecxr.scope.verdict import OUT_OF_SCOPE  # the status of a line the gate refused
+from edgecxr.core.jsonl import parse_line
+from edgecxr.core.results import (
+    DUPLICATE,
+    MAPS,
+    OK,
+    OUT_OF_SCOPE,
+    RESULTS,
+    STATUS,
+    THUMBS,
+    decision_record_text,
+    heartbeat_age,
+    is_stale,
+    p_positive,
+)
 
-THUMBS = "thumbs"
-MAPS = "maps"  # explanation overlays: <out>/maps/<sha256>.png, written by `watch --explain`
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 STATUS_FIELDS = ("state", "updated", "started", "uptime_s", "processed", "refused", "out_of_scope", "backlog",
                  "waiting", "moved", "last_error", "inbox_error", "bundle", "backend", "precision", "reason", "edgecxr")
 GATE_TEXT = ("stage", "code", "reason")
 GATE_NUMBERS = ("score", "threshold")
-PICTURED = ("ok", OUT_OF_SCOPE)  # an unreadable file has no model input to picture
+PICTURED = (OK, OUT_OF_SCOPE)  # an unreadable file has no model input to picture
 MAX_TEXT = 500  # characters of one reason shown: a message is a sentence, not a traceback
 
 
 def decision_text(decision) -> str | None:
     """The bundle's decision rule as status.json gives it: a line from `DecisionRule.describe()`,
-    or the manifest's dict that watchers before it wrote."""
+    or the manifest's dict that watchers before it wrote (worded as `describe()` words it)."""
     if isinstance(decision, str) or decision is None:
         return decision
-    if isinstance(decision, dict) and decision.get("rule") == "threshold":
-        cls = decision.get("class")
-        return f"P({cls}) ≥ {decision.get('threshold')}"
-    return "argmax"
-
-
-def positive_probability(record: dict) -> tuple[str | None, float | None]:
-    """(positive class, P(positive)): the record's own fields, or for lines written before they
-    existed, the class `positive_class_index` picks from its probabilities."""
-    probs = record.get("probabilities") or {}
-    names = list(probs)
-    positive = record.get("positive_class") or (names[positive_class_index(names)] if names else None)
-    p = record.get("p_positive", probs.get(positive) if positive else None)
-    return positive, None if p is None else float(p)
+    return decision_record_text(decision) if isinstance(decision, dict) else "argmax"
 
 
 def public_record(seq: int, record: dict) -> dict:
@@ -62,9 +57,9 @@ def public_record(seq: int, record: dict) -> dict:
     not be read: `error_code`, and `reason`/`fix` in words).
     """
     status = record.get("status")
-    ok = status == "ok"
-    shown = "ok" if ok else OUT_OF_SCOPE if status == OUT_OF_SCOPE else DUPLICATE if status == DUPLICATE else "refused"
-    positive, p = positive_probability(record) if ok else (None, None)
+    ok = status == OK
+    shown = OK if ok else OUT_OF_SCOPE if status == OUT_OF_SCOPE else DUPLICATE if status == DUPLICATE else "refused"
+    positive, p = p_positive(record) if ok else (None, None)  # an older line's as the SR reads it
     gate = gate_view(record.get("gate"))
     reason, fix = None, None
     if shown == OUT_OF_SCOPE:
@@ -253,11 +248,8 @@ class ResultsFeed:
             if not raw.strip():
                 continue
             self._count += 1
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue  # a torn line from a crash: the watcher cuts it and writes the input again
-            if isinstance(record, dict):
+            record = parse_line(raw)  # None for a torn line from a crash: the watcher cuts it, writes it again
+            if record is not None:
                 self._recent.append(public_record(self._count, record))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from edgecxr.runtime.heartbeat import heartbeat_age, is_stale
+from edgecxr.core.results import heartbeat_age, is_stale
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from edgecxr.core.errors import EdgecxrError
-from edgecxr.runtime.heartbeat import read_status
-from edgecxr.web.feed import MAPS, SHA256, THUMBS, ResultsFeed, StatusView, media_file
+from edgecxr.core.results import MAPS, THUMBS, read_status
+from edgecxr.web.feed import SHA256, ResultsFeed, StatusView, media_file
 from edgecxr.web.metrics import CONTENT_TYPE as METRICS_TYPE
 from edgecxr.web.metrics import render as render_metrics
 from edgecxr.web.thumbs import ThumbnailSink

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from edgecxr.web.feed import PICTURED, THUMBS
+from edgecxr.core.results import THUMBS
+from edgecxr.web.feed import PICTURED
 
 SIDE = 64  # pixels; a row shows it at 48 CSS px
 KEEP = 2000  # recent inputs whose thumbnail can still be made (4 kB each)
