@@ -23,6 +23,7 @@ import numpy as np
 
 from edgecxr.core.bundle import load_bundle
 from edgecxr.core.decision import DecisionRule
+from edgecxr.core.defaults import DEFAULT_SEED
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.core.metrics import calibrated_softmax
 from edgecxr.core.sysinfo import cpu_info
@@ -40,7 +41,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="score N images, not all (see --pick)")
     parser.add_argument("--pick", choices=em.PICKS, default="stratified",
                         help="stratified: seeded, class-stratified; boundary: nearest the FP32 decision threshold")
-    parser.add_argument("--seed", type=int, default=1216)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--harness-check", type=int, default=4, metavar="N",
                         help="also run the FP32 reference emulated on N images: must agree 100%% (0: skip)")
     parser.add_argument("--openvino-isa", default=None, metavar="ISA",

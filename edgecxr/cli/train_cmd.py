@@ -32,7 +32,7 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (seed study: 2e-5).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size per device (32).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (0.01).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for split, init, order, augmentation (default 1216).")] = None,
+    seed: Annotated[int | None, typer.Option(help=f"Seed for split, init, order, augmentation (default {DEFAULT_SEED}).")] = None,
     val_fraction: Annotated[float | None, typer.Option(help="Share of train carved out for validation when val/ is missing or small (0.1).")] = None,
     class_weights: Annotated[str | None, typer.Option(help="auto (inverse class frequency) or none.")] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing (0).")] = None,

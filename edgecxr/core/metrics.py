@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgecxr.core.defaults import DEFAULT_SEED
+
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
     """Rows are true classes, columns predictions."""
@@ -88,7 +90,7 @@ BOOTSTRAP_RESAMPLES = 1000
 
 def bootstrap_intervals(y_true: Sequence[int], y_pred: Sequence[int], positive_scores: Sequence[float],
                         positive_index: int, n_classes: int, *, resamples: int = BOOTSTRAP_RESAMPLES,
-                        seed: int = 1216) -> dict:
+                        seed: int = DEFAULT_SEED) -> dict:
     """95 % percentile-bootstrap intervals (images resampled with replacement, seeded: the same report
     gives the same intervals) for accuracy, ROC AUC and each class's recall. A resample without a
     class has no recall or AUC for it and is left out of that interval."""

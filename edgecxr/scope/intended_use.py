@@ -22,12 +22,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from edgecxr.core.defaults import DEFAULT_MODALITIES, with_synonyms
 from edgecxr.core.errors import EdgecxrError
 
-DEFAULT_MODALITIES = ("CR", "DX")
 DEFAULT_VIEWS = ("PA", "AP")
 DEFAULT_BODY_PARTS = ("CHEST",)
-MODALITY_SYNONYMS = {"DR": "DX"}
 BODY_PART_SYNONYMS = {"THORAX": "CHEST"}
 AGE_ACTIONS = ("flag", "refuse")
 MAX_AGE_YEARS = 150.0  # above this an age tag is a typing error, not an age
@@ -47,8 +46,7 @@ class IntendedUse:
 
     def accepted_modalities(self) -> tuple[str, ...]:
         """The modalities with their synonyms (DX brings DR), for the decoder's legacy modality check."""
-        extra = tuple(s for s, canon in MODALITY_SYNONYMS.items() if canon in self.modalities)
-        return tuple(dict.fromkeys(self.modalities + extra))
+        return with_synonyms(self.modalities)
 
     def age_inside(self, years: float) -> bool:
         """Whether an age (fractional years) lies in the population; True when no range is set."""

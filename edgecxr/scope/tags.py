@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from edgecxr.scope.intended_use import BODY_PART_SYNONYMS, MAX_AGE_YEARS, MODALITY_SYNONYMS, IntendedUse
+from edgecxr.core.defaults import MODALITY_SYNONYMS
+from edgecxr.scope.intended_use import BODY_PART_SYNONYMS, MAX_AGE_YEARS, IntendedUse
 from edgecxr.scope.verdict import Flag, GateRefused, Refusal, TagVerdict
 
 STAGE = "tags"

@@ -19,10 +19,11 @@ from collections.abc import Callable
 import numpy as np
 
 from edgecxr.core.data.decode import DecodedImage, collapse_gray
+from edgecxr.core.defaults import DEFAULT_MODALITIES, with_synonyms
 from edgecxr.core.errors import DecodeError
 from edgecxr.core.optional import require
 
-PROJECTION_MODALITIES = ("CR", "DX", "DR")
+PROJECTION_MODALITIES = with_synonyms(DEFAULT_MODALITIES)  # CR, DX and DR: what a decode without a bundle accepts
 IDENTIFIERS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "AccessionNumber",
                "Modality")
 # The attributes the gate's tags stage reads (edgecxr.scope.tags.SCREEN_KEYWORDS, repeated here because
