@@ -19,7 +19,8 @@ import tracemalloc
 from pathlib import Path
 
 from edgecxr.core.provenance import utc_now
-from edgecxr.runtime.ledger import RESULTS, Ledger
+from edgecxr.core.results import RESULTS
+from edgecxr.runtime.ledger import Ledger
 from edgecxr.runtime.ledger_index import INDEX
 
 
