@@ -1,6 +1,7 @@
 """The ledger's saved index (OUT/.results-index.npz): a start reads it and only the lines after it, and
-falls back to every line whenever the file no longer matches it. The index answers exactly as a full
-parse does, and holds no text from the lines."""
+falls back to every line whenever the file no longer matches it. For every line written, the index
+answers as a full parse does (it also keeps what no line holds: an identity remembered for unchanged
+content), it holds no text from the lines, and no file or failure of it stops the ledger."""
 
 from __future__ import annotations
 
@@ -106,3 +107,64 @@ def test_the_keys_are_the_same_in_another_process(tmp_path):
         done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
                               env={"PYTHONHASHSEED": seed}, check=True)
         assert done.stdout.split() == ["True", "0"]  # found through the saved index, nothing re-parsed
+
+
+def test_an_error_line_without_a_sha256_does_not_stop_the_index(tmp_path):
+    """A file refused before it was hashed (too large, vanished) has sha256 "": the index is still saved."""
+    ledger = Ledger(tmp_path)
+    ledger.append([record(i) for i in range(5)] + [{**record(5), "sha256": "", "status": "error"}])
+    ledger.close()
+    assert ledger.index_saved is True
+    again = Ledger(tmp_path)
+    assert again._unsaved == 0 and again.recorded(record(5)["path"]) == ("", "error")
+    again.close()
+
+
+def test_the_index_is_saved_every_so_many_lines_and_a_failed_save_waits_as_long(tmp_path, monkeypatch):
+    import edgecxr.runtime.ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "SAVE_INDEX_EVERY", 10)
+    ledger = Ledger(tmp_path)
+    ledger.append([record(i) for i in range(12)])
+    assert ledger.index_saved is True and ledger._unsaved == 0
+    (tmp_path / f"{INDEX}.tmp").mkdir()  # the next save cannot write its temporary file
+    ledger.append([record(i) for i in range(12, 24)])
+    assert ledger.index_saved is False and ledger._unsaved == 0  # not retried at every append
+    ledger.append([record(24)])
+    assert ledger._unsaved == 1 and ledger.has_version(record(24)["path"], record(24)["sha256"])
+    ledger.close()
+    assert ledger.index_saved is False
+    again = Ledger(tmp_path)  # the index of the first 12 lines, then the other 13 parsed
+    assert again._lines == 25 and answers(again, 25)[:25] == [(True, True, answers(again, 25)[i][2]) for i in range(25)]
+    again.close()
+
+
+def test_many_statuses_and_a_crafted_index_never_stop_the_ledger(tmp_path):
+    ledger = Ledger(tmp_path)
+    ledger.append([{**record(i), "status": f"odd-{i}"} for i in range(300)])  # a foreign writer's statuses
+    ledger.close()
+    assert ledger.index_saved is True and Ledger(tmp_path).counts["odd-299"] == 1
+    import numpy as np
+
+    with np.load(tmp_path / INDEX) as saved:
+        arrays = dict(saved)
+    arrays["meta"] = np.frombuffer(b"[1]", np.uint8)
+    with open(tmp_path / INDEX, "wb") as handle:
+        np.savez(handle, **arrays)
+    assert Ledger(tmp_path)._lines == 300
+
+
+def test_judged_images_older_than_the_duplicate_window_are_dropped_as_a_full_parse_drops_them(tmp_path, monkeypatch):
+    import edgecxr.runtime.ledger as ledger_module
+
+    old = [{**record(i), "completed_at": "2020-01-01T10:00:00+0000"} for i in range(6)]
+    ledger = Ledger(tmp_path)
+    ledger.append(old)
+    ledger.close()  # saved today, with today's mark
+    later = ledger_module._today() + ledger_module.DUPLICATE_DAYS + 5
+    monkeypatch.setattr(ledger_module, "_today", lambda: later)
+    (tmp_path / "copy").mkdir(exist_ok=True)
+    (tmp_path / "copy" / "results.jsonl").write_bytes((tmp_path / "results.jsonl").read_bytes())
+    assert Ledger(tmp_path).judged == {} and Ledger(tmp_path / "copy").judged == {}
+    monkeypatch.undo()
+    assert len(Ledger(tmp_path).judged) == 9  # within the window by the marks: kept (earlier() checks the date)

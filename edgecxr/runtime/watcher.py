@@ -79,6 +79,7 @@ class Watcher:
         self.counters = Counters()
         self.started = time.time()
         self.wake = threading.Event()
+        self.trimmer = Trimmer()
         # files this box cannot read yet (a missing decoder): no line, so they are read after the fix
         self.deferred: dict[str, tuple] = {}
         self._check_folders()
@@ -124,13 +125,13 @@ class Watcher:
         o = self.options
         settler = Settler(o.settle_seconds)
         observer = None if o.once else self._observer()
-        trimmer = Trimmer()
-        if not o.once:  # a service: reach the engine's batch working set now, not at the first burst
-            self._engine(warm_up, self.classifier.submit, o.batch_size, *self.classifier.bundle.spec.input_shape[1:])
         self._next_status = 0.0
         warned_links: set[str] = set()
         burst = False
         try:
+            if not o.once:  # a service: reach the engine's batch working set now, not at the first burst
+                seconds = warm_up(self.classifier, o.batch_size)
+                self.log(f"engine ready in {seconds:.1f} s (a start-up run at batch sizes {o.batch_size} and 1)")
             with ThreadPoolExecutor(o.decode_threads, thread_name_prefix="decode") as pool:
                 while not stop.is_set():
                     self.wake.clear()
@@ -164,7 +165,7 @@ class Watcher:
                         continue  # rescan at once: more may have arrived meanwhile
                     self._heartbeat(force=burst)  # a finished burst shows its final counts at once
                     if burst and not o.once:
-                        trimmer.after_burst()  # give the burst's freed pages back to the system
+                        self.trimmer.after_burst()  # give the burst's freed pages back to the system
                     burst = False
                     if o.once and waiting == 0:
                         self._once_summary(found.temporary)
@@ -194,6 +195,7 @@ class Watcher:
                 return
             self.wake.wait(min(left, self.options.status_seconds))
             self._heartbeat()
+            self.trimmer.tick()  # a burst that ended within 30 s of the last trim is trimmed now
 
     def _inbox_ok(self) -> bool:
         """A vanished, unreadable or unmounted inbox is an error in the log and status.json, not quiet."""
