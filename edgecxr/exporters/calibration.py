@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.core.data.fingerprint import dataset_fingerprint
-from edgecxr.core.data.folders import Sample, hash_and_check, scan_split
+from edgecxr.core.data.folders import Sample, hash_and_check, samples_fingerprint, scan_split
 from edgecxr.core.data.roots import portable_path, resolve_recorded
 from edgecxr.core.errors import DataError, EdgecxrError
 
@@ -145,6 +144,6 @@ def _add_selection(plan: ImagePlan, preferred: list[Sample], rest: list[Sample],
 def sample_record(samples: Sequence[Sample], root: Path, seed: int) -> dict:
     return {
         "root": portable_path(root), "size": len(samples), "seed": seed,
-        "fingerprint": dataset_fingerprint((s.rel, s.sha256) for s in samples),
+        "fingerprint": samples_fingerprint(samples),
         "files": [{"path": s.rel, "sha256": s.sha256} for s in samples],
     }

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecxr.core.data.fingerprint import dataset_fingerprint
-from edgecxr.core.data.folders import Sample, hash_and_check
+from edgecxr.core.data.folders import Sample, hash_and_check, samples_fingerprint
 from edgecxr.core.data.roots import resolve_recorded
 from edgecxr.core.decision import DecisionRule, pick_threshold, rates_at
 from edgecxr.core.metrics import positive_class_index
@@ -19,7 +18,9 @@ from edgecxr.core.metrics import positive_class_index
 
 def validation_samples(run: dict | None) -> list[Sample] | None:
     """The run's validation images, when it has them and they are on this machine."""
-    split = (run or {}).get("split") or {}
+    if run is None:
+        return None
+    split = run.get("split") or {}
     if not split.get("val"):
         return None
     root = resolve_recorded(split.get("val_root") or split.get("train_root", ""))
@@ -55,7 +56,7 @@ def decision_record(class_names: list[str], options, samples: list[Sample], spli
     is_positive = np.array([s.label == pos for s in samples])
     threshold = pick_threshold(p_positive, is_positive, target, value)
     record = {"target": target, "value": value, "split": split, "images": len(samples),
-              "fingerprint": dataset_fingerprint((s.rel, s.sha256 or "") for s in samples),  # hashed
+              "fingerprint": samples_fingerprint(samples),
               "engine": "onnxruntime-fp32", "calibrated": True,
               "achieved": rates_at(p_positive, is_positive, threshold)}
     return DecisionRule(tuple(class_names), positive, threshold, options.uncertain, record).to_manifest()

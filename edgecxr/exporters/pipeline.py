@@ -172,7 +172,7 @@ def _decision_stage(recorder: _Recorder, class_names, options: ExportOptions, ru
     """(the decision rule, the probability calibration): the temperature is fitted on the FP32
     graph's validation logits first, and the threshold is then chosen on the calibrated
     probabilities of the same images, which are what every engine decides on."""
-    from edgecxr.core.data.fingerprint import dataset_fingerprint
+    from edgecxr.core.data.folders import samples_fingerprint
     from edgecxr.core.metrics import calibrated_softmax
     from edgecxr.exporters.operating_point import decision_record, decision_samples
     from edgecxr.exporters.temperature import calibration_record
@@ -180,8 +180,7 @@ def _decision_stage(recorder: _Recorder, class_names, options: ExportOptions, ru
     samples, split = decision_samples(run, heldout)
     logits = recorder.fp32_logits(_load_inputs(samples, spec, reporter, f"{split} images: temperature"))
     calibration = calibration_record(logits, np.array([s.label for s in samples]), split,
-                                     dataset_fingerprint((s.rel, s.sha256 or "") for s in samples),  # hashed
-                                     options.temperature)
+                                     samples_fingerprint(samples), options.temperature)
     how = "fitted" if options.temperature is None else "given; measured"
     reporter.log(f"temperature {calibration['temperature']:.3f} {how} on {len(samples)} {split} images: "
                  f"ECE (15 bins) {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}, "

@@ -47,10 +47,20 @@ class Split:
         return counts
 
     def fingerprint(self) -> str:
-        missing = [s.rel for s in self.samples if s.sha256 is None]
-        if missing:
-            raise RuntimeError(f"hash the split before fingerprinting it ({len(missing)} unhashed)")
-        return dataset_fingerprint((s.rel, s.sha256) for s in self.samples if s.sha256 is not None)
+        return samples_fingerprint(self.samples)
+
+
+def hashed_pairs(samples: Sequence[Sample]) -> list[tuple[str, str]]:
+    """(relative path, sha256) of samples `hash_and_check` has hashed; an unhashed one is a bug
+    in the caller, never a file to record with an empty hash."""
+    pairs = [(s.rel, s.sha256) for s in samples if s.sha256 is not None]
+    if len(pairs) != len(samples):
+        raise RuntimeError(f"hash the samples before fingerprinting them ({len(samples) - len(pairs)} unhashed)")
+    return pairs
+
+
+def samples_fingerprint(samples: Sequence[Sample]) -> str:
+    return dataset_fingerprint(hashed_pairs(samples))
 
 
 @dataclass
