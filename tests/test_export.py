@@ -185,6 +185,27 @@ def test_calibration_classes_must_match(run_dir, mini, tmp_path):
     assert not list(tmp_path.glob(".b.partial-*"))
 
 
+def test_the_run_s_test_split_as_calibration_data_is_refused(run_dir, mini, tmp_path):
+    """run.json records the test split it was evaluated on; tuning on it would flatter the test figures."""
+    _clean_error(run("export", run_dir, "--out", tmp_path / "b", "--calib-data", mini / "test"),
+                 "holds test images", "these images are the test split", "point --calib-data at training images")
+    assert not list(tmp_path.glob(".b.partial-*"))
+
+
+def test_a_temperature_fitted_without_the_run_s_validation_images_is_said_and_recorded(run_dir, mini, tmp_path):
+    model_only = tmp_path / "model-only"
+    shutil.copytree(run_dir / "model", model_only)
+    result = run("export", model_only, "--out", tmp_path / "b", "--calib-data", mini / "train",
+                 "--targets", "onnxruntime", "--no-gate")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    fitted_on = manifest["probability_calibration"]["fitted_on"]
+    assert fitted_on == "held-out (calibration-folder images not used for calibration)"
+    said = [w for w in manifest["warnings"] if "not on the run's validation split" in w]
+    assert len(said) == 1 and "no run.json" in said[0] and "probability_calibration.fitted_on" in said[0]
+    assert "not on the run's validation split" in " ".join(result.output.split())
+
+
 def test_empty_calibration_folder(run_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     _clean_error(run("export", run_dir, "--out", tmp_path / "b", "--int8", "--calib-data", tmp_path / "empty"),

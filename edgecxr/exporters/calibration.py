@@ -84,9 +84,10 @@ def plan_images(*, class_names: list[str], calib_data: Path | None, run: dict | 
         heldout_source = "the run's validation images (not trained on, not calibration)"
     else:
         pool = [s for s in rest if s.rel not in used]
+        why = ("the run's validation images are not here" if run and run["split"].get("val") else
+               "the run has no validation split")
         heldout_source = ("calibration-folder images not used for calibration" if source == "calib-data" else
-                          "training images not used for calibration (the run has no validation split: "
-                          "the model was trained on them)")
+                          f"training images not used for calibration ({why}: the model was trained on them)")
     heldout = stratified_sample(pool, heldout_size, seed + 1)
     if need_calibration and not any(drawn):
         raise DataError("no calibration images found", path=calib_data or root,
@@ -116,10 +117,13 @@ def _pools(class_names, calib_data, run, need_calibration) -> tuple[list[Sample]
             raise EdgecxrError("the training images named in run.json are not here", path=root,
                                fix="pass --calib-data DIR with real images of the training distribution")
         index = {c: i for i, c in enumerate(run["classes"])}
+        # a val/ folder's images are relative to it; a carved split's to train/ (val_root = train_root)
+        val_root = resolve_recorded(run["split"].get("val_root") or run["split"]["train_root"])
 
-        def samples(rels):
-            return [Sample(root / rel, rel, index[rel.split("/")[0]]) for rel in rels]
-        return samples(run["split"]["val"]), samples(run["split"]["train"]), root, "run"
+        def samples(base, rels):
+            return [Sample(base / rel, rel, index[rel.split("/")[0]]) for rel in rels]
+        val = samples(val_root, run["split"]["val"]) if val_root.is_dir() else []
+        return val, samples(root, run["split"]["train"]), root, "run"
     if need_calibration:
         raise EdgecxrError("INT8 needs calibration images, and this model has no run.json naming its "
                            "training images", fix="pass --calib-data DIR (real images, one subfolder "
@@ -142,6 +146,10 @@ def _add_selection(plan: ImagePlan, preferred: list[Sample], rest: list[Sample],
 
 
 def sample_record(samples: Sequence[Sample], root: Path, seed: int) -> dict:
+    """`root`: what the paths are relative to, unless the samples all lie under another one (the
+    validation images of a run with a val/ folder are relative to it, not to train/)."""
+    roots = {s.path.parents[s.rel.count("/")] for s in samples}  # Sample.path is root / rel
+    root = roots.pop() if len(roots) == 1 else root
     return {
         "root": portable_path(root), "size": len(samples), "seed": seed,
         "fingerprint": samples_fingerprint(samples),

@@ -8,6 +8,9 @@ the rates it reached there, so a reader can see what it was tuned for.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
 from edgecxr.core.data.folders import Sample, hash_and_check, samples_fingerprint
@@ -18,26 +21,56 @@ from edgecxr.core.metrics import positive_class_index
 
 def validation_samples(run: dict | None) -> list[Sample] | None:
     """The run's validation images, when it has them and they are on this machine."""
-    if run is None:
-        return None
-    split = run.get("split") or {}
-    if not split.get("val"):
-        return None
-    root = resolve_recorded(split.get("val_root") or split.get("train_root", ""))
-    if not root.is_dir():
+    root = _validation_root(run)
+    if run is None or root is None or not root.is_dir():
         return None
     index = {c: i for i, c in enumerate(run["classes"])}
-    return [Sample(root / rel, rel, index[rel.split("/")[0]]) for rel in split["val"]]
+    return [Sample(root / rel, rel, index[rel.split("/")[0]]) for rel in run["split"]["val"]]
 
 
-def decision_samples(run: dict | None, heldout: list[Sample]) -> tuple[list[Sample], str]:
-    """The images the temperature and the threshold are chosen on, and what they are in words:
-    the run's validation split, or the held-out sample when those images are not here."""
+def _validation_root(run: dict | None) -> Path | None:
+    split = (run or {}).get("split") or {}
+    if not split.get("val"):
+        return None
+    return resolve_recorded(split.get("val_root") or split.get("train_root", ""))
+
+
+@dataclass
+class DecisionSample:
+    """The images the temperature and the threshold are chosen on. `split` is what the bundle
+    records (probability_calibration.fitted_on, decision.split); `fallback` says why they are
+    not the run's validation images, when they are not."""
+    samples: list[Sample]
+    split: str
+    fallback: str | None = None
+
+
+def decision_samples(run: dict | None, heldout: list[Sample], heldout_source: str) -> DecisionSample:
+    """The run's validation split, or the held-out sample when those images are not here."""
     samples = validation_samples(run)
-    if samples is None:
-        return heldout, "held-out (the run's validation images are not here)"
-    hash_and_check(samples)
-    return samples, "validation"
+    if samples is not None:
+        hash_and_check(samples)
+        return DecisionSample(samples, "validation")
+    if run is None:
+        why = "the model folder has no run.json naming them"
+    elif _validation_root(run) is None:
+        why = "the run has no validation split"
+    else:
+        why = f"the run's validation images are not on this machine ({_validation_root(run)})"
+    return DecisionSample(heldout, f"held-out ({heldout_source})", why)
+
+
+def fallback_warning(chosen: DecisionSample, temperature_fitted: bool, threshold_chosen: bool) -> str | None:
+    """The export's warning when something is chosen on the held-out sample instead of validation images."""
+    what = [name for name, yes in (("temperature", temperature_fitted), ("decision threshold", threshold_chosen))
+            if yes]
+    if chosen.fallback is None or not what:
+        return None
+    fields = ["probability_calibration.fitted_on"] + (["decision.split"] if threshold_chosen else [])
+    return (f"the {' and the '.join(what)} {'are' if len(what) > 1 else 'is'} chosen on {len(chosen.samples)} "
+            f"images of the {chosen.split} sample, not on the run's validation split: {chosen.fallback} "
+            f"(bundle.json records this in {' and '.join(fields)}); export the run folder where its "
+            "validation images are to choose on them")
 
 
 def decision_record(class_names: list[str], options, samples: list[Sample], split: str,

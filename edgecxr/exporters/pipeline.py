@@ -167,17 +167,22 @@ class _Recorder:
         self.reporter.warn(message)
 
 
-def _decision_stage(recorder: _Recorder, class_names, options: ExportOptions, run, heldout, spec,
+def _decision_stage(recorder: _Recorder, class_names, options: ExportOptions, run, plan, spec,
                     reporter) -> tuple[dict, dict]:
     """(the decision rule, the probability calibration): the temperature is fitted on the FP32
     graph's validation logits first, and the threshold is then chosen on the calibrated
     probabilities of the same images, which are what every engine decides on."""
     from edgecxr.core.data.folders import samples_fingerprint
     from edgecxr.core.metrics import calibrated_softmax
-    from edgecxr.exporters.operating_point import decision_record, decision_samples
+    from edgecxr.exporters.operating_point import decision_record, decision_samples, fallback_warning
     from edgecxr.exporters.temperature import calibration_record
 
-    samples, split = decision_samples(run, heldout)
+    chosen = decision_samples(run, plan.heldout, plan.heldout_source)
+    samples, split = chosen.samples, chosen.split
+    warning = fallback_warning(chosen, options.temperature is None, options.operating_point is not None)
+    if warning:
+        recorder.warnings.append(warning)
+        reporter.warn(warning)
     logits = recorder.fp32_logits(_load_inputs(samples, spec, reporter, f"{split} images: temperature"))
     calibration = calibration_record(logits, np.array([s.label for s in samples]), split,
                                      samples_fingerprint(samples), options.temperature)
@@ -242,8 +247,17 @@ def _calibration_record(plan) -> dict:
 
 
 def _plan(class_names, run, options: ExportOptions, warnings: list[str], reporter):
-    """The image plan; with the default number of candidates, a folder too small to choose between
-    them falls back to one candidate, with a warning (an explicit --calib-candidates N is kept, or refused)."""
+    """The image plan, never from the run's test images (refused: exit 2)."""
+    from edgecxr.exporters.test_split import refuse_test_images
+
+    plan = _candidates_plan(class_names, run, options, warnings, reporter)
+    refuse_test_images(run, options.calib_data)  # after the plan: a class mismatch is said first
+    return plan
+
+
+def _candidates_plan(class_names, run, options: ExportOptions, warnings: list[str], reporter):
+    """With the default number of candidates, a folder too small to choose between them falls back
+    to one candidate, with a warning (an explicit --calib-candidates N is kept, or refused)."""
     from edgecxr.exporters.calibration import plan_images
 
     def plan(candidates: int):
@@ -278,8 +292,8 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     export_info = _onnx_stage(model, spec, folder, heldout, options, reporter)
     recorder = _Recorder(folder, heldout, options, reporter, warnings)
     recorder.add("onnxruntime-fp32", "onnxruntime", "fp32", ["onnx/model.fp32.onnx"], "reference")
-    decision, probability_calibration = _decision_stage(recorder, class_names, options, source.run, plan.heldout,
-                                                        spec, reporter)
+    decision, probability_calibration = _decision_stage(recorder, class_names, options, source.run, plan, spec,
+                                                        reporter)
     gate = _gate_stage(folder, spec, export_info, class_names, decision, probability_calibration["temperature"],
                        source.run, options, reporter)
     calibration_record = _calibration_record(plan) if options.int8 else None
