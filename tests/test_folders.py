@@ -68,3 +68,35 @@ def test_bad_images_listed_or_skipped(mini, tmp_path):
         hash_and_check(split.samples)
     bad = hash_and_check(split.samples, skip_bad=True)
     assert [b["path"].endswith("broken.jpeg") for b in bad] == [True]
+
+
+def _given_val(mini, tmp_path, shared: list[tuple[str, str]]):
+    """mini with a val/ folder of 50 new patients per class (used as is), plus `shared` (class, name) files."""
+    root = copy_tree(mini, tmp_path / "d")
+    image = next((mini / "test" / "NORMAL").iterdir()).read_bytes()
+    names = {"NORMAL": "IM-9{:03d}-0001.jpeg", "PNEUMONIA": "person9{:03d}_bacteria_1.jpeg"}
+    for cls, pattern in names.items():
+        (root / "val" / cls).mkdir(parents=True)
+        for i in range(50):
+            (root / "val" / cls / pattern.format(i)).write_bytes(image)
+    for cls, name in shared:
+        (root / "val" / cls / name).write_bytes(image)
+    return root
+
+
+def test_given_val_folder_sharing_patients_with_train_is_said_and_recorded(mini, tmp_path):
+    """Kept as given (the user's choice), but a patient on both sides is counted, named and recorded."""
+    root = _given_val(mini, tmp_path, [("NORMAL", "IM-0115-0002.jpeg"), ("PNEUMONIA", "person1000_virus_7.jpeg")])
+    data = load_dataset(root)
+    assert data.val_source == "folder" and len(data.val.samples) == 102
+    shared = data.val_rule["shared_with_train"]
+    assert shared == {"groups": 2, "val_images": 2, "train_images": 2, "examples": ["IM-0115", "person1000"]}
+    assert data.val_rule["rule"] == "kermany-patient/1"
+    assert "val/ shares 2 patient(s) with train/" in data.val_note and "IM-0115" in data.val_note
+    assert "remove val/" in data.val_note
+
+
+def test_given_val_folder_without_shared_patients_says_nothing(mini, tmp_path):
+    data = load_dataset(_given_val(mini, tmp_path, []))
+    assert data.val_source == "folder" and data.val_note == ""
+    assert data.val_rule["shared_with_train"]["groups"] == 0

@@ -86,6 +86,9 @@ class RichReporter(Reporter):
     def log(self, message: str) -> None:
         self.bar.console.print(message)
 
+    def warn(self, message: str) -> None:
+        self.bar.console.print(f"[bold yellow]warning:[/bold yellow] {message}", highlight=False)
+
     def task(self, description: str, total: int):
         task = self.bar.add_task(description, total=total, info="")
         return lambda n=1: self.bar.advance(task, n)

@@ -54,6 +54,8 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
 
     data = load_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed,
                         val_files=recorded["split"]["val"] if recorded else None)
+    if data.val_note:  # a small val/ ignored, or one sharing patients with train/ (recorded in run.json too)
+        reporter.warn(data.val_note)
     torch.manual_seed(config.seed)
     model, source = _build_model(config, data.classes)  # before the long data check: fail fast
     data = _verify_data(data, config, reporter)

@@ -3,7 +3,8 @@
 Classes are the sorted subfolder names and must agree across splits. A missing or small
 `val` folder is replaced by a stratified, seeded split carved from `train` by patient
 (edgecxr.core.data.patients: no patient on both sides), and that split and its rule are
-recorded, so any run can be reproduced file for file.
+recorded, so any run can be reproduced file for file. A given `val` folder is used as is, but
+the patients it shares with `train` are counted, said (`val_note`) and recorded.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class DataSet:
     test: Split | None
     val_source: str  # "folder" or "carved"
     val_note: str = ""
-    val_rule: dict | None = None  # how a carved split grouped files (edgecxr.core.data.patients)
+    # the patient groups (edgecxr.core.data.patients): how a carved split grouped files, or for a
+    # given val/ folder the groups it shares with train/ (`shared_with_train`)
+    val_rule: dict | None = None
     bad_files: list[dict] = field(default_factory=list)
 
 
@@ -170,7 +173,9 @@ def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = DEF
         val = scan_split(val_dir, "val", classes)
         small = {c: n for c, n in val.counts().items() if n < MIN_VAL_PER_CLASS}
         if not small:
-            return DataSet(root, classes, train, val, test, "folder")
+            shared = shared_patients(train.samples, val.samples)
+            return DataSet(root, classes, train, val, test, "folder", shared_note(shared),
+                           {**describe(s.rel for s in val.samples), "shared_with_train": shared})
         val_note = (f"val/ ignored: fewer than {MIN_VAL_PER_CLASS} images per class "
                     f"({', '.join(f'{c}: {n}' for c, n in small.items())})")
     if val_files is not None:
@@ -188,6 +193,26 @@ def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = DEF
         Split("val", train_dir, classes, carved),
         test, "carved", val_note, describe(s.rel for s in train.samples),
     )
+
+
+def shared_patients(train: Sequence[Sample], val: Sequence[Sample]) -> dict:
+    """Patient groups (edgecxr.core.data.patients) with images in both a given val/ folder and
+    train/: the checkpoint would be chosen on near-duplicates of training images."""
+    train_groups = {group_of(s.rel) for s in train}
+    both = sorted({group_of(s.rel) for s in val} & train_groups)
+    in_both = set(both)
+    return {"groups": len(both), "val_images": sum(group_of(s.rel) in in_both for s in val),
+            "train_images": sum(group_of(s.rel) in in_both for s in train), "examples": both[:3]}
+
+
+def shared_note(shared: dict) -> str:
+    """The warning (and run.json's data.val_note) when a given val/ shares patients with train/."""
+    if not shared["groups"]:
+        return ""
+    return (f"val/ shares {shared['groups']} patient(s) with train/ ({shared['val_images']} validation and "
+            f"{shared['train_images']} training images, e.g. {shared['examples'][0]}): validation figures and "
+            "the checkpoint choice are optimistic; move those patients' images to one side, or remove val/ "
+            "to have a validation split carved from train/ by patient")
 
 
 def hash_and_check(samples: Sequence[Sample], *, skip_bad: bool = False,

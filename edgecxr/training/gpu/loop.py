@@ -61,6 +61,8 @@ def train_gpu(config: GpuConfig, *, resume: bool = False, reporter: Reporter | N
     recorded = check_out_folder(out, config, resume)
     data = load_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed,
                         val_files=recorded["split"]["val"] if recorded else None)
+    if data.val_note:  # a small val/ ignored, or one sharing patients with train/ (recorded in run.json too)
+        reporter.warn(data.val_note)
     torch.manual_seed(config.seed)
     model, source = build_from_preset(config.preset, data.classes)
     spec = source.spec
