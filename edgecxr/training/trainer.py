@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from edgecxr.core.data.folders import DataSet, drop_bad, hash_and_check, load_dataset
+from edgecxr.core.data.folders import DataSet, drop_bad, hash_and_check, load_dataset, replayed_val_files
 from edgecxr.core.data.roots import portable_path
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.core.fsutil import atomic_write_json
@@ -53,7 +53,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     started = time.monotonic()
 
     data = load_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed,
-                        val_files=recorded["split"]["val"] if recorded else None)
+                        val_files=replayed_val_files(recorded))
     if data.val_note:  # a small val/ ignored, or one sharing patients with train/ (recorded in run.json too)
         reporter.warn(data.val_note)
     torch.manual_seed(config.seed)

@@ -153,6 +153,15 @@ def stratified_split(samples: Sequence[Sample], fraction: float, seed: int, n_cl
     return train, val
 
 
+def replayed_val_files(recorded: dict | None) -> list[str] | None:
+    """What `load_dataset(val_files=...)` replays when a run resumes: its carved validation split.
+    A given val/ folder is read again instead (its files are relative to it, not to train/), and
+    the recorded fingerprints check that it is unchanged."""
+    if recorded is None or recorded["data"].get("val_source") == "folder":
+        return None
+    return recorded["split"]["val"]
+
+
 def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = DEFAULT_SEED,
                  val_files: Sequence[str] | None = None) -> DataSet:
     """Read the layout of ROOT; `val_files` replays a recorded carved split."""

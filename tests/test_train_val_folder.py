@@ -1,0 +1,36 @@
+"""Training with a given val/ folder: its patients shared with train/ are said and recorded, and the run resumes."""
+
+from __future__ import annotations
+
+import json
+
+from tests.tools import require_module
+
+require_module("torch")
+require_module("transformers")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from edgecxr.cli.app import app  # noqa: E402
+from tests.test_folders import _given_val  # noqa: E402
+
+FAST = ["--arch", "swinv2-nano-64", "--batch-size", "8", "--workers", "0"]
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_a_val_folder_sharing_a_patient_is_warned_recorded_and_resumed(mini, tmp_path):
+    root = _given_val(mini, tmp_path, [("PNEUMONIA", "person1000_virus_7.jpeg")])
+    out = tmp_path / "run"
+    first = run("train", root, "--out", out, "--epochs", 2, "--stop-after-epoch", 1, *FAST)
+    assert first.exit_code == 0, first.output
+    assert "val/ shares 1 patient(s) with train/" in " ".join(first.output.split())
+    record = json.loads((out / "run.json").read_text())
+    assert record["data"]["val_source"] == "folder" and "person1000" in record["data"]["val_note"]
+    assert record["data"]["val_groups"]["shared_with_train"]["examples"] == ["person1000"]
+    assert record["split"]["val_root"].endswith("d/val") and len(record["split"]["val"]) == 101
+    second = run("train", root, "--out", out, "--epochs", 2, "--resume", *FAST)  # the val/ folder, read again
+    assert second.exit_code == 0, second.output
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
