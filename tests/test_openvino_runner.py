@@ -58,7 +58,7 @@ def test_bursts_queued_behind_each_other_each_get_their_own_answers(ir_and_input
 
 
 def test_watch_pipelines_chunks_and_records_every_file_once(mini_test_images, tmp_path):
-    from edgecxr.core.metrics import softmax
+    from edgecxr.core.metrics import calibrated_softmax
     from edgecxr.core.results import read_results
     from edgecxr.runtime.classifier import Classifier
     from edgecxr.runtime.selection import choose
@@ -80,7 +80,7 @@ def test_watch_pipelines_chunks_and_records_every_file_once(mini_test_images, tm
     x = load_model_inputs(mini_test_images[:11], bundle.spec)
     with open_runner("openvino", bundle.find(backend="openvino", precision="fp32")[0].path,
                      RunnerOptions(async_bursts=False)) as plain:
-        expected = softmax(plain.infer(x))[:, 1]
+        expected = calibrated_softmax(plain.infer(x), bundle.temperature)[:, 1]
     got = [records[p.name]["probabilities"]["PNEUMONIA"] for p in mini_test_images[:11]]
     np.testing.assert_allclose(got, expected, atol=1e-4)
     classifier.close()
