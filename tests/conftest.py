@@ -46,7 +46,7 @@ def pacs(tmp_path):
 
     server = Orthanc(tmp_path / "orthanc")
     yield server
-    server.stop()
+    server.discard()  # its storage goes with tmp_path: no graceful stop to wait for
 
 
 @pytest.fixture(autouse=True, scope="session")

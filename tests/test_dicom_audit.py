@@ -77,7 +77,7 @@ def test_watch_audits_start_classification_refusals_send_failure_and_stop(tmp_pa
                                           "onnxruntime", "--out", str(out), "--send-sr", pacs.destination,
                                           "--send-sr", dead, "--send-echo-interval", "0", "--audit-log", str(trail)])
     finally:
-        pacs.stop()
+        pacs.discard()
     assert result.exit_code == 0, result.output
     records = {r["path"]: r for r in read_results(out)}
     assert {r["status"] for r in records.values()} == {"ok", "out_of_scope", "error"}, records

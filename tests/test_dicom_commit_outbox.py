@@ -80,7 +80,7 @@ def test_a_burst_is_sent_committed_and_listed_as_committed(tmp_path, receiver):
         assert srs_in(pacs) == expected(records)
     finally:
         sink.close()
-        pacs.stop()
+        pacs.discard()
     assert row["sent"] == 10 and row["awaiting_commitment"] == 0 and row["pending"] == 0 and row["failed"] == 0
     lines = sent_lines(box)
     assert sorted(line["sop_instance_uid"] for line in lines) == expected(records)
@@ -103,7 +103,7 @@ def test_a_commitment_never_answered_ends_in_failed_with_the_reason(tmp_path, re
         row = sink.status()["destinations"][0]
     finally:
         sink.close()
-        pacs.stop()
+        pacs.discard()
     [reason] = [json.loads(p.read_text())["reason"] for p in box.failed_dir.glob("*.json")]
     assert "sent no storage commitment result within 2 s" in reason and "asked 2 time(s)" in reason, reason
     assert (row["sent"], row["committed"], row["failed"], row["awaiting_commitment"]) == (0, 0, 1, 0)
@@ -125,7 +125,7 @@ def test_a_commitment_the_pacs_refuses_ends_in_failed_with_its_reason(tmp_path, 
         assert wait_for(lambda: list(box.failed_dir.glob("*.json")), 60, poll=0.2), sink.status()
     finally:
         sink.close()
-        pacs.stop()
+        pacs.discard()
     reason = json.loads((box.failed_dir / f"{ds.SOPInstanceUID}.json").read_text())["reason"]
     assert reason == f"{dest}: PACS did not commit: no such object instance (0x0112)"
     assert (box.failed_dir / f"{ds.SOPInstanceUID}.dcm").exists()  # kept for `edgecxr outbox retry`
@@ -155,7 +155,7 @@ def test_orthanc_restarted_mid_burst_loses_and_duplicates_nothing(tmp_path, rece
         stored = srs_in(pacs)
     finally:
         sink.close()
-        pacs.stop()
+        pacs.discard()
     assert before < 16
     assert stored == expected(records)  # every one, each once
     lines = sent_lines(box)
@@ -193,7 +193,7 @@ def test_objects_awaiting_commitment_survive_our_restart_and_are_committed_once(
             again.close()
         assert srs_in(pacs) == expected(records)
     finally:
-        pacs.stop()
+        pacs.discard()
     assert sorted(line["sop_instance_uid"] for line in sent_lines(box)) == expected(records)
 
 
@@ -218,7 +218,7 @@ def test_watch_send_commit_end_to_end_and_edgecxr_status_lists_the_committed(tmp
         assert result.exit_code == 0, result.output
         stored = srs_in(pacs)
     finally:
-        pacs.stop()
+        pacs.discard()
     trail = audit_messages(tmp_path / "audit.log")
     committed = [doc for doc in trail if audit_kind(doc) == ("110104", "COMMITTED", "0")]
     assert len(committed) >= 1  # the PACS's commitment answer is in the trail, valid against the schema

@@ -51,7 +51,7 @@ def test_stored_instances_are_committed_and_unknown_ones_fail_with_the_reason(tm
         result = commit(parse_destination(pacs.destination), [stored, missing], receiver, calling_ae="EDGECXR",
                         wait_s=30)
     finally:
-        pacs.stop()
+        pacs.discard()
     assert result.error is None, result
     assert result.committed == [stored[1]]
     assert result.failed == {missing[1]: "PACS did not commit: no such object instance (0x0112)"}
@@ -63,7 +63,7 @@ def test_a_pacs_that_never_answers_leaves_the_objects_uncommitted(tmp_path, rece
         stored = stored_instance(pacs, tmp_path)
         result = commit(parse_destination(pacs.destination), [stored], receiver, calling_ae="EDGECXR", wait_s=3)
     finally:
-        pacs.stop()
+        pacs.discard()
     assert result.committed == [] and result.failed == {}
     assert "sent no storage commitment result within 3 s" in result.error
 
@@ -75,7 +75,7 @@ def test_a_refused_request_says_why(tmp_path, receiver):
         wrong = parse_destination(f"NOTORTHANC@127.0.0.1:{pacs.dicom_port}")
         result = commit(wrong, [stored], receiver, calling_ae="EDGECXR", wait_s=3)
     finally:
-        pacs.stop()
+        pacs.discard()
     # pynetdicom sometimes loses the A-ASSOCIATE-RJ when Orthanc closes right after it: either words will do
     assert result.committed == [] and ("rejected the association" in result.error or
                                        "accepted the connection, then closed" in result.error), result.error

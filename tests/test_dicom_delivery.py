@@ -107,7 +107,7 @@ def test_a_disk_error_restarts_the_builder_and_the_sender_and_status_says_so(inb
         sink.close()
         pacs.stop()
     assert len(srs_in(pacs.start())) == 2  # the re-sent object carried the same UID: no duplicate
-    pacs.stop()
+    pacs.discard()
 
 
 def test_objects_the_pacs_keeps_refusing_neither_block_newer_ones_nor_stay_forever(tmp_path):
@@ -162,7 +162,7 @@ def test_objects_the_pacs_keeps_refusing_neither_block_newer_ones_nor_stay_forev
         sender.stop.set()
         sender.wake.set()
         sender.join(30)
-        pacs.stop()
+        pacs.discard()
     assert summary(out)[0]["sent"] == 36
     wrong = CliRunner().invoke(app, ["outbox", "retry", str(out), "--destination", "OTHER@127.0.0.1:1"])
     assert wrong.exit_code == 2 and "has no destination OTHER@127.0.0.1:1" in wrong.output
@@ -189,7 +189,7 @@ def test_recovery_finds_unsent_results_after_the_ledger_dropped_a_damaged_line_b
         assert any("queued 1 result(s)" in m for m in logs), logs
         assert srs_in(pacs) == [sr_uid(lines[2]["dicom"]["SOPInstanceUID"], MANIFEST["checksum"])]
     finally:
-        pacs.stop()
+        pacs.discard()
 
 
 def test_every_object_sent_from_a_scanners_invalid_header_passes_dciodvfy(tmp_path):
@@ -224,7 +224,7 @@ def test_every_object_sent_from_a_scanners_invalid_header_passes_dciodvfy(tmp_pa
         assert sum(i.get("SpecificCharacterSet") == "ISO_IR 192" for i in pacs.instances()) == 2  # SR and SC
     finally:
         sink.close()
-        pacs.stop()
+        pacs.discard()
     said = "\n".join(logs)
     assert "PatientAge in the source header" in said and "PatientName in the source header" in said, said
     assert "Müller" not in said and "Çelik" not in said and "Übersicht" not in said

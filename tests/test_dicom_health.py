@@ -22,7 +22,7 @@ require_module("pynetdicom")
 def pacs(tmp_path):
     server = Orthanc(tmp_path / "orthanc")
     yield server
-    server.stop()
+    server.discard()
 
 
 def test_check_reports_down_up_rejected_and_down_again_in_words(pacs):

@@ -35,7 +35,7 @@ FAST = SendOptions(first_retry_s=0.2, max_retry_s=0.5, timeout_s=10)
 def web_pacs(tmp_path):
     server = Orthanc(tmp_path / "orthanc", dicomweb=True)
     yield server
-    server.stop()
+    server.discard()
 
 
 def sent_lines(out: Path) -> list[dict]:

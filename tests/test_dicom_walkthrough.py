@@ -43,5 +43,5 @@ def test_walkthrough_scanner_to_listener_to_watch_to_pacs(tmp_path):
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        pacs.stop()
+        pacs.discard()
     assert f"PACS {pacs.destination}: pending 0, sent {2 * len(SAMPLES)}, failed 0" in status.output, status.output
