@@ -30,9 +30,20 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def trained(mini, tmp_path_factory):
+    """Two epochs straight through; also the uninterrupted run the resume test compares with (read only)."""
     out = tmp_path_factory.mktemp("runs") / "nano"
     result = run("train", mini, "--out", out, "--epochs", 2, *FAST)
     assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def interrupted(mini, tmp_path_factory):
+    """The same run stopped after its first epoch; each test resumes a copy of it."""
+    out = tmp_path_factory.mktemp("runs") / "interrupted"
+    first = run("train", mini, "--out", out, "--epochs", 2, "--stop-after-epoch", 1, *FAST)
+    assert first.exit_code == 0, first.output
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     return out
 
 
@@ -98,12 +109,8 @@ def test_evaluate_command_reproduces_the_report(trained, mini, tmp_path):
     assert a["data"]["fingerprint"] == b["data"]["fingerprint"]
 
 
-def test_resume_equals_uninterrupted_run(mini, tmp_path):
-    straight, broken = tmp_path / "straight", tmp_path / "broken"
-    assert run("train", mini, "--out", straight, "--epochs", 2, *FAST).exit_code == 0
-    first = run("train", mini, "--out", broken, "--epochs", 2, "--stop-after-epoch", 1, *FAST)
-    assert first.exit_code == 0, first.output
-    assert json.loads((broken / "run.json").read_text())["status"] == "interrupted"
+def test_resume_equals_uninterrupted_run(trained, interrupted, mini, tmp_path):
+    straight, broken = trained, copy_tree(interrupted, tmp_path / "broken")
     second = run("train", mini, "--out", broken, "--epochs", 2, "--resume", *FAST)
     assert second.exit_code == 0, second.output
     a = load_file(straight / "checkpoint" / "model.safetensors")
@@ -205,11 +212,9 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in result.stderr
 
 
-def test_resume_on_changed_data_is_refused(mini, tmp_path):
-    root = copy_tree(mini, tmp_path / "d")
-    out = tmp_path / "run"
-    first = run("train", root, "--out", out, "--epochs", 2, "--stop-after-epoch", 1, *FAST)
-    assert first.exit_code == 0, first.output
+def test_resume_on_changed_data_is_refused(interrupted, mini, tmp_path):
+    root = copy_tree(mini, tmp_path / "d")  # the same images (the fingerprints hold names and hashes, not the root)
+    out = copy_tree(interrupted, tmp_path / "run")
     victim = sorted((root / "test" / "NORMAL").iterdir())[0]
     victim.write_bytes(victim.read_bytes() + b"\0")
     _assert_clean_error(run("train", root, "--out", out, "--epochs", 2, "--resume", *FAST),
