@@ -100,3 +100,22 @@ def bundle_dir(trained_run, mini, tmp_path_factory):
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def onnx_bundle(trained_run, tmp_path_factory):
+    """The tiny model exported for ONNX Runtime FP32 only, without the gate, at the operating point
+    sensitivity=0.9 (with its fitted temperature): the decision and temperature tests read it. Read
+    only: a test that changes a bundle copies it first."""
+    require_module("onnx")
+    require_module("onnxruntime")
+    from typer.testing import CliRunner
+
+    from edgecxr.cli.app import app
+
+    out = tmp_path_factory.mktemp("bundles") / "onnx-fp32"
+    args = ["export", trained_run, "--out", out, "--targets", "onnxruntime", "--no-gate",
+            "--operating-point", "sensitivity=0.9"]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return out

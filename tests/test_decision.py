@@ -116,8 +116,9 @@ def export(run_dir, out, *options):
 
 
 @pytest.fixture(scope="module")
-def sensitive_bundle(run_dir, tmp_path_factory):
-    return export(run_dir, tmp_path_factory.mktemp("op") / "sens", "--operating-point", "sensitivity=0.9")
+def sensitive_bundle(onnx_bundle):
+    """conftest's session export: ONNX Runtime FP32, no gate, --operating-point sensitivity=0.9."""
+    return onnx_bundle
 
 
 @pytest.fixture(scope="module")

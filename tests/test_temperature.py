@@ -22,7 +22,6 @@ from edgecxr.core.metrics import (
     softmax,
 )
 from edgecxr.exporters.temperature import calibration_record, fit_temperature
-from tests.tools import require_module
 
 
 def run(*args):
@@ -86,13 +85,10 @@ def test_calibrating_kept_probabilities_equals_calibrating_the_logits():
 # -- the bundle and the engines ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def exported(trained_run, tmp_path_factory):
-    require_module("onnx")
-    require_module("onnxruntime")
-    out = tmp_path_factory.mktemp("temperature") / "bundle"
-    result = run("export", trained_run, "--out", out, "--targets", "onnxruntime", "--no-gate")
-    assert result.exit_code == 0, result.output
-    return out
+def exported(onnx_bundle):
+    """conftest's session export (ONNX Runtime FP32, no gate, a sensitivity operating point), shared
+    with the decision tests: the temperature is fitted and recorded whatever the rule."""
+    return onnx_bundle
 
 
 def with_manifest(source, dest, change) -> object:
