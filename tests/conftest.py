@@ -13,6 +13,10 @@ MINI = HERE / "data" / "kermany-mini"
 # Nothing may reach a model hub from the tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# pytest-xdist's workers (make test runs two) set COLUMNS=80; without it the CLI writes to a pipe at
+# 160 columns, the width the tests' assertions on its tables and messages are written for
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture
