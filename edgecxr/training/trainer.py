@@ -237,11 +237,20 @@ def _build_model(config: TrainConfig, classes: list[str]):
 
 
 def _run_record(config, data: DataSet, source, spec, fingerprints, n_params, accelerator) -> dict:
+    model = {"source": source.kind, "name": source.name, "parameters": n_params,
+             "architecture": PRESETS[config.arch]["model"] if config.arch else None}
+    return run_record(config, data, spec, fingerprints, model, device=str(accelerator.device),
+                      precision=_precision_name(accelerator), num_processes=accelerator.num_processes,
+                      skipped_bad=data.bad_files)
+
+
+def run_record(config, data: DataSet, spec, fingerprints, model: dict, *, device: str, precision: str,
+               num_processes: int, skipped_bad: list) -> dict:
+    """run.json as it starts (one writer of the format: `edgecxr train` and the GPU recipe both use it)."""
     return {
         "schema": RUN_SCHEMA, "status": "running", "created": utc_now(), "updated": utc_now(),
         "settings": config.to_dict(),
-        "model": {"source": source.kind, "name": source.name, "parameters": n_params,
-                  "architecture": PRESETS[config.arch]["model"] if config.arch else None},
+        "model": model,
         "classes": data.classes,
         "preprocess": spec.to_dict(),
         "data": {
@@ -249,13 +258,12 @@ def _run_record(config, data: DataSet, source, spec, fingerprints, n_params, acc
             "counts": {"train": data.train.counts(), "val": data.val.counts(),
                        "test": data.test.counts() if data.test else None},
             "val_source": data.val_source, "val_note": data.val_note, "val_groups": data.val_rule,
-            "skipped_bad": data.bad_files,
+            "skipped_bad": skipped_bad,
         },
         "split": {"train_root": portable_path(data.train.root), "val_root": portable_path(data.val.root),
                   "train": [s.rel for s in data.train.samples],
                   "val": [s.rel for s in data.val.samples]},
-        "device": str(accelerator.device), "precision": _precision_name(accelerator),
-        "num_processes": accelerator.num_processes,
+        "device": device, "precision": precision, "num_processes": num_processes,
         "versions": library_versions(),
     }
 

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from edgecxr.core.data.folders import DataSet
-from edgecxr.core.data.roots import portable_path
 from edgecxr.core.fsutil import atomic_write_json
 from edgecxr.core.preprocess import PreprocessSpec
 from edgecxr.core.progress import Reporter
-from edgecxr.core.provenance import library_versions, utc_now
+from edgecxr.core.provenance import utc_now
 from edgecxr.training.gpu.config import GpuConfig
 from edgecxr.training.presets import PRESETS
-from edgecxr.training.trainer import RUN_SCHEMA, TrainState
+from edgecxr.training.trainer import TrainState
+from edgecxr.training.trainer import run_record as train_run_record
 
 if TYPE_CHECKING:
     from edgecxr.training.gpu.loop import Parts
@@ -36,28 +36,12 @@ STATE_FILE = "state.pt"
 
 def run_record(config: GpuConfig, data: DataSet, spec: PreprocessSpec, fingerprints: dict, model,
                device: torch.device, bf16: bool) -> dict:
-    return {
-        "schema": RUN_SCHEMA, "status": "running", "created": utc_now(), "updated": utc_now(),
-        "settings": config.to_dict(),
-        "model": {"source": "preset", "name": config.preset,
-                  "parameters": sum(p.numel() for p in model.parameters()),
-                  "architecture": PRESETS[config.preset]["model"]},
-        "classes": data.classes,
-        "preprocess": spec.to_dict(),
-        "data": {
-            "root": portable_path(config.data), "fingerprints": fingerprints,
-            "counts": {"train": data.train.counts(), "val": data.val.counts(),
-                       "test": data.test.counts() if data.test else None},
-            "val_source": data.val_source, "val_note": data.val_note, "val_groups": data.val_rule,
-            "skipped_bad": [],
-            "stored_as": "uint8 at the model's size (decode + PreprocessSpec.resize, rounded)",
-        },
-        "split": {"train_root": portable_path(data.train.root), "val_root": portable_path(data.val.root),
-                  "train": [s.rel for s in data.train.samples],
-                  "val": [s.rel for s in data.val.samples]},
-        "device": str(device), "precision": "bf16" if bf16 else "fp32", "num_processes": 1,
-        "versions": library_versions(),
-    }
+    described = {"source": "preset", "name": config.preset, "parameters": sum(p.numel() for p in model.parameters()),
+                 "architecture": PRESETS[config.preset]["model"]}
+    record = train_run_record(config, data, spec, fingerprints, described, device=str(device),
+                              precision="bf16" if bf16 else "fp32", num_processes=1, skipped_bad=[])
+    record["data"]["stored_as"] = "uint8 at the model's size (decode + PreprocessSpec.resize, rounded)"
+    return record
 
 
 def save_model(model, spec: PreprocessSpec, folder: Path) -> None:
