@@ -16,7 +16,8 @@ RUN python3 -m venv --system-site-packages /opt/edgecxr/venv \
 
 RUN useradd --system --no-create-home --shell /usr/sbin/nologin edgecxr
 USER edgecxr
-ENV EDGECXR_LOG_FORMAT=json
+# MALLOC_ARENA_MAX as the systemd unit sets it (docs/bench.md, soak)
+ENV EDGECXR_LOG_FORMAT=json MALLOC_ARENA_MAX=2
 VOLUME ["/inbox", "/out"]
 HEALTHCHECK --interval=30s --timeout=10s CMD ["/opt/edgecxr/venv/bin/edgecxr", "status", "/out"]
 ENTRYPOINT ["/opt/edgecxr/venv/bin/edgecxr", "watch", "/inbox", "--out", "/out", "--backend", "openvino"]

@@ -19,7 +19,8 @@ COPY deploy/containers/jetson-entrypoint.sh /usr/local/bin/edgecxr-entrypoint
 
 RUN useradd --system --no-create-home --shell /usr/sbin/nologin edgecxr
 USER edgecxr
-ENV EDGECXR_LOG_FORMAT=json EDGECXR_BUNDLE=/bundle
+# MALLOC_ARENA_MAX as the systemd unit sets it (docs/bench.md, soak)
+ENV EDGECXR_LOG_FORMAT=json EDGECXR_BUNDLE=/bundle MALLOC_ARENA_MAX=2
 VOLUME ["/inbox", "/out", "/bundle"]
 HEALTHCHECK --interval=30s --timeout=10s CMD ["/opt/edgecxr/venv/bin/edgecxr", "status", "/out"]
 ENTRYPOINT ["/usr/local/bin/edgecxr-entrypoint"]
