@@ -165,7 +165,7 @@ class Ledger:
     def _index(self, record: dict, offset: int, cutoff: str = "") -> None:
         rel, sha = record["path"], str(record.get("sha256", ""))
         status = sys.intern(str(record.get("status", "error")))
-        self.versions.add(stable_key(f"{rel}\0{sha}"))
+        self.versions.add(_version_key(rel, sha))
         self.stats[stable_key(rel)] = (hash(identity_of(record)), _packed(sha), status)
         self.counts[status] = self.counts.get(status, 0) + 1
         if status in JUDGED and str(record.get("completed_at", "")) >= cutoff:
@@ -207,12 +207,13 @@ class Ledger:
         return (sha.hex() if len(sha) == 32 else sha.decode("utf-8", "surrogateescape")), status
 
     def has_version(self, rel: str, sha256: str) -> bool:
-        return stable_key(f"{rel}\0{sha256}") in self.versions
+        return _version_key(rel, sha256) in self.versions
 
     def remember_stat(self, rel: str, identity: tuple, sha256: str) -> None:
         """Same content under a new identity (touched, copied again): no new line, but no rehash next time."""
-        status = self.stats.get(stable_key(rel), (0, b"", "ok"))[2]
-        self.stats[stable_key(rel)] = (hash(identity), _packed(sha256), status)
+        key = stable_key(rel)
+        status = self.stats.get(key, (0, b"", "ok"))[2]
+        self.stats[key] = (hash(identity), _packed(sha256), status)
         self._unsaved += 1  # in no line: only the saved index keeps it across a restart
 
     def append(self, records: list[dict]) -> None:
@@ -247,6 +248,11 @@ def identity_of(record: dict) -> tuple:
 def _uid(record: dict) -> str | None:
     dicom = record.get("dicom")
     return dicom.get("SOPInstanceUID") if isinstance(dicom, dict) else None
+
+
+def _version_key(rel: str, sha256: str) -> int:
+    """One file version: its path and its bytes' sha256 (what `versions` holds and is asked about)."""
+    return stable_key(f"{rel}\0{sha256}")
 
 
 def _keys(sha256: str, uid: str | None) -> list[int]:
