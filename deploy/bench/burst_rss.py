@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from soak import Feeder
-from soak_peers import UNIT_ENVIRONMENT, proc_sample
+from soak_peers import UNIT_ENVIRONMENT, edgecxr_command, proc_sample
 
 
 def main() -> int:
@@ -37,11 +37,9 @@ def main() -> int:
     inbox = args.out / "inbox"
     inbox.mkdir(parents=True)
     env = {**os.environ, **UNIT_ENVIRONMENT, **dict(item.split("=", 1) for item in args.env)}
-    script = Path(sys.executable).parent / "edgecxr"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "edgecxr"]
     with open(args.out / "watcher.log", "wb") as log:
-        watcher = subprocess.Popen([*command, "watch", str(inbox), "--out", str(args.out / "out"), "--backend",
-                                    "onnxruntime", "--archive", str(args.out / "archive"), "--quiet"],
+        watcher = subprocess.Popen([*edgecxr_command(), "watch", str(inbox), "--out", str(args.out / "out"),
+                                    "--backend", "onnxruntime", "--archive", str(args.out / "archive"), "--quiet"],
                                    stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         feeder = Feeder(inbox, random.Random(5))

@@ -107,13 +107,17 @@ class Orthanc:
             return json.loads(response.read())
 
 
+def edgecxr_command() -> list[str]:
+    """The `edgecxr` of this interpreter's environment (its script, else `python -m edgecxr`)."""
+    script = Path(sys.executable).parent / "edgecxr"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "edgecxr"]
+
+
 class Watcher:
     """`edgecxr watch INBOX --send-sr PACS`, restarted whenever it dies."""
 
     def __init__(self, inbox: Path, out: Path, archive: Path, destination: str, log: Path):
-        script = Path(sys.executable).parent / "edgecxr"
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "edgecxr"]
-        self.args = [*command, "watch", str(inbox), "--out", str(out), "--backend", "onnxruntime",
+        self.args = [*edgecxr_command(), "watch", str(inbox), "--out", str(out), "--backend", "onnxruntime",
                      "--archive", str(archive), "--send-sr", destination, "--send-retry-max", "60", "--quiet"]
         self.out, self.log = out, log
         self.process: subprocess.Popen | None = None
