@@ -200,6 +200,9 @@ def save_state(accelerator, folder: Path, name: str, extra) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    # save_state ends without a barrier, and each process writes its own random_states_N.pkl:
+    # renaming before every process has finished would pull the folder from under a slower one.
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / name).write_text(json.dumps(extra, indent=2))
         shutil.rmtree(folder, ignore_errors=True)
