@@ -34,3 +34,20 @@ def test_a_val_folder_sharing_a_patient_is_warned_recorded_and_resumed(mini, tmp
     second = run("train", root, "--out", out, "--epochs", 2, "--resume", *FAST)  # the val/ folder, read again
     assert second.exit_code == 0, second.output
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
+def test_split_seed_keeps_the_validation_images_while_the_seed_changes(mini, tmp_path):
+    """Seeds of one recipe are chosen between on the same validation images (--split-seed)."""
+    def split(seed, *extra):
+        out = tmp_path / f"s{seed}-{len(extra)}"
+        result = run("train", mini, "--out", out, "--epochs", 1, "--val-fraction", 0.25, "--seed", seed,
+                     *extra, *FAST)
+        assert result.exit_code == 0, result.output
+        record = json.loads((out / "run.json").read_text())
+        return record["split"]["val"], record["settings"]
+
+    own_1, _ = split(1)
+    own_2, _ = split(2)
+    fixed_2, settings = split(2, "--split-seed", 1)
+    assert own_1 != own_2  # the seed alone moves the split ...
+    assert fixed_2 == own_1 and settings["split_seed"] == 1 and settings["seed"] == 2  # ... --split-seed holds it

@@ -32,7 +32,8 @@ def train(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (seed study: 2e-5).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Batch size per device (32).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay (0.01).")] = None,
-    seed: Annotated[int | None, typer.Option(help=f"Seed for split, init, order, augmentation (default {DEFAULT_SEED}).")] = None,
+    seed: Annotated[int | None, typer.Option(help=f"Seed for init, order, augmentation and (without --split-seed) the validation split (default {DEFAULT_SEED}).")] = None,
+    split_seed: Annotated[int | None, typer.Option(help="Seed for the validation split alone (default: --seed), so several seeds or recipes are compared on the same validation images.")] = None,
     val_fraction: Annotated[float | None, typer.Option(help="Share of train carved out for validation when val/ is missing or small (0.1).")] = None,
     class_weights: Annotated[str | None, typer.Option(help="auto (inverse class frequency) or none.")] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing (0).")] = None,
@@ -55,7 +56,7 @@ def train(
 
     settings = resolve(
         str(data), str(out), config_file=config, base=base, arch=arch, init=init, epochs=epochs, lr=lr,
-        batch_size=batch_size, weight_decay=weight_decay, seed=seed, val_fraction=val_fraction,
+        batch_size=batch_size, weight_decay=weight_decay, seed=seed, split_seed=split_seed, val_fraction=val_fraction,
         class_weights=class_weights, label_smoothing=label_smoothing,
         early_stopping=early_stopping, layer_decay=layer_decay, ema_decay=ema_decay, device=torch_device,
         precision=precision, workers=workers, skip_bad=skip_bad or None)

@@ -45,6 +45,9 @@ class TrainConfig:
     batch_size: int = 32
     weight_decay: float = 0.01
     seed: int = DEFAULT_SEED
+    # the validation split's own seed (None = `seed`): several seeds of a recipe, or several
+    # recipes, are then chosen between on the same validation images
+    split_seed: int | None = None
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     label_smoothing: float = 0.0

@@ -52,7 +52,8 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     check_process_count(recorded, accelerator, out)
     started = time.monotonic()
 
-    data = load_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed,
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    data = load_dataset(config.data, val_fraction=config.val_fraction, seed=split_seed,
                         val_files=replayed_val_files(recorded))
     if data.val_note:  # a small val/ ignored, or one sharing patients with train/ (recorded in run.json too)
         reporter.warn(data.val_note)
