@@ -40,14 +40,30 @@ def test_split_seed_keeps_the_validation_images_while_the_seed_changes(mini, tmp
     """Seeds of one recipe are chosen between on the same validation images (--split-seed)."""
     def split(seed, *extra):
         out = tmp_path / f"s{seed}-{len(extra)}"
+        runs.append(out)
         result = run("train", mini, "--out", out, "--epochs", 1, "--val-fraction", 0.25, "--seed", seed,
                      *extra, *FAST)
         assert result.exit_code == 0, result.output
         record = json.loads((out / "run.json").read_text())
         return record["split"]["val"], record["settings"]
 
+    runs: list = []
     own_1, _ = split(1)
     own_2, _ = split(2)
     fixed_2, settings = split(2, "--split-seed", 1)
     assert own_1 != own_2  # the seed alone moves the split ...
     assert fixed_2 == own_1 and settings["split_seed"] == 1 and settings["seed"] == 2  # ... --split-seed holds it
+
+    # compare-runs scores all three on run 1's validation images: the run split by seed 2 trained
+    # on some of them, so it is flagged and never preferred; test figures come from each report
+    compared = run("compare-runs", *runs, "--out", tmp_path / "cmp")
+    assert compared.exit_code == 0, compared.output
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    leaked = {r["run"]: r["leaked"] for r in result["runs"]}
+    assert leaked["s1-0"] == leaked["s2-2"] == 0 < leaked["s2-0"] == len(set(own_1) - set(own_2))
+    assert result["honest_runs"] == 2 and result["preferred"] in ("s1-0", "s2-2")
+    assert result["val_images"] == len(own_1) and result["summary"]["val_accuracy"]["n"] == 2
+    rows = {r["run"]: r for r in result["runs"]}
+    report = json.loads((runs[0] / "report.json").read_text())
+    assert rows["s1-0"]["test_accuracy"] == report["metrics"]["accuracy"]
+    assert "mean ± sd of 2 runs" in (tmp_path / "cmp" / "compare.md").read_text()

@@ -92,6 +92,7 @@ def _register() -> None:
     app.command("train", help=train_cmd.train.__doc__)(train_cmd.train)
     app.command("pretrain", help=train_cmd.pretrain.__doc__)(train_cmd.pretrain)
     app.command("evaluate", help=train_cmd.evaluate.__doc__)(train_cmd.evaluate)
+    app.command("compare-runs", help=train_cmd.compare_runs.__doc__)(train_cmd.compare_runs)
     app.command("export", help=export_cmd.export.__doc__)(export_cmd.export)
     app.command("build-engine", help=engine_cmd.build_engine.__doc__)(engine_cmd.build_engine)
     app.add_typer(bundle_cmd.bundle_app, name="bundle")

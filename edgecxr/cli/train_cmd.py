@@ -174,3 +174,29 @@ def evaluate(
                                      progress=lambda total: start("evaluating", total))
     console.print(paper_table(report), markup=False)
     console.print(f"accuracy {100 * report['metrics']['accuracy']:.2f}%  ->  {out}")
+
+
+def compare_runs(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of `edgecxr train` (RUN, with run.json and model/).")],
+    val_of: Annotated[Path | None, typer.Option(help="Score every run on this run's validation images (default: the first run's).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Data root to read the validation images from, when it moved since training.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for compare.json and compare.md.")] = None,
+):
+    """Runs side by side on one validation split (seeds of a recipe, or recipes): which one validation prefers, mean and spread, with each run's test figures."""
+    import json
+
+    from edgecxr.cli.console import out as console
+    from edgecxr.core.optional import require
+
+    require("torch", "compare-runs")
+    require("transformers", "compare-runs")
+    from edgecxr.training.compare import compare, markdown
+
+    result = compare(runs, val_of=val_of, data_root=data)
+    table = markdown(result)
+    console.print(table, markup=False)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "compare.md").write_text(table)
+        console.print(f"->  {out / 'compare.md'}")
