@@ -3,7 +3,9 @@ temperature or threshold chosen on the held-out sample instead of validation ima
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +62,25 @@ def test_a_copy_of_the_test_split_is_refused_by_its_fingerprint_when_the_test_fo
     copy = copy_tree(mini / "test", tmp_path / "copy")
     message = _refused(_run(mini, tmp_path / "elsewhere"), copy)
     assert "data.fingerprints.test" in message
+
+
+def test_a_partial_copy_of_the_test_split_is_refused_by_the_report_s_hashes_when_the_test_folder_is_not_here(
+        mini, tmp_path):
+    """mini's test images are Kermany test images, which the shipped model's test report lists by sha256."""
+    report = Path(__file__).parents[1] / "edgecxr" / "models" / "reference" / "report.json"
+    fingerprint = json.loads(report.read_text())["data"]["fingerprint"]
+    run = {"classes": CLASSES, "data": {"root": str(tmp_path / "elsewhere"), "fingerprints": {"test": fingerprint},
+                                        "counts": {"test": {"NORMAL": 234, "PNEUMONIA": 390}}}}
+    calib = copy_tree(mini / "train", tmp_path / "calib")
+    for i, image in enumerate(sorted((mini / "test" / "NORMAL").iterdir())[:2]):
+        shutil.copyfile(image, calib / "NORMAL" / f"copied-{i}.jpeg")
+    with pytest.raises(DataError) as caught:
+        refuse_test_images(run, calib, report)
+    total = len(scan_split(calib, "calibration").samples)
+    assert f"2 of its {total} images are images of the run's test split (by content" in str(caught.value)
+    assert str(report) in str(caught.value) and "NORMAL/copied-" in str(caught.value)
+    refuse_test_images(run, mini / "train", report)  # the training images themselves pass
+    refuse_test_images(run, calib)  # without the report only a whole copy is recognised (the fingerprint)
 
 
 def test_training_images_and_runs_without_a_recorded_test_split_pass(mini, tmp_path):

@@ -246,12 +246,12 @@ def _calibration_record(plan) -> dict:
     return record
 
 
-def _plan(class_names, run, options: ExportOptions, warnings: list[str], reporter):
+def _plan(class_names, run, options: ExportOptions, warnings: list[str], reporter, report_path: Path | None = None):
     """The image plan, never from the run's test images (refused: exit 2)."""
     from edgecxr.exporters.test_split import refuse_test_images
 
     plan = _candidates_plan(class_names, run, options, warnings, reporter)
-    refuse_test_images(run, options.calib_data)  # after the plan: a class mismatch is said first
+    refuse_test_images(run, options.calib_data, report_path)  # after the plan: a class mismatch is said first
     return plan
 
 
@@ -285,7 +285,7 @@ def _export_into(folder: Path, source_path: Path, options: ExportOptions, target
     source = resolve_source(source_path)
     model, spec, class_names = load_checkpoint(source.model_dir)
     warnings: list[str] = []
-    plan = _plan(class_names, source.run, options, warnings, reporter)
+    plan = _plan(class_names, source.run, options, warnings, reporter, source.report_path)
     if len(plan.heldout) < 200:
         warnings.append(f"only {len(plan.heldout)} held-out images for the agreement check (200 recommended)")
     heldout = _load_inputs(plan.heldout, spec, reporter, "held-out images")

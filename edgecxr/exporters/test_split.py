@@ -7,12 +7,16 @@ bundle's) optimistic, so export refuses such a folder outright.
 
 The run records its test split as `data.root`/test and its fingerprint (`data.fingerprints.test`,
 over every image's relative path and sha256). When that folder is here, the calibration images
-are compared with it by content (a copy or a link of a test image is still a test image); when
-it is not, a folder whose fingerprint is the recorded one is the test split itself.
+are compared with it by content (a copy or a link of a test image is still a test image). When
+it is not, they are compared by content with the sha256 of every test image listed in the run's
+test report (`report.json`, when its fingerprint is the recorded one), so a partial copy is
+still caught; without that report, a folder whose fingerprint is the recorded one is the test
+split itself.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,8 +29,9 @@ CAUSE = ("these images are the test split: a threshold or temperature chosen on 
          "figures optimistic")
 
 
-def refuse_test_images(run: dict | None, calib_data: Path | None) -> None:
-    """Raise (exit 2) when `calib_data` holds images of the run's recorded test split."""
+def refuse_test_images(run: dict | None, calib_data: Path | None, report_path: Path | None = None) -> None:
+    """Raise (exit 2) when `calib_data` holds images of the run's recorded test split;
+    `report_path`: the run's test report, whose rows name each test image's sha256."""
     if calib_data is None or run is None:
         return  # without run.json there is no recorded test split to compare with
     data = run.get("data") or {}
@@ -38,6 +43,10 @@ def refuse_test_images(run: dict | None, calib_data: Path | None) -> None:
     if test_dir is not None and test_dir.is_dir():
         shared = shared_by_content(calib, scan_split(test_dir, "test").samples)
         found = f"{len(shared)} of its {len(calib)} images are images of the run's test split ({test_dir})"
+    elif (listed := _reported_test_hashes(report_path, recorded)) is not None:
+        shared = [s for s in calib if sha256_file(s.path) in listed]
+        found = (f"{len(shared)} of its {len(calib)} images are images of the run's test split (by content: "
+                 f"the sha256 of each test image in {report_path})")
     else:
         shared = _whole_test_split(calib, recorded, (data.get("counts") or {}).get("test") or {})
         found = "its images are the run's test split (their fingerprint is run.json's data.fingerprints.test)"
@@ -63,3 +72,16 @@ def _whole_test_split(calib: list[Sample], fingerprint: str, counts: dict) -> li
     for sample in calib:
         sample.sha256 = sha256_file(sample.path)
     return calib if samples_fingerprint(calib) == fingerprint else []
+
+
+def _reported_test_hashes(report_path: Path | None, fingerprint: str) -> set[str] | None:
+    """The sha256 of every image of the run's test report, when it scored the recorded test split."""
+    if report_path is None or not report_path.is_file():
+        return None
+    try:
+        report = json.loads(report_path.read_text())
+        if (report.get("data") or {}).get("fingerprint") != fingerprint:
+            return None
+        return {row["sha256"] for row in report["rows"] if row.get("sha256")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # an unreadable report: the fingerprint check below still runs
