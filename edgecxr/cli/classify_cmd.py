@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgecxr.cli.options import (
-    DEFAULT_MODALITIES,
+    FROM_BUNDLE,
     AllowUnqualifiedOpt,
     BackendOpt,
     BodyPartOpt,
@@ -47,7 +47,7 @@ def classify(
     threads: ThreadsOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per file instead of a table.")] = False,
     save_input: Annotated[Path | None, typer.Option(help="Write the exact model input of each file as a PNG here.")] = None,
-    modality: ModalityOpt = DEFAULT_MODALITIES,
+    modality: ModalityOpt = FROM_BUNDLE,
     view: ViewOpt = None,
     body_part: BodyPartOpt = None,
     population_age: PopulationAgeOpt = None,

@@ -58,4 +58,4 @@ AllowUnqualifiedOpt = Annotated[bool, typer.Option(
     "--allow-unqualified", help="Run an engine that failed qualification here, or an INT8 engine never checked "
                                 "here (a warning is logged on every start).")]
 
-DEFAULT_MODALITIES = None  # the bundle's intended use (edgecxr.scope.intended_use)
+FROM_BUNDLE = None  # an intended-use option left out: the bundle's value (edgecxr.scope.intended_use)

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from edgecxr.cli.options import (
-    DEFAULT_MODALITIES,
+    FROM_BUNDLE,
     AllowUnqualifiedOpt,
     BackendOpt,
     BodyPartOpt,
@@ -100,7 +100,7 @@ def watch(
     archive: Annotated[Path | None, typer.Option(help="Move classified inputs here.")] = None,
     quarantine: Annotated[Path | None, typer.Option(help="Move refused inputs here.")] = None,
     poll: Annotated[bool, typer.Option("--poll", help="Poll instead of file-system events (network shares).")] = False,
-    modality: ModalityOpt = DEFAULT_MODALITIES,
+    modality: ModalityOpt = FROM_BUNDLE,
     view: ViewOpt = None,
     body_part: BodyPartOpt = None,
     population_age: PopulationAgeOpt = None,
