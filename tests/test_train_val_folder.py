@@ -67,3 +67,24 @@ def test_split_seed_keeps_the_validation_images_while_the_seed_changes(mini, tmp
     report = json.loads((runs[0] / "report.json").read_text())
     assert rows["s1-0"]["test_accuracy"] == report["metrics"]["accuracy"]
     assert "mean ± sd of 2 runs" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_a_run_recorded_before_the_scanner_augmentations_existed_resumes(mini, tmp_path):
+    out = tmp_path / "old"
+    first = run("train", mini, "--out", out, "--epochs", 2, "--stop-after-epoch", 1, "--val-fraction", 0.25, *FAST)
+    assert first.exit_code == 0, first.output
+    record = json.loads((out / "run.json").read_text())
+    for key in ("gamma", "blur_p", "blur_sigma", "noise_p", "noise_std", "jpeg_p", "jpeg_quality"):
+        del record["settings"]["augment"][key]  # as run.json was written before they existed
+    (out / "run.json").write_text(json.dumps(record))
+    resumed = run("train", mini, "--out", out, "--epochs", 2, "--val-fraction", 0.25, "--resume", *FAST)
+    assert resumed.exit_code == 0, resumed.output
+    refused = run("train", mini, "--out", out, "--epochs", 2, "--val-fraction", 0.25, "--resume", *FAST,
+                  "--config", _recipe(tmp_path, "gamma = 0.25"))
+    assert refused.exit_code == 2 and "gamma" in refused.output  # turning one on is another run
+
+
+def _recipe(folder, line: str):
+    path = folder / "recipe.toml"
+    path.write_text(f"[train]\n[train.augment]\n{line}\n")
+    return path

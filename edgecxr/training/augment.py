@@ -32,7 +32,47 @@ def augment(pixels: np.ndarray, spec: PreprocessSpec, cfg: Augmentation,
         shift = float(rng.uniform(-cfg.brightness, cfg.brightness))
         mean = float(img.mean())
         img = np.clip((img - mean) * gain + mean + shift, 0.0, 1.0)
-    return spec.normalize(np.ascontiguousarray(img, dtype=np.float32))
+    return spec.normalize(np.ascontiguousarray(scanner_effects(img, cfg, rng), dtype=np.float32))
+
+
+def scanner_effects(img: np.ndarray, cfg: Augmentation, rng: np.random.Generator) -> np.ndarray:
+    """Gamma, blur, noise and JPEG re-compression, in the order an image meets them (processing,
+    the detector's sharpness, its noise, storage). An effect at 0 draws nothing from `rng`."""
+    if cfg.gamma > 0:
+        img = np.power(np.clip(img, 0.0, 1.0), math.exp(rng.uniform(-cfg.gamma, cfg.gamma)))
+    if cfg.blur_p > 0 and rng.random() < cfg.blur_p:
+        img = gaussian_blur(img, float(rng.uniform(0.2, cfg.blur_sigma)))
+    if cfg.noise_p > 0 and rng.random() < cfg.noise_p:
+        std = float(rng.uniform(0.0, cfg.noise_std))
+        img = np.clip(img + rng.normal(0.0, std, img.shape[:2])[(...,) + (None,) * (img.ndim - 2)], 0.0, 1.0)
+    if cfg.jpeg_p > 0 and rng.random() < cfg.jpeg_p:
+        img = jpeg_roundtrip(img, int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)))
+    return img
+
+
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur, kernel radius 3 sigma, edges repeated (the grey level at the border)."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * (x / sigma) ** 2)
+    kernel /= kernel.sum()
+    out = np.asarray(img, dtype=np.float32)
+    for axis in (0, 1):
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="edge")
+        out = sum(kernel[k] * np.take(padded, range(k, k + out.shape[axis]), axis=axis)
+                  for k in range(len(kernel)))
+    return out
+
+
+def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
+    """Encode as an 8-bit JPEG at `quality` and decode: the blocks and ringing of a lossy archive."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(buffer), dtype=np.float32) / 255.0
 
 
 def rotate(img: np.ndarray, degrees: float) -> np.ndarray:

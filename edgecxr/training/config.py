@@ -30,6 +30,15 @@ class Augmentation:
     crop_scale: tuple[float, float] | None = None  # random resized crop, area fraction range
     brightness: float = 0.0  # +- fraction
     contrast: float = 0.0  # +- fraction
+    # How scanners and their processing differ (issue 21); each off at 0, and an option left off
+    # draws nothing, so the recipes written before these existed see the same images.
+    gamma: float = 0.0  # pixel ** exp(U(-g, g)): 0.25 gives exponents 0.78-1.28
+    blur_p: float = 0.0  # probability of a Gaussian blur of sigma U(0.2, blur_sigma) pixels
+    blur_sigma: float = 1.5
+    noise_p: float = 0.0  # probability of additive Gaussian noise of std U(0, noise_std)
+    noise_std: float = 0.03
+    jpeg_p: float = 0.0  # probability of a JPEG re-compression at a quality in jpeg_quality
+    jpeg_quality: tuple[int, int] = (30, 90)
 
 
 @dataclass
@@ -70,6 +79,7 @@ class TrainConfig:
         data = asdict(self)
         if data["augment"]["crop_scale"] is not None:
             data["augment"]["crop_scale"] = list(data["augment"]["crop_scale"])
+        data["augment"]["jpeg_quality"] = list(data["augment"]["jpeg_quality"])
         return data
 
     def comparable(self) -> dict:
@@ -124,8 +134,9 @@ def resolve(data: str, out: str, *, config_file: str | Path | None = None, **fla
     merged.update(file_settings)
     merged.update({k: v for k, v in flags.items() if v is not None and k in _FIELD_NAMES})
     merged["arch"], merged["base"] = arch, base
-    if augment.get("crop_scale") is not None:
-        augment["crop_scale"] = tuple(augment["crop_scale"])
+    for key in ("crop_scale", "jpeg_quality"):
+        if augment.get(key) is not None:
+            augment[key] = tuple(augment[key])
     config = TrainConfig(data=str(data), out=str(out), augment=Augmentation(**augment),
                          **{k: v for k, v in merged.items() if k not in ("data", "out")})
     validate(config)
@@ -145,7 +156,19 @@ def validate(config: TrainConfig) -> None:
         (0 <= config.label_smoothing < 1, "label smoothing must be in [0, 1)"),
         (0 < config.layer_decay <= 1, "--layer-decay must be in (0, 1]"),
         (config.ema_decay == 0 or 0 < config.ema_decay < 1, "--ema-decay must be 0 (off) or in (0, 1)"),
+        *_augment_checks(config.augment),
     ]
     for ok, message in checks:
         if not ok:
             raise EdgecxrError(message, fix="see edgecxr train --help")
+
+
+def _augment_checks(a: Augmentation) -> list[tuple[bool, str]]:
+    low, high = a.jpeg_quality
+    return [
+        (all(0 <= p <= 1 for p in (a.hflip, a.blur_p, a.noise_p, a.jpeg_p)),
+         "augment: hflip, blur_p, noise_p and jpeg_p are probabilities in [0, 1]"),
+        (0 <= a.gamma <= 1, "augment: gamma must be in [0, 1] (0.25 gives exponents 0.78-1.28)"),
+        (a.blur_sigma >= 0.2 and 0 <= a.noise_std <= 0.5, "augment: blur_sigma >= 0.2, noise_std in [0, 0.5]"),
+        (1 <= low <= high <= 95, "augment: jpeg_quality is [low, high] within 1-95"),
+    ]

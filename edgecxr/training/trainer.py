@@ -20,7 +20,7 @@ from edgecxr.core.errors import EdgecxrError
 from edgecxr.core.fsutil import atomic_write_json
 from edgecxr.core.progress import Reporter
 from edgecxr.core.provenance import library_versions, utc_now
-from edgecxr.training.config import TrainConfig
+from edgecxr.training.config import Augmentation, TrainConfig
 from edgecxr.training.distributed import main_reporter, require_same_everywhere
 from edgecxr.training.presets import PRESETS
 
@@ -141,6 +141,10 @@ def check_out_folder(out: Path, config, resume: bool, record_name: str = "run.js
         recorded = json.loads(run_json.read_text())
         old = {k: v for k, v in recorded["settings"].items() if k not in config.RESUMABLE}
         new = config.comparable()
+        if isinstance(config, TrainConfig) and isinstance(old.get("augment"), dict):
+            # a run recorded before an augmentation option existed had it off
+            defaults = TrainConfig(data="", out="", augment=Augmentation()).to_dict()["augment"]
+            old["augment"] = {**defaults, **old["augment"]}
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
