@@ -84,3 +84,14 @@ def test_a_recipe_file_sets_them_and_bad_values_are_refused(tmp_path):
     recipe.write_text('[train]\narch = "swinv2-nano-64"\n[train.augment]\nnoise_p = 1.5\n')
     with pytest.raises(EdgecxrError, match="probabilities in"):
         resolve("data", "out", config_file=recipe)
+
+
+def test_every_shipped_recipe_resolves():
+    """The recipes in train/recipes are read as `edgecxr train --config` reads them (a typo fails here)."""
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).parents[1] / "train" / "recipes").glob("*.toml"))
+    assert len(recipes) >= 5
+    for recipe in recipes:
+        config = resolve("data", "out", config_file=recipe)
+        assert config.epochs >= 1, recipe
