@@ -84,6 +84,10 @@ def test_a_recipe_file_sets_them_and_bad_values_are_refused(tmp_path):
     recipe.write_text('[train]\narch = "swinv2-nano-64"\n[train.augment]\nnoise_p = 1.5\n')
     with pytest.raises(EdgecxrError, match="probabilities in"):
         resolve("data", "out", config_file=recipe)
+    for wrong in ("[30]", "[30.5, 90]", "[90, 30]", "50"):
+        recipe.write_text(f'[train]\narch = "swinv2-nano-64"\n[train.augment]\njpeg_quality = {wrong}\n')
+        with pytest.raises(EdgecxrError, match="jpeg_quality is"):
+            resolve("data", "out", config_file=recipe)
 
 
 def test_every_shipped_recipe_resolves():

@@ -62,7 +62,9 @@ def test_split_seed_keeps_the_validation_images_while_the_seed_changes(mini, tmp
     leaked = {r["run"]: r["leaked"] for r in result["runs"]}
     assert leaked["s1-0"] == leaked["s2-2"] == 0 < leaked["s2-0"] == len(set(own_1) - set(own_2))
     assert result["honest_runs"] == 2 and result["preferred"] in ("s1-0", "s2-2")
-    assert result["val_images"] == len(own_1) and result["summary"]["val_accuracy"]["n"] == 2
+    assert result["val_images"] == len(own_1) and result["summary"]["A"]["val_accuracy"]["n"] == 2
+    assert leaked_patients(result, "s2-0") > 0
+    assert all(r["chosen_on_these"] == (r["run"] != "s2-0") for r in result["runs"])
     rows = {r["run"]: r for r in result["runs"]}
     report = json.loads((runs[0] / "report.json").read_text())
     assert rows["s1-0"]["test_accuracy"] == report["metrics"]["accuracy"]
@@ -88,3 +90,7 @@ def _recipe(folder, line: str):
     path = folder / "recipe.toml"
     path.write_text(f"[train]\n[train.augment]\n{line}\n")
     return path
+
+
+def leaked_patients(result: dict, run_name: str) -> int:
+    return next(r["leaked_patients"] for r in result["runs"] if r["run"] == run_name)

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--ema-decay", type=float, default=defaults.ema_decay)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="seed of the validation split alone (default: --seed), as edgecxr train --split-seed")
     parser.add_argument("--torch-device", "--device", dest="device", choices=("cuda", "cpu"), default=defaults.device,
                         help="PyTorch device, as edgecxr train --torch-device (--device is the same)")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=defaults.precision)
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = GpuConfig(data=args.data, out=args.out, preset=args.preset, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay, seed=args.seed,
+                       split_seed=args.split_seed,
                        device=args.device, precision=args.precision, compile=args.compile,
                        evaluate_test=not args.no_test)
     try:

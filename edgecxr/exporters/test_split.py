@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgecxr.core.data.fingerprint import sha256_file
+from edgecxr.core.data.fingerprint import dataset_fingerprint, sha256_file
 from edgecxr.core.data.folders import Sample, samples_fingerprint, scan_split
 from edgecxr.core.data.roots import resolve_recorded
 from edgecxr.core.errors import DataError
@@ -79,9 +79,10 @@ def _reported_test_hashes(report_path: Path | None, fingerprint: str) -> set[str
     if report_path is None or not report_path.is_file():
         return None
     try:
-        report = json.loads(report_path.read_text())
-        if (report.get("data") or {}).get("fingerprint") != fingerprint:
-            return None
-        return {row["sha256"] for row in report["rows"] if row.get("sha256")}
+        pairs = [(row["path"], row["sha256"]) for row in json.loads(report_path.read_text())["rows"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None  # an unreadable report: the fingerprint check below still runs
+    # the rows themselves must make up the recorded test split: an edited or partial list proves nothing
+    if not pairs or not all(isinstance(h, str) and h for _, h in pairs) or dataset_fingerprint(pairs) != fingerprint:
+        return None
+    return {h for _, h in pairs}

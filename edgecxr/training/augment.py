@@ -70,6 +70,8 @@ def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     """Encode as an 8-bit JPEG at `quality` and decode: the blocks and ringing of a lossy archive."""
     import io
 
+    if img.ndim == 3 and float(np.ptp(img, axis=2).max()) == 0.0:  # grey in three channels: stored as grey
+        return np.repeat(jpeg_roundtrip(img[..., 0], quality)[..., None], img.shape[2], axis=2)
     buffer = io.BytesIO()
     Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buffer, "JPEG", quality=quality)
     return np.asarray(Image.open(buffer), dtype=np.float32) / 255.0

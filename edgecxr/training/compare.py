@@ -1,33 +1,33 @@
 """Several training runs side by side, on one validation split: the seeds of a recipe, or recipes.
 
 Each run's checkpoint is scored on the validation images of one run (`--val-of`, by default
-the first), so every row is read on the same images; a run that trained on some of them is
-flagged with how many (`leaked`), since its validation figures are then optimistic. The test
-figures are read from each run's own test report, never computed here: the test split chooses
-nothing, and `preferred` is picked on validation alone (accuracy, then loss, the rule `train`
-chooses its checkpoint by), among the runs that did not train on the validation images.
+the first), so every row is read on the same images. A run that trained on some of them is
+flagged with how many, and how many of their patients it saw; its validation figures are
+then optimistic, and it is never preferred. The test figures are read from each run's own
+test report, never computed here: the test split chooses nothing, and `preferred` is picked
+on validation alone (accuracy, then loss, the rule `train` chooses its checkpoint by) among
+the runs that did not train on those images. Mean ± sd is given per recipe (the settings
+less the seed), so two recipes are never pooled.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from edgecxr.core.data.folders import Sample, Split
+from edgecxr.core.data.fingerprint import sha256_file
+from edgecxr.core.data.folders import Sample, Split, samples_fingerprint
+from edgecxr.core.data.patients import group_of
+from edgecxr.core.data.roots import resolve_recorded
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.core.metrics import expected_calibration_error, negative_log_likelihood
 from edgecxr.core.reporting import build_report, rows_from_probabilities
 
-# (key, heading, as percent) of the figures compared; "val_" ones are computed here
-VAL_FIGURES = (("val_accuracy", "val acc", True), ("val_auc", "val AUC", False),
-               ("val_recall_NORMAL", "val NORMAL recall", True), ("val_ece", "val ECE", False))
-TEST_FIGURES = (("test_accuracy", "test acc", True), ("test_auc", "test AUC", False),
-                ("test_recall_NORMAL", "test NORMAL recall", True),
-                ("test_recall_PNEUMONIA", "test PNEUMONIA recall", True), ("test_ece", "test ECE", False))
+# settings that say nothing about the recipe: runs differing only in these are seeds of one recipe
+NOT_RECIPE = ("seed", "split_seed", "out", "data", "device", "workers", "eval_batch_size")
 
 
 def read_run(folder: str | Path) -> dict:
@@ -36,27 +36,39 @@ def read_run(folder: str | Path) -> dict:
     if not record_path.is_file():
         raise EdgecxrError("not a training run: no run.json", path=folder,
                            fix="give run folders written by `edgecxr train`")
-    record = json.loads(record_path.read_text())
+    try:
+        record = json.loads(record_path.read_text())
+        status, _ = record.get("status"), record["split"]["val"]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise EdgecxrError(f"run.json is not a training run's record ({type(exc).__name__}: {exc})",
+                           path=record_path, fix="give run folders written by `edgecxr train`") from exc
+    if status != "finished":
+        raise EdgecxrError(f"the run has not finished (status {status!r})", path=folder,
+                           fix="let it finish, or continue it with `edgecxr train ... --resume`")
     if not (folder / "model" / "config.json").is_file():
         raise EdgecxrError("the run has no checkpoint (model/config.json)", path=folder,
                            fix="give runs whose model/ folder was kept")
-    if record.get("status") != "finished":
-        raise EdgecxrError(f"the run has not finished (status {record.get('status')!r})", path=folder,
-                           fix="let it finish, or continue it with `edgecxr train ... --resume`")
     return record
 
 
 def validation_split(record: dict, data_root: Path | None = None) -> Split:
-    """The run's recorded validation images; `data_root` replaces the recorded data folder."""
+    """The run's recorded validation images, checked against its recorded fingerprint;
+    `data_root` replaces the recorded data folder (the split's folder name is kept)."""
     classes = list(record["classes"])
-    root = Path(record["split"]["val_root"])
-    if data_root is not None:
-        root = Path(data_root) / Path(record["split"]["val_root"]).name
+    recorded = resolve_recorded(record["split"]["val_root"])
+    root = recorded if data_root is None else Path(data_root) / recorded.name
     samples = [Sample(root / rel, rel, classes.index(rel.split("/")[0])) for rel in record["split"]["val"]]
     missing = [s.path for s in samples if not s.path.is_file()]
     if missing:
         raise EdgecxrError(f"{len(missing)} of the run's validation images are missing, e.g. {missing[0]}",
                            path=root, fix="run from the folder the run was trained from, or pass --data")
+    for sample in samples:
+        sample.sha256 = sha256_file(sample.path)
+    expected = (record.get("data") or {}).get("fingerprints", {}).get("val")
+    if expected and samples_fingerprint(samples) != expected:
+        raise EdgecxrError("these validation images are not the ones the run recorded (their fingerprint "
+                           "differs from run.json's data.fingerprints.val)", path=root,
+                           fix="point --data at the data the run was trained from")
     return Split("val", root, classes, samples)
 
 
@@ -66,9 +78,6 @@ def score(folder: Path, split: Split) -> dict:
     from edgecxr.training.model import load_checkpoint
 
     model, spec, names = load_checkpoint(folder / "model")
-    if list(names) != split.classes:
-        raise EdgecxrError(f"classes differ: the run has {names}, the validation split {split.classes}",
-                           path=folder, fix="compare runs trained on the same classes")
     probs = predict_probabilities(model, split, spec)
     report = build_report(rows_from_probabilities(split.samples, names, probs), names, meta={})
     labels = [s.label for s in split.samples]
@@ -82,10 +91,16 @@ def test_figures(folder: Path) -> dict:
     path = folder / "report.json"
     if not path.is_file():
         return {}
-    metrics = json.loads(path.read_text())["metrics"]
+    report = json.loads(path.read_text())
+    metrics = report["metrics"]
     return {"test_accuracy": metrics["accuracy"], "test_auc": metrics["roc_auc"],
             "test_ece": (metrics.get("calibration") or {}).get("ece"),
+            "test_fingerprint": (report.get("data") or {}).get("fingerprint"),
             **{f"test_recall_{n}": v["recall"] for n, v in metrics["classes"].items()}}
+
+
+def recipe_key(settings: dict) -> str:
+    return json.dumps({k: v for k, v in settings.items() if k not in NOT_RECIPE}, sort_keys=True)
 
 
 def compare(folders: Sequence[str | Path], *, val_of: str | Path | None = None,
@@ -93,35 +108,66 @@ def compare(folders: Sequence[str | Path], *, val_of: str | Path | None = None,
     paths = [Path(f) for f in folders]
     if not paths:
         raise EdgecxrError("no runs given", fix="give one or more run folders")
+    records = {path: read_run(path) for path in paths}
     judge = Path(val_of) if val_of is not None else paths[0]
-    split = validation_split(read_run(judge), data_root)
+    judge_record = records.get(judge) or read_run(judge)
+    for path, record in records.items():  # before minutes of scoring
+        if record["classes"] != judge_record["classes"]:
+            raise EdgecxrError(f"classes differ: {record['classes']} here, {judge_record['classes']} in {judge}",
+                               path=path, fix="compare runs trained on the same classes")
+    split = validation_split(judge_record, data_root)
     val_files = {s.rel for s in split.samples}
+    val_patients = {group_of(rel) for rel in val_files}
+    judge_train_root = resolve_recorded(judge_record["split"]["val_root"]).resolve()
+    judge_val = judge_record["data"]["fingerprints"].get("val")
+    recipes: dict[str, str] = {}
     rows = []
-    for folder in paths:
-        record = read_run(folder)
+    for path, record in records.items():
         settings = record["settings"]
-        same_root = Path(record["split"]["train_root"]).name == split.root.name
-        trained_on = set(record["split"]["train"]) if same_root else set()
+        same_data = resolve_recorded(record["split"]["train_root"]).resolve() == judge_train_root
+        trained_on = set(record["split"]["train"]) if same_data else set()
+        recipe = recipes.setdefault(recipe_key(settings), "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[len(recipes) % 26])
         result = record["result"]
         rows.append({
-            "run": folder.name, "seed": settings.get("seed"), "split_seed": settings.get("split_seed"),
+            "run": path.name, "recipe": recipe, "seed": settings.get("seed"),
+            "split_seed": settings.get("seed") if settings.get("split_seed") is None else settings["split_seed"],
             "best_epoch": result["best_epoch"], "epochs": result["epochs_run"],
             "train_minutes": round(result.get("train_seconds", 0.0) / 60, 1),
-            "leaked": len(val_files & trained_on), **score(folder, split), **test_figures(folder)})
+            "leaked": len(val_files & trained_on),
+            "leaked_patients": len(val_patients & {group_of(rel) for rel in trained_on}),
+            # its checkpoint was chosen on these very images: its validation figures carry that choice
+            "chosen_on_these": record["data"]["fingerprints"].get("val") == judge_val,
+            **score(path, split), **test_figures(path)})
     honest = [r for r in rows if not r["leaked"]]
     preferred = max(honest, key=lambda r: (r["val_accuracy"], -r["val_loss"]))["run"] if honest else None
-    keys = [k for k, _, _ in VAL_FIGURES + TEST_FIGURES] + ["val_loss", "train_minutes"]
-    summary = {k: _mean_sd([r[k] for r in honest if r.get(k) is not None]) for k in keys}
+    summary = {}
+    for recipe in dict.fromkeys(r["recipe"] for r in honest):
+        group = [r for r in honest if r["recipe"] == recipe]
+        summary[recipe] = {k: _mean_sd([r[k] for r in group if r.get(k) is not None])
+                           for k in [*FIGURE_KEYS, "val_loss", "train_minutes"]}
     return {"schema": "edgecxr.compare/1", "val_of": judge.name, "val_images": len(split.samples),
-            "runs": rows, "honest_runs": len(honest), "preferred": preferred, "summary": summary}
+            "val_patients": len(val_patients), "classes": judge_record["classes"], "runs": rows,
+            "honest_runs": len(honest), "preferred": preferred, "summary": summary,
+            "same_test_split": len({r.get("test_fingerprint") for r in rows if r.get("test_fingerprint")}) <= 1}
+
+
+def _figures(classes: Sequence[str]) -> list[tuple[str, str, bool]]:
+    """(key, heading, as percent) of the figures compared; the "val_" ones are computed here."""
+    return [("val_accuracy", "val acc", True), ("val_auc", "val AUC", False),
+            *((f"val_recall_{c}", f"val {c} recall", True) for c in classes), ("val_ece", "val ECE", False),
+            ("test_accuracy", "test acc", True), ("test_auc", "test AUC", False),
+            *((f"test_recall_{c}", f"test {c} recall", True) for c in classes), ("test_ece", "test ECE", False)]
+
+
+FIGURE_KEYS = ("val_accuracy", "val_auc", "val_ece", "test_accuracy", "test_auc", "test_ece")
 
 
 def _mean_sd(values: list[float]) -> dict | None:
     if not values:
         return None
-    mean = float(np.mean(values))
-    sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-    return {"mean": mean, "sd": sd, "min": float(min(values)), "max": float(max(values)), "n": len(values)}
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"mean": float(np.mean(values)), "sd": sd, "min": float(min(values)), "max": float(max(values)),
+            "n": len(values)}
 
 
 def _cell(value, percent: bool) -> str:
@@ -131,32 +177,45 @@ def _cell(value, percent: bool) -> str:
 
 
 def markdown(result: dict) -> str:
-    figures = VAL_FIGURES + TEST_FIGURES
-    head = ["run", "seed", "best epoch", "train min", "val images trained on"] + [h for _, h, _ in figures]
+    figures = _figures(result["classes"])
+    head = ["run", "recipe", "seed", "best epoch", "train min", "val images (patients) trained on"]
+    head += [h for _, h, _ in figures]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["runs"]:
         mark = " (preferred)" if r["run"] == result["preferred"] else ""
-        cells = [f"`{r['run']}`{mark}", str(r["seed"]), f"{r['best_epoch']}/{r['epochs']}", str(r["train_minutes"]),
-                 str(r["leaked"])] + [_cell(r.get(k), p) for k, _, p in figures]
-        lines.append("| " + " | ".join(cells) + " |")
-    stats = result["summary"]
-    if result["honest_runs"] > 1:
-        cells = [f"mean ± sd of {result['honest_runs']} runs", "", "",
-                 _cell_sd(stats["train_minutes"], None), ""]
-        cells += [_cell_sd(stats[k], p) for k, _, p in figures]
+        cells = [f"`{r['run']}`{mark}", r["recipe"], str(r["seed"]), f"{r['best_epoch']}/{r['epochs']}",
+                 str(r["train_minutes"]), f"{r['leaked']} ({r['leaked_patients']})"]
+        lines.append("| " + " | ".join(cells + [_cell(r.get(k), p) for k, p in ((k, p) for k, _, p in figures)]) + " |")
+    for recipe, stats in result["summary"].items():
+        n = max((s["n"] for s in stats.values() if s), default=0)
+        if n < 2:
+            continue
+        cells = [f"recipe {recipe}: mean ± sd of {n} runs", recipe, "", "", _cell_sd(stats["train_minutes"], None), ""]
+        cells += [_cell_sd(_stat(result, recipe, k), p) for k, _, p in figures]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Validation: the {result['val_images']} validation images of `{result['val_of']}`; "
-                 "test: each run's own report on the test split, which chose nothing. "
-                 + (f"Validation prefers `{result['preferred']}` (accuracy, then loss)." if result["preferred"]
-                    else "Every run trained on some of these validation images, so none is preferred."))
-    return "\n".join(lines) + "\n"
+    notes = [f"Validation: the {result['val_images']} images ({result['val_patients']} patients) of "
+             f"`{result['val_of']}`; test: each run's own report, which chose nothing."]
+    notes.append(f"Validation prefers `{result['preferred']}` (accuracy, then loss)." if result["preferred"]
+                 else "Every run trained on some of these validation images, so none is preferred.")
+    chosen = {r["chosen_on_these"] for r in result["runs"] if not r["leaked"]}
+    if len(chosen) > 1:
+        notes.append("Some of these runs chose their checkpoint on these images and some did not; the first "
+                     "have an edge here that says nothing of new images.")
+    if not result["same_test_split"]:
+        notes.append("**The runs' test reports are not all of one test split**: their test columns do not compare.")
+    return "\n".join(lines) + "\n" + " ".join(notes) + "\n"
+
+
+def _stat(result: dict, recipe: str, key: str) -> dict | None:
+    """Mean ± sd of any figure of a recipe's honest runs (the summary keeps the main ones)."""
+    values = [r[key] for r in result["runs"] if r["recipe"] == recipe and not r["leaked"] and r.get(key) is not None]
+    return _mean_sd(values)
 
 
 def _cell_sd(stat: dict | None, percent: bool | None) -> str:
     if stat is None:
         return "—"
-    if percent is None:
-        return f"{stat['mean']:.0f} ± {stat['sd']:.0f}"
-    scale, digits = (100, 1) if percent else (1, 3)
-    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['sd']:.{digits}f}"
+    scale, digits = (1, 0) if percent is None else (100, 1) if percent else (1, 3)
+    mean = f"{scale * stat['mean']:.{digits}f}"
+    return mean if stat["sd"] is None else f"{mean} ± {scale * stat['sd']:.{digits}f}"

@@ -135,7 +135,7 @@ def resolve(data: str, out: str, *, config_file: str | Path | None = None, **fla
     merged.update({k: v for k, v in flags.items() if v is not None and k in _FIELD_NAMES})
     merged["arch"], merged["base"] = arch, base
     for key in ("crop_scale", "jpeg_quality"):
-        if augment.get(key) is not None:
+        if isinstance(augment.get(key), list):
             augment[key] = tuple(augment[key])
     config = TrainConfig(data=str(data), out=str(out), augment=Augmentation(**augment),
                          **{k: v for k, v in merged.items() if k not in ("data", "out")})
@@ -164,11 +164,13 @@ def validate(config: TrainConfig) -> None:
 
 
 def _augment_checks(a: Augmentation) -> list[tuple[bool, str]]:
-    low, high = a.jpeg_quality
+    quality = a.jpeg_quality if isinstance(a.jpeg_quality, tuple) else ()
     return [
         (all(0 <= p <= 1 for p in (a.hflip, a.blur_p, a.noise_p, a.jpeg_p)),
          "augment: hflip, blur_p, noise_p and jpeg_p are probabilities in [0, 1]"),
         (0 <= a.gamma <= 1, "augment: gamma must be in [0, 1] (0.25 gives exponents 0.78-1.28)"),
-        (a.blur_sigma >= 0.2 and 0 <= a.noise_std <= 0.5, "augment: blur_sigma >= 0.2, noise_std in [0, 0.5]"),
-        (1 <= low <= high <= 95, "augment: jpeg_quality is [low, high] within 1-95"),
+        (0.2 <= a.blur_sigma <= 5 and 0 <= a.noise_std <= 0.5,
+         "augment: blur_sigma in [0.2, 5], noise_std in [0, 0.5]"),
+        (len(quality) == 2 and all(isinstance(q, int) and not isinstance(q, bool) for q in quality)
+         and 1 <= quality[0] <= quality[-1] <= 95, "augment: jpeg_quality is [low, high], whole numbers within 1-95"),
     ]

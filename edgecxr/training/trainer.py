@@ -145,6 +145,9 @@ def check_out_folder(out: Path, config, resume: bool, record_name: str = "run.js
             # a run recorded before an augmentation option existed had it off
             defaults = TrainConfig(data="", out="", augment=Augmentation()).to_dict()["augment"]
             old["augment"] = {**defaults, **old["augment"]}
+        for side in (old, new):  # no --split-seed: the seed split it, as before the option existed
+            if "seed" in side and side.get("split_seed") is None:
+                side["split_seed"] = side["seed"]
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)

@@ -32,6 +32,7 @@ class GpuConfig:
     ema_decay: float = 0.0  # 0 = off; else validate and save the weight average
     val_fraction: float = 0.1
     seed: int = DEFAULT_SEED
+    split_seed: int | None = None  # the validation split's own seed (None = seed), as edgecxr train --split-seed
     device: str = "cuda"
     precision: str = "auto"  # bf16 on a GPU that has it, else fp32
     compile: bool = False  # torch.compile the training forward pass

@@ -59,7 +59,8 @@ def train_gpu(config: GpuConfig, *, resume: bool = False, reporter: Reporter | N
     device, bf16 = _device(config)
     out = Path(config.out)
     recorded = check_out_folder(out, config, resume)
-    data = load_dataset(config.data, val_fraction=config.val_fraction, seed=config.seed,
+    data = load_dataset(config.data, val_fraction=config.val_fraction,
+                        seed=config.seed if config.split_seed is None else config.split_seed,
                         val_files=replayed_val_files(recorded))
     if data.val_note:  # a small val/ ignored, or one sharing patients with train/ (recorded in run.json too)
         reporter.warn(data.val_note)
