@@ -12,6 +12,7 @@ require_module("transformers")
 from typer.testing import CliRunner  # noqa: E402
 
 from edgecxr.cli.app import app  # noqa: E402
+from tests.helpers import copy_tree  # noqa: E402
 from tests.test_folders import _given_val  # noqa: E402
 
 FAST = ["--arch", "swinv2-nano-64", "--batch-size", "8", "--workers", "0"]
@@ -94,3 +95,21 @@ def _recipe(folder, line: str):
 
 def leaked_patients(result: dict, run_name: str) -> int:
     return next(r["leaked_patients"] for r in result["runs"] if r["run"] == run_name)
+
+
+def test_no_test_never_opens_the_test_split(mini, tmp_path):
+    """A broken file in test/ stops a normal run at the image check; with --no-test it is never read."""
+    root = tmp_path / "data"
+    for split in ("train", "test"):
+        copy_tree(mini / split, root / split)
+    (root / "test" / "NORMAL" / "broken.jpeg").write_bytes(b"not a jpeg")
+    common = ["--epochs", 1, "--val-fraction", 0.25, *FAST]
+    opened = run("train", root, "--out", tmp_path / "opened", *common)
+    assert opened.exit_code == 2 and "broken.jpeg" in opened.output
+    out = tmp_path / "closed"
+    closed = run("train", root, "--out", out, "--no-test", *common)
+    assert closed.exit_code == 0, closed.output
+    assert "test/ left unopened (--no-test)" in " ".join(closed.output.split())
+    record = json.loads((out / "run.json").read_text())
+    assert "test" not in record["data"]["fingerprints"] and "test" not in record["result"]
+    assert record["settings"]["evaluate_test"] is False and not (out / "report.json").exists()

@@ -44,6 +44,7 @@ def train(
     precision: Annotated[str | None, typer.Option(help="auto, fp32, bf16 or fp16 (fp16 on GPU only).")] = None,
     workers: Annotated[int | None, typer.Option(help="Data-loader processes (default: one per two cores, at most 4).")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images (counted in run.json) instead of failing.")] = False,
+    no_test: Annotated[bool, typer.Option("--no-test", help="Never open test/: export then freezes the temperature and threshold before any test image is read; score it afterwards with edgecxr evaluate.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last finished epoch.")] = False,
     stop_after_epoch: Annotated[int | None, typer.Option(hidden=True, help="Stop after this epoch (time-boxed sessions; --resume continues).")] = None,
 ):
@@ -59,7 +60,8 @@ def train(
         batch_size=batch_size, weight_decay=weight_decay, seed=seed, split_seed=split_seed, val_fraction=val_fraction,
         class_weights=class_weights, label_smoothing=label_smoothing,
         early_stopping=early_stopping, layer_decay=layer_decay, ema_decay=ema_decay, device=torch_device,
-        precision=precision, workers=workers, skip_bad=skip_bad or None)
+        precision=precision, workers=workers, skip_bad=skip_bad or None,
+        evaluate_test=False if no_test else None)
     record = _run_reported(run_training, settings, resume, stop_after_epoch)
     if record is None:
         return

@@ -70,10 +70,13 @@ class TrainConfig:
     workers: int = -1  # -1 = choose for this machine
     eval_batch_size: int = 64
     skip_bad: bool = False
+    # False (--no-test): test/ is never opened, so the temperature and threshold that export chooses
+    # on validation are frozen before any test image is read; `edgecxr evaluate` scores it afterwards
+    evaluate_test: bool = True
     augment: Augmentation = field(default_factory=Augmentation)
 
     # Settings that may change on --resume without changing the run's result.
-    RESUMABLE = ("out", "data", "device", "workers", "eval_batch_size")
+    RESUMABLE = ("out", "data", "device", "workers", "eval_batch_size", "evaluate_test")
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -57,6 +57,9 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
                         val_files=replayed_val_files(recorded))
     if data.val_note:  # a small val/ ignored, or one sharing patients with train/ (recorded in run.json too)
         reporter.warn(data.val_note)
+    if not config.evaluate_test and data.test is not None:
+        reporter.log("test/ left unopened (--no-test): score the checkpoint with `edgecxr evaluate` after export")
+        data.test = None
     torch.manual_seed(config.seed)
     model, source = _build_model(config, data.classes)  # before the long data check: fail fast
     data = _verify_data(data, config, reporter)
@@ -64,8 +67,10 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     if data.test is not None:
         fingerprints["test"] = data.test.fingerprint()
     require_same_everywhere(accelerator, "data (split fingerprints)", fingerprints, config.data)
-    if recorded and recorded["data"]["fingerprints"] != fingerprints:
-        changed = [k for k in fingerprints if recorded["data"]["fingerprints"].get(k) != fingerprints[k]]
+    # test/ counts only where both sides opened it: a run started with --no-test may be resumed without it
+    compared = [k for k in fingerprints if k != "test" or (recorded and "test" in recorded["data"]["fingerprints"])]
+    if recorded and any(recorded["data"]["fingerprints"].get(k) != fingerprints[k] for k in compared):
+        changed = [k for k in compared if recorded["data"]["fingerprints"].get(k) != fingerprints[k]]
         raise EdgecxrError(f"the data changed since this run started ({', '.join(changed)} differ)",
                            path=config.data, fix="resume on the original data, or start a new run "
                                                  "with another --out")
