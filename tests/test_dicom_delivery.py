@@ -89,6 +89,8 @@ def test_a_disk_error_restarts_the_builder_and_the_sender_and_status_says_so(inb
         box.pending_dir.mkdir()
         want = [sr_uid(first["dicom"]["SOPInstanceUID"], MANIFEST["checksum"])]
         pacs.wait_for(lambda: srs_in(pacs) == want, 30, "the SR built after the restart")
+        # the PACS has it once the association returns; the sender records it just after (CI lost this race)
+        assert wait_for(box.sent_path.is_file, 30), sink.status()
 
         before = sink.status()["workers"][1]["restarts"]
         box.sent_path.unlink()
