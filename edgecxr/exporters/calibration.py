@@ -19,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecxr.core.data.folders import Sample, hash_and_check, samples_fingerprint, scan_split
+from edgecxr.core.data.folders import (
+    Sample,
+    hash_and_check,
+    recorded_samples,
+    recorded_validation_root,
+    samples_fingerprint,
+    scan_split,
+)
 from edgecxr.core.data.roots import portable_path, resolve_recorded
 from edgecxr.core.errors import DataError, EdgecxrError
 
@@ -116,14 +123,11 @@ def _pools(class_names, calib_data, run, need_calibration) -> tuple[list[Sample]
         if not root.is_dir():
             raise EdgecxrError("the training images named in run.json are not here", path=root,
                                fix="pass --calib-data DIR with real images of the training distribution")
-        index = {c: i for i, c in enumerate(run["classes"])}
         # a val/ folder's images are relative to it; a carved split's to train/ (val_root = train_root)
-        val_root = resolve_recorded(run["split"].get("val_root") or run["split"]["train_root"])
-
-        def samples(base, rels):
-            return [Sample(base / rel, rel, index[rel.split("/")[0]]) for rel in rels]
-        val = samples(val_root, run["split"]["val"]) if val_root.is_dir() else []
-        return val, samples(root, run["split"]["train"]), root, "run"
+        val_root = recorded_validation_root(run)
+        val = recorded_samples(val_root, run["split"]["val"], run["classes"]) \
+            if val_root is not None and val_root.is_dir() else []
+        return val, recorded_samples(root, run["split"]["train"], run["classes"]), root, "run"
     if need_calibration:
         raise EdgecxrError("INT8 needs calibration images, and this model has no run.json naming its "
                            "training images", fix="pass --calib-data DIR (real images, one subfolder "

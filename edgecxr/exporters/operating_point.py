@@ -9,30 +9,26 @@ the rates it reached there, so a reader can see what it was tuned for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from edgecxr.core.data.folders import Sample, hash_and_check, samples_fingerprint
-from edgecxr.core.data.roots import resolve_recorded
+from edgecxr.core.data.folders import (
+    Sample,
+    hash_and_check,
+    recorded_samples,
+    recorded_validation_root,
+    samples_fingerprint,
+)
 from edgecxr.core.decision import DecisionRule, pick_threshold, rates_at
 from edgecxr.core.metrics import positive_class_index
 
 
 def validation_samples(run: dict | None) -> list[Sample] | None:
     """The run's validation images, when it has them and they are on this machine."""
-    root = _validation_root(run)
+    root = recorded_validation_root(run)
     if run is None or root is None or not root.is_dir():
         return None
-    index = {c: i for i, c in enumerate(run["classes"])}
-    return [Sample(root / rel, rel, index[rel.split("/")[0]]) for rel in run["split"]["val"]]
-
-
-def _validation_root(run: dict | None) -> Path | None:
-    split = (run or {}).get("split") or {}
-    if not split.get("val"):
-        return None
-    return resolve_recorded(split.get("val_root") or split.get("train_root", ""))
+    return recorded_samples(root, run["split"]["val"], run["classes"])
 
 
 @dataclass
@@ -53,10 +49,10 @@ def decision_samples(run: dict | None, heldout: list[Sample], heldout_source: st
         return DecisionSample(samples, "validation")
     if run is None:
         why = "the model folder has no run.json naming them"
-    elif _validation_root(run) is None:
+    elif recorded_validation_root(run) is None:
         why = "the run has no validation split"
     else:
-        why = f"the run's validation images are not on this machine ({_validation_root(run)})"
+        why = f"the run's validation images are not on this machine ({recorded_validation_root(run)})"
     return DecisionSample(heldout, f"held-out ({heldout_source})", why)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.core.data.fingerprint import sha256_file
-from edgecxr.core.data.folders import Sample, Split, samples_fingerprint
+from edgecxr.core.data.folders import Split, recorded_samples, recorded_validation_root, samples_fingerprint
 from edgecxr.core.data.patients import group_of
 from edgecxr.core.data.roots import resolve_recorded
 from edgecxr.core.errors import EdgecxrError
@@ -55,9 +55,12 @@ def validation_split(record: dict, data_root: Path | None = None) -> Split:
     """The run's recorded validation images, checked against its recorded fingerprint;
     `data_root` replaces the recorded data folder (the split's folder name is kept)."""
     classes = list(record["classes"])
-    recorded = resolve_recorded(record["split"]["val_root"])
+    recorded = recorded_validation_root(record)
+    if recorded is None:
+        raise EdgecxrError("the run records no validation images", path=record.get("settings", {}).get("out"),
+                           fix="give --val-of a run trained with a validation split")
     root = recorded if data_root is None else Path(data_root) / recorded.name
-    samples = [Sample(root / rel, rel, classes.index(rel.split("/")[0])) for rel in record["split"]["val"]]
+    samples = recorded_samples(root, record["split"]["val"], classes)
     missing = [s.path for s in samples if not s.path.is_file()]
     if missing:
         raise EdgecxrError(f"{len(missing)} of the run's validation images are missing, e.g. {missing[0]}",
@@ -118,7 +121,7 @@ def compare(folders: Sequence[str | Path], *, val_of: str | Path | None = None,
     split = validation_split(judge_record, data_root)
     val_files = {s.rel for s in split.samples}
     val_patients = {group_of(rel) for rel in val_files}
-    judge_train_root = resolve_recorded(judge_record["split"]["val_root"]).resolve()
+    judge_train_root = (recorded_validation_root(judge_record) or split.root).resolve()
     judge_val = judge_record["data"]["fingerprints"].get("val")
     recipes: dict[str, str] = {}
     rows = []

@@ -20,6 +20,7 @@ import numpy as np
 from edgecxr.core.data.decode import SUPPORTED_SUFFIXES, decode_bytes
 from edgecxr.core.data.fingerprint import dataset_fingerprint, sha256_bytes
 from edgecxr.core.data.patients import describe, group_of
+from edgecxr.core.data.roots import resolve_recorded
 from edgecxr.core.defaults import DEFAULT_SEED
 from edgecxr.core.errors import DataError, DecodeError
 
@@ -77,6 +78,21 @@ class DataSet:
     # given val/ folder the groups it shares with train/ (`shared_with_train`)
     val_rule: dict | None = None
     bad_files: list[dict] = field(default_factory=list)
+
+
+def recorded_samples(root: Path, rels: Sequence[str], classes: Sequence[str]) -> list[Sample]:
+    """Samples for relative paths a run.json records under `root` (the first folder is the class)."""
+    index = {c: i for i, c in enumerate(classes)}
+    return [Sample(root / rel, rel, index[rel.split("/")[0]]) for rel in rels]
+
+
+def recorded_validation_root(run: dict | None) -> Path | None:
+    """Where a run's recorded validation images are: its val/ folder, or train/ for a carved
+    split (val_root = train_root); None when the run records no validation images."""
+    split = (run or {}).get("split") or {}
+    if not split.get("val"):
+        return None
+    return resolve_recorded(split.get("val_root") or split.get("train_root", ""))
 
 
 def find_classes(split_dir: Path) -> list[str]:
