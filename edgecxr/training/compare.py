@@ -147,7 +147,8 @@ def compare(folders: Sequence[str | Path], *, val_of: str | Path | None = None,
     for recipe in dict.fromkeys(r["recipe"] for r in honest):
         group = [r for r in honest if r["recipe"] == recipe]
         summary[recipe] = {k: _mean_sd([r[k] for r in group if r.get(k) is not None])
-                           for k in [*FIGURE_KEYS, "val_loss", "train_minutes"]}
+                           for k in [*(key for key, _, _ in _figures(judge_record["classes"])), "val_loss",
+                                     "train_minutes"]}
     return {"schema": "edgecxr.compare/1", "val_of": judge.name, "val_images": len(split.samples),
             "val_patients": len(val_patients), "classes": judge_record["classes"], "runs": rows,
             "honest_runs": len(honest), "preferred": preferred, "summary": summary,
@@ -160,9 +161,6 @@ def _figures(classes: Sequence[str]) -> list[tuple[str, str, bool]]:
             *((f"val_recall_{c}", f"val {c} recall", True) for c in classes), ("val_ece", "val ECE", False),
             ("test_accuracy", "test acc", True), ("test_auc", "test AUC", False),
             *((f"test_recall_{c}", f"test {c} recall", True) for c in classes), ("test_ece", "test ECE", False)]
-
-
-FIGURE_KEYS = ("val_accuracy", "val_auc", "val_ece", "test_accuracy", "test_auc", "test_ece")
 
 
 def _mean_sd(values: list[float]) -> dict | None:
@@ -194,7 +192,7 @@ def markdown(result: dict) -> str:
         if n < 2:
             continue
         cells = [f"recipe {recipe}: mean ± sd of {n} runs", recipe, "", "", _cell_sd(stats["train_minutes"], None), ""]
-        cells += [_cell_sd(_stat(result, recipe, k), p) for k, _, p in figures]
+        cells += [_cell_sd(stats[k], p) for k, _, p in figures]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     notes = [f"Validation: the {result['val_images']} images ({result['val_patients']} patients) of "
@@ -208,12 +206,6 @@ def markdown(result: dict) -> str:
     if not result["same_test_split"]:
         notes.append("**The runs' test reports are not all of one test split**: their test columns do not compare.")
     return "\n".join(lines) + "\n" + " ".join(notes) + "\n"
-
-
-def _stat(result: dict, recipe: str, key: str) -> dict | None:
-    """Mean ± sd of any figure of a recipe's honest runs (the summary keeps the main ones)."""
-    values = [r[key] for r in result["runs"] if r["recipe"] == recipe and not r["leaked"] and r.get(key) is not None]
-    return _mean_sd(values)
 
 
 def _cell_sd(stat: dict | None, percent: bool | None) -> str:
