@@ -35,12 +35,15 @@ demo: $(DEMO_VENV)/.demo-deps
 # The suite runs in PYTEST_WORKERS processes (pytest-xdist), a test file per worker at a time, so a
 # module's fixtures are built once: much of a test's time is spent waiting on a PACS, a browser or an
 # engine in another process, which a second worker fills (on 2 cores: 8.1 min alone, about 5 with 2).
+# A worker that dies is not replaced (--max-worker-restart=0): with --dist loadfile a replaced worker
+# can leave xdist waiting for ever (pytest-xdist #784, #1313), so the run ends red instead, naming the
+# test the worker died in (-rfE) and printing its stack (tests/conftest.py).
 PYTEST_WORKERS ?= 2
 
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest --ignore=tests/device -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest --ignore=tests/device -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart=0 -rfE
 	$(MAKE) test-device
 
 # The device runtime tested as it ships: the torch-free demo environment (plus pytest), the

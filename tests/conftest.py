@@ -18,6 +18,35 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.pop("COLUMNS", None)
 
+# A worker that dies of a fatal signal (a crash in native code) writes its Python stack here, per
+# worker: xdist does not forward a worker's stderr, so pytest's own faulthandler dump would be lost.
+# The controller prints any such dump at the end of the run (pytest_terminal_summary below), beside
+# xdist's "worker gwN crashed while running <test>" (make test runs with --max-worker-restart=0).
+CRASH_DUMPS = Path(__file__).parents[1] / ".pytest_cache" / "crash-dumps"
+
+
+def pytest_sessionstart(session):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        import faulthandler
+
+        CRASH_DUMPS.mkdir(parents=True, exist_ok=True)
+        session.config._crash_dump = open(CRASH_DUMPS / f"{worker}.log", "w")  # noqa: SIM115 (open until exit)
+        faulthandler.enable(session.config._crash_dump, all_threads=True)
+    elif CRASH_DUMPS.is_dir():
+        for old in CRASH_DUMPS.glob("*.log"):
+            old.unlink()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if os.environ.get("PYTEST_XDIST_WORKER") or not CRASH_DUMPS.is_dir():
+        return
+    for dump in sorted(CRASH_DUMPS.glob("*.log")):
+        text = dump.read_text(errors="replace").strip()
+        if text:
+            terminalreporter.section(f"worker {dump.stem} crashed: its Python stack", red=True)
+            terminalreporter.write_line(text)
+
 
 @pytest.fixture
 def dicom_inbox(tmp_path) -> Path:
