@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from edgecxr.core.data.folders import Sample, load_dataset, stratified_split
-from edgecxr.core.data.patients import RULE_NAME, patient_id
+from edgecxr.core.data.patients import RULE_NAME, patient_id, source_of
 
 
 def test_patient_id_from_kermany_names():
@@ -12,6 +12,14 @@ def test_patient_id_from_kermany_names():
     assert patient_id("IM-0618-0001-0001.jpeg") == "IM-0618"
     assert patient_id("NORMAL2-IM-0196-0001.jpeg") == "NORMAL2-IM-0196"
     assert patient_id("scan_0001.png") is None and patient_id("IM-.jpeg") is None
+
+
+def test_the_series_an_image_came_from_is_read_off_its_name():
+    assert source_of("PNEUMONIA/person78_bacteria_382.jpeg") == "bacteria"
+    assert source_of("person447_virus_921_1.jpeg") == "virus"
+    assert source_of("NORMAL/IM-0196-0001.jpeg") == "IM"
+    assert source_of("NORMAL/NORMAL2-IM-0196-0001.jpeg") == "NORMAL2-IM"
+    assert source_of("scan_0001.png") is None and source_of("IM-.jpeg") is None and source_of("a/IMX-1-1.jpeg") is None
 
 
 def _synthetic() -> list[Sample]:

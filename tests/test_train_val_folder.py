@@ -69,7 +69,15 @@ def test_split_seed_keeps_the_validation_images_while_the_seed_changes(mini, tmp
     rows = {r["run"]: r for r in result["runs"]}
     report = json.loads((runs[0] / "report.json").read_text())
     assert rows["s1-0"]["test_accuracy"] == report["metrics"]["accuracy"]
-    assert "mean ± sd of 2 runs" in (tmp_path / "cmp" / "compare.md").read_text()
+    table = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "mean ± sd of 2 runs" in table
+    # errors per file-name series: every validation image counted once, test counts from the report
+    by_source = rows["s1-0"]["val_by_source"]
+    assert set(by_source) == {"IM", "NORMAL2-IM", "bacteria", "virus"}
+    assert sum(v["images"] for v in by_source.values()) == len(own_1)
+    misread = sum(r["prediction"] != r["label"] for r in report["rows"])
+    assert sum(v["errors"] for v in rows["s1-0"]["test_by_source"].values()) == misread
+    assert "| NORMAL2-IM val (n=" in table and "NORMAL2-IM test (n=" in table
 
 
 def test_a_run_recorded_before_the_scanner_augmentations_existed_resumes(mini, tmp_path):

@@ -184,7 +184,7 @@ def compare_runs(
     data: Annotated[Path | None, typer.Option(help="Data root to read the validation images from, when it moved since training.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for compare.json and compare.md.")] = None,
 ):
-    """Runs side by side on one validation split (seeds of a recipe, or recipes): which one validation prefers, mean and spread, with each run's test figures."""
+    """Runs side by side on one validation split (seeds of a recipe, or recipes): which one validation prefers, mean and spread, with each run's test figures, and where file names name their series, the error rate per series on validation and test."""
     import json
 
     from edgecxr.cli.console import out as console

@@ -7,7 +7,9 @@ then optimistic, and it is never preferred. The test figures are read from each 
 test report, never computed here: the test split chooses nothing, and `preferred` is picked
 on validation alone (accuracy, then loss, the rule `train` chooses its checkpoint by) among
 the runs that did not train on those images. Mean ± sd is given per recipe (the settings
-less the seed), so two recipes are never pooled.
+less the seed), so two recipes are never pooled. Where file names carry the series an image
+came from (`core.data.patients.source_of`), the error rate per series is given for validation
+and test side by side: it shows which images a shift between the two splits sits in.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from edgecxr.core.data.fingerprint import sha256_file
 from edgecxr.core.data.folders import Split, recorded_samples, recorded_validation_root, samples_fingerprint
-from edgecxr.core.data.patients import group_of
+from edgecxr.core.data.patients import group_of, source_of
 from edgecxr.core.data.roots import resolve_recorded
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.core.metrics import expected_calibration_error, negative_log_likelihood
@@ -82,12 +84,14 @@ def score(folder: Path, split: Split) -> dict:
 
     model, spec, names = load_checkpoint(folder / "model")
     probs = predict_probabilities(model, split, spec)
-    report = build_report(rows_from_probabilities(split.samples, names, probs), names, meta={})
+    rows = rows_from_probabilities(split.samples, names, probs)
+    report = build_report(rows, names, meta={})
     labels = [s.label for s in split.samples]
     metrics = report["metrics"]
     return {"val_accuracy": metrics["accuracy"], "val_auc": metrics["roc_auc"],
             "val_loss": negative_log_likelihood(probs, labels), "val_ece": expected_calibration_error(probs, labels),
-            **{f"val_recall_{n}": metrics["classes"][n]["recall"] for n in names}}
+            **{f"val_recall_{n}": metrics["classes"][n]["recall"] for n in names},
+            "val_by_source": errors_by_source(rows)}
 
 
 def test_figures(folder: Path) -> dict:
@@ -99,7 +103,20 @@ def test_figures(folder: Path) -> dict:
     return {"test_accuracy": metrics["accuracy"], "test_auc": metrics["roc_auc"],
             "test_ece": (metrics.get("calibration") or {}).get("ece"),
             "test_fingerprint": (report.get("data") or {}).get("fingerprint"),
-            **{f"test_recall_{n}": v["recall"] for n, v in metrics["classes"].items()}}
+            **{f"test_recall_{n}": v["recall"] for n, v in metrics["classes"].items()},
+            "test_by_source": errors_by_source(report.get("rows") or [])}
+
+
+def errors_by_source(rows: Sequence[dict]) -> dict:
+    """{series: {"images": n, "errors": k}} over report rows whose file name names its series."""
+    counts: dict[str, dict] = {}
+    for row in rows:
+        source = source_of(row["path"])
+        if source is not None:
+            entry = counts.setdefault(source, {"images": 0, "errors": 0})
+            entry["images"] += 1
+            entry["errors"] += int(row["prediction"] != row["label"])
+    return dict(sorted(counts.items()))
 
 
 def recipe_key(settings: dict) -> str:
@@ -205,7 +222,38 @@ def markdown(result: dict) -> str:
                      "have an edge here that says nothing of new images.")
     if not result["same_test_split"]:
         notes.append("**The runs' test reports are not all of one test split**: their test columns do not compare.")
-    return "\n".join(lines) + "\n" + " ".join(notes) + "\n"
+    return "\n".join(lines) + "\n" + " ".join(notes) + "\n" + _by_source_table(result)
+
+
+def _by_source_table(result: dict) -> str:
+    """Per cent of each series' images misread, validation beside test, a row per run and the
+    mean of each recipe's honest runs; empty when no file name names its series."""
+    runs = result["runs"]
+    sources = sorted({k for r in runs for side in ("val_by_source", "test_by_source") for k in r.get(side) or {}})
+    if not sources:
+        return ""
+
+    def rate(counts: dict | None, source: str) -> float | None:
+        entry = (counts or {}).get(source)
+        return entry["errors"] / entry["images"] if entry and entry["images"] else None
+
+    def sizes(side: str, source: str) -> str:
+        return "/".join(sorted({str(r[side][source]["images"]) for r in runs if source in (r.get(side) or {})})) or "0"
+
+    head = ["run"] + [f"{s} {side} (n={sizes(f'{side}_by_source', s)})" for s in sources for side in ("val", "test")]
+    lines = ["", "Images misread, per cent of each file-name series (validation beside test):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        cells = [_cell(rate(r.get(f"{side}_by_source"), s), True) for s in sources for side in ("val", "test")]
+        lines.append(f"| `{r['run']}` | " + " | ".join(cells) + " |")
+    for recipe in result["summary"]:
+        group = [r for r in runs if r["recipe"] == recipe and not r["leaked"]]
+        if len(group) < 2:
+            continue
+        cells = [_cell_sd(_mean_sd([v for r in group if (v := rate(r.get(f"{side}_by_source"), s)) is not None]), True)
+                 for s in sources for side in ("val", "test")]
+        lines.append(f"| recipe {recipe}: mean ± sd of {len(group)} runs | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _cell_sd(stat: dict | None, percent: bool | None) -> str:

@@ -12,6 +12,11 @@ The rule below was read off the 5,216 real training names:
   `NORMAL2-IM-<P>`. Both series number from low values up, so `NORMAL2-` is a separate
   numbering, not the same patient; the image counters after `<P>` vary per patient.
 - Any other name is its own group (an image-level split for that file), and is counted.
+
+The same names carry the series an image came from (`source_of`): `bacteria` and `virus`
+(pneumonia), `IM` and `NORMAL2-IM` (normal). `compare-runs` gives error rates per series,
+which is where the official test split's shift shows (its normal patients are numbered
+below every training patient of the same series).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ PATTERNS = (
     re.compile(r"^(person\d+)_(?:bacteria|virus)_"),
     re.compile(r"^((?:NORMAL2-)?IM-\d+)-\d+"),
 )
+SOURCE = re.compile(r"^(?:person\d+_(bacteria|virus)_|(NORMAL2-IM|IM)-\d+)")
 RULE_TEXT = ("patient id from the file name: person<N>_{bacteria,virus}_* -> person<N>; "
              "[NORMAL2-]IM-<P>-* -> [NORMAL2-]IM-<P>; any other name is its own group")
 
@@ -36,6 +42,12 @@ def patient_id(rel: str) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+def source_of(rel: str) -> str | None:
+    """The file-name series an image belongs to (`bacteria`, `virus`, `IM`, `NORMAL2-IM`), or None."""
+    match = SOURCE.match(rel.rsplit("/", 1)[-1])
+    return None if match is None else match.group(1) or match.group(2)
 
 
 def group_of(rel: str) -> str:
