@@ -37,13 +37,13 @@ demo: $(DEMO_VENV)/.demo-deps
 # engine in another process, which a second worker fills (on 2 cores: 8.1 min alone, about 5 with 2).
 # A worker that dies is not replaced (--max-worker-restart=0): with --dist loadfile a replaced worker
 # can leave xdist waiting for ever (pytest-xdist #784, #1313), so the run ends red instead, naming the
-# test the worker died in (-rfE) and printing its stack (tests/conftest.py).
+# test the worker died in (pyproject's -ra) and printing its stack (tests/conftest.py).
 PYTEST_WORKERS ?= 2
 
 test: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest --ignore=tests/device -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart=0 -rfE
+	$(BIN)/python -m pytest --ignore=tests/device -n $(PYTEST_WORKERS) --dist loadfile --max-worker-restart=0
 	$(MAKE) test-device
 
 # The device runtime tested as it ships: the torch-free demo environment (plus pytest), the

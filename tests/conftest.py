@@ -18,34 +18,43 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.pop("COLUMNS", None)
 
-# A worker that dies of a fatal signal (a crash in native code) writes its Python stack here, per
-# worker: xdist does not forward a worker's stderr, so pytest's own faulthandler dump would be lost.
-# The controller prints any such dump at the end of the run (pytest_terminal_summary below), beside
-# xdist's "worker gwN crashed while running <test>" (make test runs with --max-worker-restart=0).
+# A worker that dies of a fatal signal (a crash in native code) writes its Python stack to a file of
+# its own: xdist does not forward a worker's stderr, so pytest's own faulthandler dump would be lost.
+# The controller names a folder for its run (workers inherit it through the environment, so two runs
+# in one checkout keep apart) and prints any dump at the end, beside xdist's "worker gwN crashed while
+# running <test>" (make test runs with --max-worker-restart=0).
 CRASH_DUMPS = Path(__file__).parents[1] / ".pytest_cache" / "crash-dumps"
+DUMPS_ENV = "EDGECXR_TEST_CRASH_DUMPS"
 
 
 def pytest_sessionstart(session):
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker:
+    worker, folder = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(DUMPS_ENV)
+    if worker and folder:
         import faulthandler
 
-        CRASH_DUMPS.mkdir(parents=True, exist_ok=True)
-        session.config._crash_dump = open(CRASH_DUMPS / f"{worker}.log", "w")  # noqa: SIM115 (open until exit)
+        session.config._crash_dump = open(Path(folder) / f"{worker}.log", "w")  # noqa: SIM115 (open until exit)
         faulthandler.enable(session.config._crash_dump, all_threads=True)
-    elif CRASH_DUMPS.is_dir():
-        for old in CRASH_DUMPS.glob("*.log"):
-            old.unlink()
+    elif not worker:  # the controller, before xdist starts its workers (its hook runs last)
+        folder = CRASH_DUMPS / f"run-{os.getpid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ[DUMPS_ENV] = str(folder)
 
 
 def pytest_terminal_summary(terminalreporter):
-    if os.environ.get("PYTEST_XDIST_WORKER") or not CRASH_DUMPS.is_dir():
+    folder = os.environ.get(DUMPS_ENV)
+    if os.environ.get("PYTEST_XDIST_WORKER") or not folder or not Path(folder).is_dir():
         return
-    for dump in sorted(CRASH_DUMPS.glob("*.log")):
+    crashed = False
+    for dump in sorted(Path(folder).glob("*.log")):
         text = dump.read_text(errors="replace").strip()
         if text:
-            terminalreporter.section(f"worker {dump.stem} crashed: its Python stack", red=True)
+            crashed = True
+            terminalreporter.section(f"worker {dump.stem} died of a fatal signal: its Python stack", red=True)
             terminalreporter.write_line(text)
+    if not crashed:  # nothing to keep: the folder goes
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -226,8 +226,9 @@ def markdown(result: dict) -> str:
 
 
 def _by_source_table(result: dict) -> str:
-    """Per cent of each series' images misread, validation beside test, a row per run and the
-    mean of each recipe's honest runs; empty when no file name names its series."""
+    """Per cent of each series' images misread, validation beside test, a row per run (a run that
+    trained on validation images says so: its validation cells are optimistic) and the mean of
+    each recipe's honest runs; empty when no file name names its series."""
     runs = result["runs"]
     sources = sorted({k for r in runs for side in ("val_by_source", "test_by_source") for k in r.get(side) or {}})
     if not sources:
@@ -245,7 +246,8 @@ def _by_source_table(result: dict) -> str:
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         cells = [_cell(rate(r.get(f"{side}_by_source"), s), True) for s in sources for side in ("val", "test")]
-        lines.append(f"| `{r['run']}` | " + " | ".join(cells) + " |")
+        trained_on = f" (trained on {r['leaked']} of these val images)" if r["leaked"] else ""
+        lines.append(f"| `{r['run']}`{trained_on} | " + " | ".join(cells) + " |")
     for recipe in result["summary"]:
         group = [r for r in runs if r["recipe"] == recipe and not r["leaked"]]
         if len(group) < 2:

@@ -125,8 +125,9 @@ def main() -> None:
           + "; ".join(bounds))
     every = [p for p, k in misread.items() if k == len(args.runs)]
     print(f"\n{len(every)} normal test images misread by all {len(args.runs)} runs, from "
-          f"{len({patient_id(p) for p in every})} patients; by series: "
-          + ", ".join(f"{s} {sum(source_of(p) == s for p in every)}" for s in ("IM", "NORMAL2-IM")))
+          f"{len({patient_id(p) for p in every})} patients; images (patients) by series: "
+          + ", ".join(f"{s} {sum(source_of(p) == s for p in every)} "
+                      f"({len({patient_id(p) for p in every if source_of(p) == s})})" for s in ("IM", "NORMAL2-IM")))
 
     root = args.data or resolve_recorded(read_run(args.runs[0])["split"]["train_root"]).parent
     for series in ("IM", "NORMAL2-IM"):
