@@ -78,6 +78,8 @@ def test_split_seed_keeps_the_validation_images_while_the_seed_changes(mini, tmp
     misread = sum(r["prediction"] != r["label"] for r in report["rows"])
     assert sum(v["errors"] for v in rows["s1-0"]["test_by_source"].values()) == misread
     assert "| NORMAL2-IM val (n=" in table and "NORMAL2-IM test (n=" in table
+    picture = (tmp_path / "cmp" / "series.png").read_bytes()  # the same, drawn: a recipe of two clean runs
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n" and len(picture) > 10_000
 
 
 def test_a_run_recorded_before_the_scanner_augmentations_existed_resumes(mini, tmp_path):

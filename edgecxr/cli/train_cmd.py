@@ -192,7 +192,7 @@ def compare_runs(
 
     require("torch", "compare-runs")
     require("transformers", "compare-runs")
-    from edgecxr.training.compare import compare, markdown
+    from edgecxr.training.compare import compare, markdown, series_rates_by_recipe
 
     result = compare(runs, val_of=val_of, data_root=data)
     table = markdown(result)
@@ -202,3 +202,12 @@ def compare_runs(
         (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
         (out / "compare.md").write_text(table)
         console.print(f"->  {out / 'compare.md'}")
+        rates = series_rates_by_recipe(result)
+        if rates:
+            from edgecxr.core.plots import series_png
+
+            names = {k: f"{k}: " + ", ".join(r["run"] for r in result["runs"] if r["recipe"] == k and not r["leaked"])
+                     for k in rates}
+            series_png(rates, out / "series.png", f"images misread per file-name series, validation ({result['val_of']}) "
+                                                  "beside test; bars: mean of a recipe's runs, dots: each run", names)
+            console.print(f"->  {out / 'series.png'}")

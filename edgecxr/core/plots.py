@@ -166,3 +166,36 @@ def reliability_png(report: dict, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def series_png(rates: dict[str, dict[str, dict[str, list[float]]]], path: Path, title: str,
+               names: dict[str, str] | None = None) -> Path:
+    """compare-runs' picture of a shift: per file-name series, the share of images misread on
+    validation (light) and on test (dark), a bar per recipe at the mean of its runs, with each
+    run as a dot (`rates`: {recipe: {series: {"val": [...], "test": [...]}}}; `names`: the
+    legend's name of each recipe)."""
+    plt = _pyplot()
+    series = sorted({s for per_recipe in rates.values() for s in per_recipe})
+    recipes = list(rates)
+    width = 0.8 / (2 * max(1, len(recipes)))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(series), 3.4), dpi=120)
+    colours = plt.get_cmap("tab10")
+    for k, recipe in enumerate(recipes):
+        for j, side in enumerate(("val", "test")):
+            offset = (2 * k + j + 0.5) * width - 0.4
+            for i, name in enumerate(series):
+                values = 100 * np.asarray(rates[recipe].get(name, {}).get(side, []), dtype=float)
+                if values.size == 0:
+                    continue
+                label = f"{(names or {}).get(recipe, 'recipe ' + recipe)}, {'validation' if side == 'val' else 'test'}"
+                ax.bar(i + offset, values.mean(), width, color=colours(k), alpha=0.35 if side == "val" else 0.9,
+                       label=label if i == 0 else None)
+                ax.plot(np.full(values.size, i + offset), values, "o", ms=2.5, color="black")
+    ax.set_xticks(range(len(series)), series)
+    ax.set_ylabel("images misread, %")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -225,18 +225,35 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n" + " ".join(notes) + "\n" + _by_source_table(result)
 
 
+def series_of(result: dict) -> list[str]:
+    """The file-name series any run's validation or test rows fall in, sorted."""
+    return sorted({k for r in result["runs"] for side in ("val", "test") for k in r.get(f"{side}_by_source") or {}})
+
+
+def series_rate(run: dict, side: str, source: str) -> float | None:
+    """Share of `source`'s images the run misread on `side` ("val" or "test"), None without any."""
+    entry = (run.get(f"{side}_by_source") or {}).get(source)
+    return entry["errors"] / entry["images"] if entry and entry["images"] else None
+
+
+def series_rates_by_recipe(result: dict) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """{recipe: {series: {"val": [rate per honest run], "test": [...]}}}, for recipes of 2+ honest runs."""
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for recipe in result["summary"]:
+        group = [r for r in result["runs"] if r["recipe"] == recipe and not r["leaked"]]
+        if len(group) >= 2:
+            out[recipe] = {s: {side: [v for r in group if (v := series_rate(r, side, s)) is not None]
+                               for side in ("val", "test")} for s in series_of(result)}
+    return out
+
+
 def _by_source_table(result: dict) -> str:
     """Per cent of each series' images misread, validation beside test, a row per run (a run that
     trained on validation images says so: its validation cells are optimistic) and the mean of
     each recipe's honest runs; empty when no file name names its series."""
-    runs = result["runs"]
-    sources = sorted({k for r in runs for side in ("val_by_source", "test_by_source") for k in r.get(side) or {}})
+    runs, sources = result["runs"], series_of(result)
     if not sources:
         return ""
-
-    def rate(counts: dict | None, source: str) -> float | None:
-        entry = (counts or {}).get(source)
-        return entry["errors"] / entry["images"] if entry and entry["images"] else None
 
     def sizes(side: str, source: str) -> str:
         return "/".join(sorted({str(r[side][source]["images"]) for r in runs if source in (r.get(side) or {})})) or "0"
@@ -245,16 +262,13 @@ def _by_source_table(result: dict) -> str:
     lines = ["", "Images misread, per cent of each file-name series (validation beside test):", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
-        cells = [_cell(rate(r.get(f"{side}_by_source"), s), True) for s in sources for side in ("val", "test")]
+        cells = [_cell(series_rate(r, side, s), True) for s in sources for side in ("val", "test")]
         trained_on = f" (trained on {r['leaked']} of these val images)" if r["leaked"] else ""
         lines.append(f"| `{r['run']}`{trained_on} | " + " | ".join(cells) + " |")
-    for recipe in result["summary"]:
-        group = [r for r in runs if r["recipe"] == recipe and not r["leaked"]]
-        if len(group) < 2:
-            continue
-        cells = [_cell_sd(_mean_sd([v for r in group if (v := rate(r.get(f"{side}_by_source"), s)) is not None]), True)
-                 for s in sources for side in ("val", "test")]
-        lines.append(f"| recipe {recipe}: mean ± sd of {len(group)} runs | " + " | ".join(cells) + " |")
+    for recipe, rates in series_rates_by_recipe(result).items():
+        n = sum(r["recipe"] == recipe and not r["leaked"] for r in runs)
+        cells = [_cell_sd(_mean_sd(rates[s][side]), True) for s in sources for side in ("val", "test")]
+        lines.append(f"| recipe {recipe}: mean ± sd of {n} runs | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
