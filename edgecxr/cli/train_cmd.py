@@ -192,7 +192,7 @@ def compare_runs(
 
     require("torch", "compare-runs")
     require("transformers", "compare-runs")
-    from edgecxr.training.compare import compare, markdown, series_rates_by_recipe
+    from edgecxr.training.compare import compare, markdown, recipe_runs, series_rates_by_recipe
 
     result = compare(runs, val_of=val_of, data_root=data)
     table = markdown(result)
@@ -206,8 +206,7 @@ def compare_runs(
         if rates:
             from edgecxr.core.plots import series_png
 
-            names = {k: f"{k}: " + ", ".join(r["run"] for r in result["runs"] if r["recipe"] == k and not r["leaked"])
-                     for k in rates}
+            names = {k: f"{k}: " + ", ".join(r["run"] for r in recipe_runs(result, k)) for k in rates}
             series_png(rates, out / "series.png", f"images misread per file-name series, validation ({result['val_of']}) "
                                                   "beside test; bars: mean of a recipe's runs, dots: each run", names)
             console.print(f"->  {out / 'series.png'}")

@@ -236,11 +236,16 @@ def series_rate(run: dict, side: str, source: str) -> float | None:
     return entry["errors"] / entry["images"] if entry and entry["images"] else None
 
 
+def recipe_runs(result: dict, recipe: str) -> list[dict]:
+    """The runs of `recipe` that trained on none of the validation images (its summary's runs)."""
+    return [r for r in result["runs"] if r["recipe"] == recipe and not r["leaked"]]
+
+
 def series_rates_by_recipe(result: dict) -> dict[str, dict[str, dict[str, list[float]]]]:
     """{recipe: {series: {"val": [rate per honest run], "test": [...]}}}, for recipes of 2+ honest runs."""
     out: dict[str, dict[str, dict[str, list[float]]]] = {}
     for recipe in result["summary"]:
-        group = [r for r in result["runs"] if r["recipe"] == recipe and not r["leaked"]]
+        group = recipe_runs(result, recipe)
         if len(group) >= 2:
             out[recipe] = {s: {side: [v for r in group if (v := series_rate(r, side, s)) is not None]
                                for side in ("val", "test")} for s in series_of(result)}
@@ -266,7 +271,7 @@ def _by_source_table(result: dict) -> str:
         trained_on = f" (trained on {r['leaked']} of these val images)" if r["leaked"] else ""
         lines.append(f"| `{r['run']}`{trained_on} | " + " | ".join(cells) + " |")
     for recipe, rates in series_rates_by_recipe(result).items():
-        n = sum(r["recipe"] == recipe and not r["leaked"] for r in runs)
+        n = len(recipe_runs(result, recipe))
         cells = [_cell_sd(_mean_sd(rates[s][side]), True) for s in sources for side in ("val", "test")]
         lines.append(f"| recipe {recipe}: mean ± sd of {n} runs | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
