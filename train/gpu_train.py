@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--split-seed", type=int, default=None,
                         help="seed of the validation split alone (default: --seed), as edgecxr train --split-seed")
+    parser.add_argument("--val-split", choices=("random", "lowest-numbered"), default=defaults.val_split,
+                        help="how validation is carved from train/, as edgecxr train --val-split")
     parser.add_argument("--torch-device", "--device", dest="device", choices=("cuda", "cpu"), default=defaults.device,
                         help="PyTorch device, as edgecxr train --torch-device (--device is the same)")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=defaults.precision)
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = GpuConfig(data=args.data, out=args.out, preset=args.preset, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay, seed=args.seed,
-                       split_seed=args.split_seed,
+                       split_seed=args.split_seed, val_split=args.val_split,
                        device=args.device, precision=args.precision, compile=args.compile,
                        evaluate_test=not args.no_test)
     try:

@@ -29,7 +29,7 @@ from edgecxr.core.metrics import expected_calibration_error, negative_log_likeli
 from edgecxr.core.reporting import build_report, rows_from_probabilities
 
 # settings that say nothing about the recipe: runs differing only in these are seeds of one recipe
-NOT_RECIPE = ("seed", "split_seed", "out", "data", "device", "workers", "eval_batch_size")
+NOT_RECIPE = ("seed", "split_seed", "val_split", "out", "data", "device", "workers", "eval_batch_size")
 
 
 def read_run(folder: str | Path) -> dict:

@@ -16,6 +16,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10 (JetPack 6): the same parser, from the [train] extra
     import tomli as tomllib
 
+from edgecxr.core.data.folders import VAL_SPLITS
 from edgecxr.core.defaults import DEFAULT_SEED
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.training.presets import PRESETS
@@ -57,6 +58,9 @@ class TrainConfig:
     # the validation split's own seed (None = `seed`): several seeds of a recipe, or several
     # recipes, are then chosen between on the same validation images
     split_seed: int | None = None
+    # how validation is carved from train/ (no val/ folder): "random" patients (seeded by split_seed)
+    # or "lowest-numbered", the patients numbered nearest the official test split's (no seed)
+    val_split: str = "random"
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     label_smoothing: float = 0.0
@@ -152,6 +156,7 @@ def validate(config: TrainConfig) -> None:
         (config.lr > 0, "--lr must be positive"),
         (config.batch_size >= 1, "--batch-size must be at least 1"),
         (0 < config.val_fraction < 1, "--val-fraction must be between 0 and 1"),
+        (config.val_split in VAL_SPLITS, f"--val-split must be {' or '.join(VAL_SPLITS)}"),
         (config.class_weights in ("auto", "none"), "--class-weights must be auto or none"),
         (config.device in ("auto", "cpu", "cuda"), "--torch-device must be auto, cpu or cuda"),
         (config.precision in ("auto", "fp32", "bf16", "fp16"),

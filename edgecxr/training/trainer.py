@@ -54,7 +54,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
 
     split_seed = config.seed if config.split_seed is None else config.split_seed
     data = load_dataset(config.data, val_fraction=config.val_fraction, seed=split_seed,
-                        val_files=replayed_val_files(recorded))
+                        val_files=replayed_val_files(recorded), val_split=config.val_split)
     if data.val_note:  # a small val/ ignored, or one sharing patients with train/ (recorded in run.json too)
         reporter.warn(data.val_note)
     if not config.evaluate_test and data.test is not None:
@@ -153,6 +153,8 @@ def check_out_folder(out: Path, config, resume: bool, record_name: str = "run.js
         for side in (old, new):  # no --split-seed: the seed split it, as before the option existed
             if "seed" in side and side.get("split_seed") is None:
                 side["split_seed"] = side["seed"]
+        if "val_split" in new:  # a run recorded before --val-split existed split at random
+            old.setdefault("val_split", "random")
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)

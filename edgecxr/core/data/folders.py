@@ -19,7 +19,7 @@ import numpy as np
 
 from edgecxr.core.data.decode import SUPPORTED_SUFFIXES, decode_bytes
 from edgecxr.core.data.fingerprint import dataset_fingerprint, sha256_bytes
-from edgecxr.core.data.patients import describe, group_of
+from edgecxr.core.data.patients import describe, group_of, patient_number, source_of
 from edgecxr.core.data.roots import resolve_recorded
 from edgecxr.core.defaults import DEFAULT_SEED
 from edgecxr.core.errors import DataError, DecodeError
@@ -169,6 +169,63 @@ def stratified_split(samples: Sequence[Sample], fraction: float, seed: int, n_cl
     return train, val
 
 
+VAL_SPLITS = ("random", "lowest-numbered")
+
+
+def lowest_numbered_split(samples: Sequence[Sample], fraction: float, n_classes: int,
+                          class_names: Sequence[str] | None = None) -> tuple[list[Sample], list[Sample]]:
+    """Validation from the lowest-numbered patients of each file-name series; returns (train, val).
+
+    The official Kermany test split holds whole blocks of patient numbers at the low end of each
+    series, and its normal patients are numbered below every training patient. Validation built
+    the same way (per class and series, patients in ascending number while the series' image count
+    stays at or below its share; at least one patient, never all of a class) resembles that shift
+    more than a random patient split does. Deterministic: no seed. Images whose names carry no
+    patient number stay in training; a class with none numbered is refused.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"validation fraction must be between 0 and 1, got {fraction}",
+                        fix="use e.g. --val-fraction 0.1")
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        if patient_number(s.rel) is not None:
+            groups.setdefault(group_of(s.rel), []).append(i)
+
+    def majority(values: list):
+        return max(set(values), key=lambda v: (values.count(v), str(v)))
+
+    blocks: dict[tuple[int, str], list[str]] = {}
+    for key, ids in groups.items():
+        label = majority([samples[i].label for i in ids])
+        series = majority([source_of(samples[i].rel) for i in ids])
+        blocks.setdefault((label, series), []).append(key)
+    val_ids: set[int] = set()
+    for label in range(n_classes):
+        class_keys = [k for (lab, _), keys in blocks.items() if lab == label for k in keys]
+        if len(class_keys) < 2:
+            name = class_names[label] if class_names else label
+            raise DataError(f"--val-split lowest-numbered needs patient numbers in the file names "
+                            f"(person<N>_..., IM-<P>-...), and class {name!r} has {len(class_keys)} "
+                            "numbered patient(s)",
+                            fix="use --val-split random (a seeded split by patient)")
+        taken_in_class = 0
+        for (lab, _series), keys in sorted(blocks.items(), key=lambda kv: str(kv[0])):
+            if lab != label:
+                continue
+            keys.sort(key=lambda k: (patient_number(samples[groups[k][0]].rel), k))
+            target = round(sum(len(groups[k]) for k in keys) * fraction)
+            size = 0
+            for key in keys:
+                if taken_in_class == len(class_keys) - 1 or (size and size + len(groups[key]) > target):
+                    break
+                val_ids.update(groups[key])
+                size += len(groups[key])
+                taken_in_class += 1
+    train = [s for i, s in enumerate(samples) if i not in val_ids]
+    val = [s for i, s in enumerate(samples) if i in val_ids]
+    return train, val
+
+
 def replayed_val_files(recorded: dict | None) -> list[str] | None:
     """What `load_dataset(val_files=...)` replays when a run resumes: its carved validation split.
     A given val/ folder is read again instead (its files are relative to it, not to train/), and
@@ -179,8 +236,13 @@ def replayed_val_files(recorded: dict | None) -> list[str] | None:
 
 
 def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = DEFAULT_SEED,
-                 val_files: Sequence[str] | None = None) -> DataSet:
-    """Read the layout of ROOT; `val_files` replays a recorded carved split."""
+                 val_files: Sequence[str] | None = None, val_split: str = "random") -> DataSet:
+    """Read the layout of ROOT; `val_files` replays a recorded carved split. Without a val/
+    folder, validation is carved from train/ by patient: `random` (seeded by `seed`) or
+    `lowest-numbered` (`lowest_numbered_split`)."""
+    if val_split not in VAL_SPLITS:
+        raise DataError(f"unknown validation split {val_split!r}",
+                        fix=f"use --val-split {' or '.join(VAL_SPLITS)}")
     root = Path(root)
     if not root.is_dir():
         raise DataError("data folder not found", path=root,
@@ -210,6 +272,8 @@ def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = DEF
         if len(carved) != len(wanted):
             raise DataError("the recorded validation split names files that are not in train/",
                             path=train_dir, fix="resume only on the data the run started with")
+    elif val_split == "lowest-numbered":
+        kept, carved = lowest_numbered_split(train.samples, val_fraction, len(classes), classes)
     else:
         kept, carved = stratified_split(train.samples, val_fraction, seed, len(classes))
     return DataSet(

@@ -44,6 +44,14 @@ def patient_id(rel: str) -> str | None:
     return None
 
 
+def patient_number(rel: str) -> int | None:
+    """The patient's number within its series (`person<N>` -> N, `[NORMAL2-]IM-<P>` -> P), or None.
+    Kermany's numbers follow the order patients were collected in; the official test split holds
+    whole blocks of them (e.g. its NORMAL2-IM patients are 7-381, training's 383-1423)."""
+    pid = patient_id(rel)
+    return None if pid is None else int(re.search(r"(\d+)$", pid).group(1))
+
+
 def source_of(rel: str) -> str | None:
     """The file-name series an image belongs to (`bacteria`, `virus`, `IM`, `NORMAL2-IM`), or None."""
     match = SOURCE.match(rel.rsplit("/", 1)[-1])

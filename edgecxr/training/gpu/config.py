@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from edgecxr.core.data.folders import VAL_SPLITS
 from edgecxr.core.defaults import DEFAULT_SEED
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.training.gpu.augment import DeviceAugment
@@ -33,6 +34,7 @@ class GpuConfig:
     val_fraction: float = 0.1
     seed: int = DEFAULT_SEED
     split_seed: int | None = None  # the validation split's own seed (None = seed), as edgecxr train --split-seed
+    val_split: str = "random"  # or "lowest-numbered", as edgecxr train --val-split
     device: str = "cuda"
     precision: str = "auto"  # bf16 on a GPU that has it, else fp32
     compile: bool = False  # torch.compile the training forward pass
@@ -59,6 +61,7 @@ class GpuConfig:
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.lr > 0, "--lr must be positive"),
             (0 < self.val_fraction < 1, "--val-fraction must be between 0 and 1"),
+            (self.val_split in VAL_SPLITS, f"--val-split must be {' or '.join(VAL_SPLITS)}"),
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (self.ema_decay == 0 or 0 < self.ema_decay < 1, "--ema-decay must be 0 (off) or in (0, 1)"),
             (self.class_weights in ("auto", "none"), "class_weights must be auto or none"),

@@ -61,7 +61,7 @@ def train_gpu(config: GpuConfig, *, resume: bool = False, reporter: Reporter | N
     recorded = check_out_folder(out, config, resume)
     data = load_dataset(config.data, val_fraction=config.val_fraction,
                         seed=config.seed if config.split_seed is None else config.split_seed,
-                        val_files=replayed_val_files(recorded))
+                        val_files=replayed_val_files(recorded), val_split=config.val_split)
     if data.val_note:  # a small val/ ignored, or one sharing patients with train/ (recorded in run.json too)
         reporter.warn(data.val_note)
     torch.manual_seed(config.seed)
