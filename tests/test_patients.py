@@ -1,7 +1,10 @@
 from pathlib import Path
 
-from edgecxr.core.data.folders import Sample, load_dataset, stratified_split
-from edgecxr.core.data.patients import RULE_NAME, patient_id, source_of
+import pytest
+
+from edgecxr.core.data.folders import Sample, load_dataset, lowest_numbered_split, stratified_split
+from edgecxr.core.data.patients import RULE_NAME, patient_id, patient_number, source_of
+from edgecxr.core.errors import DataError
 
 
 def test_patient_id_from_kermany_names():
@@ -12,6 +15,8 @@ def test_patient_id_from_kermany_names():
     assert patient_id("IM-0618-0001-0001.jpeg") == "IM-0618"
     assert patient_id("NORMAL2-IM-0196-0001.jpeg") == "NORMAL2-IM-0196"
     assert patient_id("scan_0001.png") is None and patient_id("IM-.jpeg") is None
+    assert patient_number("PNEUMONIA/person78_bacteria_382.jpeg") == 78
+    assert patient_number("NORMAL2-IM-0196-0001.jpeg") == 196 and patient_number("scan_0001.png") is None
 
 
 def test_the_series_an_image_came_from_is_read_off_its_name():
@@ -61,3 +66,40 @@ def test_carved_split_of_real_names_is_patient_disjoint_and_recorded(mini):
     rule = data.val_rule
     assert rule["rule"] == RULE_NAME and rule["files_without_patient_id"] == 0
     assert rule["patients"] == len(_patients(data.train.samples + data.val.samples))
+
+
+def test_lowest_numbered_split_holds_out_each_series_lowest_patients():
+    samples = _synthetic()
+    train, val = lowest_numbered_split(samples, 0.2, 2)
+    assert len(train) + len(val) == len(samples) and not _patients(train) & _patients(val)
+    assert [s.rel for s in lowest_numbered_split(samples, 0.2, 2)[1]] == [s.rel for s in val]  # no seed
+    assert not any(s.rel.startswith("NORMAL/other_") for s in val)  # no number: stays in training
+    for series in ("IM", "NORMAL2-IM"):  # each series contributes, below all its training patients
+        held = [patient_number(s.rel) for s in val if source_of(s.rel) == series]
+        kept = [patient_number(s.rel) for s in train if source_of(s.rel) == series]
+        assert held and max(held) < min(kept)
+    for label in (0, 1):  # near the class's share, never more than a patient over
+        n = sum(s.label == label for s in samples)
+        assert 0 < sum(s.label == label for s in val) <= 0.2 * n + 6
+    persons = {patient_number(s.rel) for s in val if s.label == 1}
+    assert persons == set(range(min(persons), max(persons) + 1))  # pneumonia: one block from the lowest
+
+
+def test_lowest_numbered_split_refuses_names_without_patient_numbers():
+    samples = [Sample(Path(r), r, label) for label, cls in enumerate(("NORMAL", "PNEUMONIA"))
+               for r in (f"{cls}/scan_{i}.png" for i in range(10))]
+    with pytest.raises(DataError, match="class 'NORMAL' has 0 numbered patient") as caught:
+        lowest_numbered_split(samples, 0.2, 2, ["NORMAL", "PNEUMONIA"])
+    assert "--val-split random" in caught.value.fix
+
+
+def test_lowest_numbered_split_on_real_names(mini):
+    data = load_dataset(mini, val_fraction=0.25, val_split="lowest-numbered")
+    numbers = {}
+    for side in (data.train, data.val):
+        for s in side.samples:
+            numbers.setdefault((side.name, source_of(s.rel)), []).append(patient_number(s.rel))
+    for series in ("IM", "NORMAL2-IM", "bacteria", "virus"):
+        assert max(numbers["val", series]) < min(numbers["train", series])
+    with pytest.raises(DataError, match="unknown validation split"):
+        load_dataset(mini, val_split="latest")

@@ -123,3 +123,38 @@ def test_no_test_never_opens_the_test_split(mini, tmp_path):
     record = json.loads((out / "run.json").read_text())
     assert "test" not in record["data"]["fingerprints"] and "test" not in record["result"]
     assert record["settings"]["evaluate_test"] is False and not (out / "report.json").exists()
+
+
+def test_val_split_lowest_numbered_is_recorded_resumed_and_old_records_still_resume(mini, tmp_path):
+    out = tmp_path / "low"
+    first = run("train", mini, "--out", out, "--epochs", 2, "--stop-after-epoch", 1, "--val-fraction", 0.25,
+                "--val-split", "lowest-numbered", *FAST)
+    assert first.exit_code == 0, first.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["settings"]["val_split"] == "lowest-numbered"
+    assert sorted(record["split"]["val"]) == LOWEST_OF_MINI
+    changed = run("train", mini, "--out", out, "--epochs", 2, "--resume", "--val-fraction", 0.25, *FAST)
+    assert changed.exit_code != 0 and "val_split: 'lowest-numbered' -> 'random'" in " ".join(changed.output.split())
+    resumed = run("train", mini, "--out", out, "--epochs", 2, "--resume", "--val-fraction", 0.25,
+                  "--val-split", "lowest-numbered", *FAST)
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads((out / "run.json").read_text())["split"]["val"] == record["split"]["val"]
+
+    # a run recorded before --val-split existed was split at random, and resumes as such
+    old = tmp_path / "old"
+    assert run("train", mini, "--out", old, "--epochs", 2, "--stop-after-epoch", 1, *FAST).exit_code == 0
+    record = json.loads((old / "run.json").read_text())
+    del record["settings"]["val_split"]
+    (old / "run.json").write_text(json.dumps(record))
+    again = run("train", mini, "--out", old, "--epochs", 2, "--resume", *FAST)
+    assert again.exit_code == 0, again.output
+
+
+# the kermany-mini training folder's lowest-numbered quarter of each series (6 IM, 6 NORMAL2-IM,
+# 8 bacteria, 4 virus images, one per patient): 2, 2, 2 and 1 patients
+LOWEST_OF_MINI = sorted([
+    "NORMAL/IM-0115-0001.jpeg", "NORMAL/IM-0288-0001.jpeg",
+    "NORMAL/NORMAL2-IM-0472-0001.jpeg", "NORMAL/NORMAL2-IM-0623-0001.jpeg",
+    "PNEUMONIA/person382_bacteria_1745.jpeg", "PNEUMONIA/person467_bacteria_1988.jpeg",
+    "PNEUMONIA/person309_virus_631.jpeg",
+])

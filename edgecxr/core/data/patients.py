@@ -29,6 +29,7 @@ PATTERNS = (
     re.compile(r"^(person\d+)_(?:bacteria|virus)_"),
     re.compile(r"^((?:NORMAL2-)?IM-\d+)-\d+"),
 )
+NUMBER = re.compile(r"(\d+)$")
 SOURCE = re.compile(r"^(?:person\d+_(bacteria|virus)_|(NORMAL2-IM|IM)-\d+)")
 RULE_TEXT = ("patient id from the file name: person<N>_{bacteria,virus}_* -> person<N>; "
              "[NORMAL2-]IM-<P>-* -> [NORMAL2-]IM-<P>; any other name is its own group")
@@ -48,8 +49,8 @@ def patient_number(rel: str) -> int | None:
     """The patient's number within its series (`person<N>` -> N, `[NORMAL2-]IM-<P>` -> P), or None.
     Kermany's numbers follow the order patients were collected in; the official test split holds
     whole blocks of them (e.g. its NORMAL2-IM patients are 7-381, training's 383-1423)."""
-    pid = patient_id(rel)
-    return None if pid is None else int(re.search(r"(\d+)$", pid).group(1))
+    match = NUMBER.search(patient_id(rel) or "")
+    return None if match is None else int(match.group(1))
 
 
 def source_of(rel: str) -> str | None:
