@@ -19,7 +19,7 @@ import numpy as np
 
 from edgecxr.core.data.decode import SUPPORTED_SUFFIXES, decode_bytes
 from edgecxr.core.data.fingerprint import dataset_fingerprint, sha256_bytes
-from edgecxr.core.data.patients import describe, group_of, patient_number, source_of
+from edgecxr.core.data.patients import describe, group_of, numbering_of
 from edgecxr.core.data.roots import resolve_recorded
 from edgecxr.core.defaults import DEFAULT_SEED
 from edgecxr.core.errors import DataError, DecodeError
@@ -174,31 +174,32 @@ VAL_SPLITS = ("random", "lowest-numbered")
 
 def lowest_numbered_split(samples: Sequence[Sample], fraction: float, n_classes: int,
                           class_names: Sequence[str] | None = None) -> tuple[list[Sample], list[Sample]]:
-    """Validation from the lowest-numbered patients of each file-name series; returns (train, val).
+    """Validation from the lowest-numbered patients of each patient numbering; returns (train, val).
 
-    The official Kermany test split holds whole blocks of patient numbers at the low end of each
-    series, and its normal patients are numbered below every training patient. Validation built
-    the same way (per class and series, patients in ascending number while the series' image count
-    stays at or below its share; at least one patient, never all of a class) resembles that shift
-    more than a random patient split does. Deterministic: no seed. Images whose names carry no
-    patient number stay in training; a class with none numbered is refused.
+    The official Kermany test split holds whole blocks of patient numbers, and its normal patients
+    are numbered below every training patient. Validation built the same way resembles that shift
+    more than a random patient split does: per class and numbering (`person`, `IM-`,
+    `NORMAL2-IM-`: `numbering_of`), patients in ascending number, one block from the lowest,
+    while the block's images stay within `fraction` of the numbering's (at least one patient
+    where the numbering has two or more; never all numbered patients of a class). Deterministic:
+    no seed. Images whose names carry no patient number stay in training; a class with fewer than
+    two numbered patients is refused.
     """
     if not 0.0 < fraction < 1.0:
         raise DataError(f"validation fraction must be between 0 and 1, got {fraction}",
                         fix="use e.g. --val-fraction 0.1")
     groups: dict[str, list[int]] = {}
+    number: dict[str, tuple[str, int]] = {}
     for i, s in enumerate(samples):
-        if patient_number(s.rel) is not None:
+        numbered = numbering_of(s.rel)
+        if numbered is not None:
             groups.setdefault(group_of(s.rel), []).append(i)
-
-    def majority(values: list):
-        return max(set(values), key=lambda v: (values.count(v), str(v)))
-
+            number[group_of(s.rel)] = numbered
     blocks: dict[tuple[int, str], list[str]] = {}
     for key, ids in groups.items():
-        label = majority([samples[i].label for i in ids])
-        series = majority([source_of(samples[i].rel) for i in ids])
-        blocks.setdefault((label, series), []).append(key)
+        labels = [samples[i].label for i in ids]
+        label = max(set(labels), key=lambda lab: (labels.count(lab), -lab))
+        blocks.setdefault((label, number[key][0]), []).append(key)
     val_ids: set[int] = set()
     for label in range(n_classes):
         class_keys = [k for (lab, _), keys in blocks.items() if lab == label for k in keys]
@@ -209,10 +210,10 @@ def lowest_numbered_split(samples: Sequence[Sample], fraction: float, n_classes:
                             "numbered patient(s)",
                             fix="use --val-split random (a seeded split by patient)")
         taken_in_class = 0
-        for (lab, _series), keys in sorted(blocks.items(), key=lambda kv: str(kv[0])):
-            if lab != label:
+        for (lab, _numbering), keys in sorted(blocks.items()):
+            if lab != label or len(keys) < 2:
                 continue
-            keys.sort(key=lambda k: (patient_number(samples[groups[k][0]].rel), k))
+            keys.sort(key=lambda k: (number[k][1], k))
             target = round(sum(len(groups[k]) for k in keys) * fraction)
             size = 0
             for key in keys:

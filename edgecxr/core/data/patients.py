@@ -46,11 +46,19 @@ def patient_id(rel: str) -> str | None:
 
 
 def patient_number(rel: str) -> int | None:
-    """The patient's number within its series (`person<N>` -> N, `[NORMAL2-]IM-<P>` -> P), or None.
+    """The patient's number (`person<N>` -> N, `[NORMAL2-]IM-<P>` -> P), or None.
     Kermany's numbers follow the order patients were collected in; the official test split holds
     whole blocks of them (e.g. its NORMAL2-IM patients are 7-381, training's 383-1423)."""
-    match = NUMBER.search(patient_id(rel) or "")
-    return None if match is None else int(match.group(1))
+    numbered = numbering_of(rel)
+    return None if numbered is None else numbered[1]
+
+
+def numbering_of(rel: str) -> tuple[str, int] | None:
+    """(numbering, number): `person` for both pneumonia series (one patient, one number, as the
+    grouping rule has it), `IM-` and `NORMAL2-IM-` (separate numberings); None without a number."""
+    pid = patient_id(rel) or ""
+    match = NUMBER.search(pid)
+    return None if match is None else (pid[:match.start()], int(match.group(1)))
 
 
 def source_of(rel: str) -> str | None:
