@@ -103,3 +103,24 @@ def test_lowest_numbered_split_on_real_names(mini):
         assert max(numbers["val", series]) < min(numbers["train", series])
     with pytest.raises(DataError, match="unknown validation split"):
         load_dataset(mini, val_split="latest")
+
+
+def test_lowest_numbered_split_is_one_block_per_numbering_when_patients_span_both_series():
+    """`person<N>` is one patient in both pneumonia series: the block is cut on the one numbering,
+    so no training patient is numbered inside it, whichever series a patient's images are in."""
+    rels: list[tuple[str, int]] = []
+    for p in range(1, 11):  # low-numbered, bacteria only, many images each
+        rels += [(f"PNEUMONIA/person{p}_bacteria_{100 * p + k}.jpeg", 1) for k in range(5)]
+    for p in range(11, 61):  # mostly virus, with a bacteria image each
+        rels += [(f"PNEUMONIA/person{p}_virus_{100 * p + k}.jpeg", 1) for k in range(3)]
+        rels.append((f"PNEUMONIA/person{p}_bacteria_{100 * p + 9}.jpeg", 1))
+    rels.append(("NORMAL/IM-0005-0001.jpeg", 0))  # a numbering of one patient: never all of it
+    rels += [(f"NORMAL/NORMAL2-IM-{p:04d}-0001.jpeg", 0) for p in range(100, 130)]
+    samples = [Sample(Path(r), r, label) for r, label in rels]
+    train, val = lowest_numbered_split(samples, 0.2, 2)
+    held = {patient_number(s.rel) for s in val if s.label == 1}
+    kept = {patient_number(s.rel) for s in train if s.label == 1}
+    assert held == set(range(1, max(held) + 1)) and max(held) < min(kept)
+    assert sum(s.label == 1 for s in val) <= 0.2 * sum(s.label == 1 for s in samples)
+    assert "NORMAL/IM-0005-0001.jpeg" in {s.rel for s in train}
+    assert {patient_number(s.rel) for s in val if s.label == 0} == set(range(100, 106))

@@ -67,6 +67,7 @@ def test_split_seed_keeps_the_validation_images_while_the_seed_changes(mini, tmp
     assert leaked_patients(result, "s2-0") > 0
     assert all(r["chosen_on_these"] == (r["run"] != "s2-0") for r in result["runs"])
     rows = {r["run"]: r for r in result["runs"]}
+    assert rows["s2-2"]["val_split"] == "random" and rows["s2-2"]["split_seed"] == 1
     report = json.loads((runs[0] / "report.json").read_text())
     assert rows["s1-0"]["test_accuracy"] == report["metrics"]["accuracy"]
     table = (tmp_path / "cmp" / "compare.md").read_text()

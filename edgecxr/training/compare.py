@@ -150,7 +150,10 @@ def compare(folders: Sequence[str | Path], *, val_of: str | Path | None = None,
         result = record["result"]
         rows.append({
             "run": path.name, "recipe": recipe, "seed": settings.get("seed"),
-            "split_seed": settings.get("seed") if settings.get("split_seed") is None else settings["split_seed"],
+            "val_split": settings.get("val_split", "random"),
+            # only a random split has a seed; a lowest-numbered one has none
+            "split_seed": None if settings.get("val_split", "random") != "random"
+            else settings.get("seed") if settings.get("split_seed") is None else settings["split_seed"],
             "best_epoch": result["best_epoch"], "epochs": result["epochs_run"],
             "train_minutes": round(result.get("train_seconds", 0.0) / 60, 1),
             "leaked": len(val_files & trained_on),
