@@ -72,6 +72,7 @@ def test_split_seed_keeps_the_validation_images_while_the_seed_changes(mini, tmp
     assert rows["s1-0"]["test_accuracy"] == report["metrics"]["accuracy"]
     table = (tmp_path / "cmp" / "compare.md").read_text()
     assert "mean ± sd of 2 runs" in table
+    assert "images" in table and "of `s1-0`, random patients, split seed 1;" in table
     # errors per file-name series: every validation image counted once, test counts from the report
     by_source = rows["s1-0"]["val_by_source"]
     assert set(by_source) == {"IM", "NORMAL2-IM", "bacteria", "virus"}

@@ -169,10 +169,22 @@ def compare(folders: Sequence[str | Path], *, val_of: str | Path | None = None,
         summary[recipe] = {k: _mean_sd([r[k] for r in group if r.get(k) is not None])
                            for k in [*(key for key, _, _ in _figures(judge_record["classes"])), "val_loss",
                                      "train_minutes"]}
-    return {"schema": "edgecxr.compare/1", "val_of": judge.name, "val_images": len(split.samples),
+    return {"schema": "edgecxr.compare/1", "val_of": judge.name, "val_kind": split_kind(judge_record),
+            "val_images": len(split.samples),
             "val_patients": len(val_patients), "classes": judge_record["classes"], "runs": rows,
             "honest_runs": len(honest), "preferred": preferred, "summary": summary,
             "same_test_split": len({r.get("test_fingerprint") for r in rows if r.get("test_fingerprint")}) <= 1}
+
+
+def split_kind(record: dict) -> str:
+    """How a run's validation images were chosen, in words."""
+    settings = record["settings"]
+    if (record.get("data") or {}).get("val_source") == "folder":
+        return "a given val/ folder"
+    if settings.get("val_split", "random") == "lowest-numbered":
+        return "the lowest-numbered patients of each numbering"
+    seed = settings.get("seed") if settings.get("split_seed") is None else settings["split_seed"]
+    return f"random patients, split seed {seed}"
 
 
 def _figures(classes: Sequence[str]) -> list[tuple[str, str, bool]]:
@@ -215,8 +227,9 @@ def markdown(result: dict) -> str:
         cells += [_cell_sd(stats[k], p) for k, _, p in figures]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    kind = f", {result['val_kind']}" if result.get("val_kind") else ""
     notes = [f"Validation: the {result['val_images']} images ({result['val_patients']} patients) of "
-             f"`{result['val_of']}`; test: each run's own report, which chose nothing."]
+             f"`{result['val_of']}`{kind}; test: each run's own report, which chose nothing."]
     notes.append(f"Validation prefers `{result['preferred']}` (accuracy, then loss)." if result["preferred"]
                  else "Every run trained on some of these validation images, so none is preferred.")
     chosen = {r["chosen_on_these"] for r in result["runs"] if not r["leaked"]}
