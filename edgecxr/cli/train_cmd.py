@@ -35,7 +35,7 @@ def train(
     seed: Annotated[int | None, typer.Option(help=f"Seed for init, order, augmentation and (without --split-seed) the validation split (default {DEFAULT_SEED}).")] = None,
     split_seed: Annotated[int | None, typer.Option(help="Seed for the validation split alone (default: --seed), so several seeds or recipes are compared on the same validation images.")] = None,
     val_fraction: Annotated[float | None, typer.Option(help="Share of train carved out for validation when val/ is missing or small (0.1).")] = None,
-    val_split: Annotated[str | None, typer.Option(help="How validation is carved from train/ by patient: random (seeded by --split-seed; the default) or lowest-numbered (each file-name series' lowest-numbered patients, the nearest to the official test split's; no seed).")] = None,
+    val_split: Annotated[str | None, typer.Option(help="How validation is carved from train/ by patient: random (seeded by --split-seed; the default) or lowest-numbered (one block of the lowest-numbered patients of each patient numbering, the nearest to the official test split's; no seed).")] = None,
     class_weights: Annotated[str | None, typer.Option(help="auto (inverse class frequency) or none.")] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="Label smoothing (0).")] = None,
     early_stopping: Annotated[int | None, typer.Option(help="Stop after this many epochs without a better val accuracy; 0 = off.")] = None,

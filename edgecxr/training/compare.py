@@ -151,9 +151,7 @@ def compare(folders: Sequence[str | Path], *, val_of: str | Path | None = None,
         rows.append({
             "run": path.name, "recipe": recipe, "seed": settings.get("seed"),
             "val_split": settings.get("val_split", "random"),
-            # only a random split has a seed; a lowest-numbered one has none
-            "split_seed": None if settings.get("val_split", "random") != "random"
-            else settings.get("seed") if settings.get("split_seed") is None else settings["split_seed"],
+            "split_seed": split_seed_of(settings),
             "best_epoch": result["best_epoch"], "epochs": result["epochs_run"],
             "train_minutes": round(result.get("train_seconds", 0.0) / 60, 1),
             "leaked": len(val_files & trained_on),
@@ -176,15 +174,20 @@ def compare(folders: Sequence[str | Path], *, val_of: str | Path | None = None,
             "same_test_split": len({r.get("test_fingerprint") for r in rows if r.get("test_fingerprint")}) <= 1}
 
 
+def split_seed_of(settings: dict) -> int | None:
+    """The seed a run's validation split was drawn with: --split-seed, else --seed; None for an
+    unseeded (lowest-numbered) split."""
+    if settings.get("val_split", "random") != "random":
+        return None
+    return settings.get("seed") if settings.get("split_seed") is None else settings["split_seed"]
+
+
 def split_kind(record: dict) -> str:
     """How a run's validation images were chosen, in words."""
-    settings = record["settings"]
     if (record.get("data") or {}).get("val_source") == "folder":
         return "a given val/ folder"
-    if settings.get("val_split", "random") == "lowest-numbered":
-        return "the lowest-numbered patients of each numbering"
-    seed = settings.get("seed") if settings.get("split_seed") is None else settings["split_seed"]
-    return f"random patients, split seed {seed}"
+    seed = split_seed_of(record["settings"])
+    return "the lowest-numbered patients of each numbering" if seed is None else f"random patients, split seed {seed}"
 
 
 def _figures(classes: Sequence[str]) -> list[tuple[str, str, bool]]:

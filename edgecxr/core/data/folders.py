@@ -193,8 +193,9 @@ def lowest_numbered_split(samples: Sequence[Sample], fraction: float, n_classes:
     for i, s in enumerate(samples):
         numbered = numbering_of(s.rel)
         if numbered is not None:
-            groups.setdefault(group_of(s.rel), []).append(i)
-            number[group_of(s.rel)] = numbered
+            key = group_of(s.rel)
+            groups.setdefault(key, []).append(i)
+            number[key] = numbered
     blocks: dict[tuple[int, str], list[str]] = {}
     for key, ids in groups.items():
         labels = [samples[i].label for i in ids]
