@@ -35,3 +35,41 @@ def test_bench_rows_and_columns(bundle_dir, tmp_path):
 def test_bench_bad_batch_sizes(bundle_dir):
     result = CliRunner().invoke(app, ["bench", str(bundle_dir), "--batch-sizes", "one"])
     assert result.exit_code == 2 and "--batch-sizes" in result.stderr
+
+
+def test_bench_against_pairs_rounds_and_prints_ratios(bundle_dir, onnx_bundle, tmp_path):
+    """Every engine of both bundles is measured in each round; an engine the reference lacks has no ratio."""
+    out = tmp_path / "against.json"
+    result = CliRunner().invoke(app, ["bench", str(bundle_dir), "--against", str(onnx_bundle), "--precisions", "fp32",
+                                      "--rounds", "2", "--iterations", "3", "--warmup", "1", "--threads", "1",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["schema"] == "edgecxr.bench-against/1" and data["rounds"] == 2
+    engines = {e["engine"]: e for e in data["engines"]}
+    assert set(engines) == {"onnxruntime-fp32", "openvino-fp32"}
+    shared = engines["onnxruntime-fp32"]
+    assert len(shared["rounds_ms"]["candidate"]) == len(shared["rounds_ms"]["reference"]) == 2
+    pairs = [c / r for c, r in zip(shared["rounds_ms"]["candidate"], shared["rounds_ms"]["reference"], strict=True)]
+    assert abs(shared["ratio"] - sum(pairs) / 2) < 1e-9  # the median of two paired ratios is their mean
+    only = engines["openvino-fp32"]
+    assert only["ratio"] is None and only["reference_p50_ms"] is None and only["candidate_p50_ms"] > 0
+    fastest = data["fastest"]
+    assert fastest["reference_engine"] == "onnxruntime-fp32"
+    assert fastest["candidate_engine"] in engines and fastest["ratio"] > 0
+    assert data["inputs"]["candidate_shape"] == data["inputs"]["reference_shape"] == [3, 64, 64]
+    assert "fastest engines:" in result.stdout and "ratio" in result.stdout
+
+
+def test_bench_against_limit_sets_exit_code(bundle_dir, onnx_bundle):
+    args = ["bench", str(onnx_bundle), "--against", str(bundle_dir), "--backends", "onnxruntime", "--precisions",
+            "fp32", "--rounds", "1", "--iterations", "2", "--warmup", "0", "--threads", "1"]
+    over = CliRunner().invoke(app, [*args, "--max-ratio", "0.001"])
+    assert over.exit_code == 1 and "above the limit 0.001x" in over.stdout, over.output
+    within = CliRunner().invoke(app, [*args, "--max-ratio", "1000"])
+    assert within.exit_code == 0 and "within the limit 1000x" in within.stdout, within.output
+
+
+def test_bench_max_ratio_needs_against(bundle_dir):
+    result = CliRunner().invoke(app, ["bench", str(bundle_dir), "--max-ratio", "2"])
+    assert result.exit_code == 2 and "--against" in result.stderr

@@ -23,8 +23,18 @@ def bench(
     pytorch: Annotated[bool, typer.Option(help="Add PyTorch eager on the source checkpoint as the baseline row.")] = True,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
     qualification_dir: QualificationDirOpt = None,
+    against: Annotated[Path | None, typer.Option(
+        metavar="REFERENCE", help="Instead of the table: measure this bundle against REFERENCE (e.g. the shipped "
+                                  "model) in alternating rounds and print each engine's batch-1 p50 ratio and the "
+                                  "fastest engine's.")] = None,
+    rounds: Annotated[int, typer.Option(help="With --against: paired rounds (the ratio is their median).")] = 3,
+    max_ratio: Annotated[float | None, typer.Option(
+        help="With --against: exit 1 when the fastest engine's p50 ratio is above this (e.g. 2).")] = None,
 ):
-    """Measure each engine: load, first inference, latency p50/p90/p99, images/s, size, peak RSS."""
+    """Measure each engine: load, first inference, latency p50/p90/p99, images/s, size, peak RSS.
+
+    With --against REFERENCE: how much slower (or faster) this bundle is than REFERENCE on this CPU.
+    """
     from rich.table import Table
 
     from edgecxr.bench.run import run_bench
@@ -40,7 +50,16 @@ def bench(
         raise EdgecxrError(f"--batch-sizes {batch_sizes!r} is not a list of integers", fix="e.g. --batch-sizes 1,8") from None
     if not sizes or min(sizes) < 1 or iterations < 1 or warmup < 0:
         raise EdgecxrError("batch sizes and iterations must be positive", fix="e.g. --batch-sizes 1,8 --iterations 50")
+    if max_ratio is not None and max_ratio <= 0:
+        raise EdgecxrError(f"--max-ratio {max_ratio:g} is not a positive ratio", fix="e.g. --max-ratio 2")
     loaded = load_bundle(resolve_bundle(bundle))
+    if against is not None:
+        _against(loaded, load_bundle(against), backends, precisions, rounds, iterations, warmup, threads, data,
+                 json_file, max_ratio)
+        return
+    if max_ratio is not None:
+        raise EdgecxrError("--max-ratio needs --against REFERENCE", fix="e.g. --against edgecxr/models/reference "
+                                                                        "--max-ratio 2")
     with err.status("benchmarking") as status:
         result = run_bench(loaded, backends=comma_list(backends) or None, precisions=comma_list(precisions) or None, batch_sizes=sizes,
                            iterations=iterations, warmup=warmup, threads=threads, data=data, pytorch=pytorch,
@@ -73,3 +92,56 @@ def bench(
     if json_file is not None:
         json_file.write_text(json.dumps(result, indent=2) + "\n")
         console.print(f"JSON -> {json_file}")
+
+
+def _against(candidate, reference, backends, precisions, rounds, iterations, warmup, threads, data, json_file,
+             max_ratio) -> None:
+    from rich.table import Table
+
+    from edgecxr.bench.against import compare_bundles
+    from edgecxr.cli.console import comma_list, err
+    from edgecxr.cli.console import out as console
+
+    with err.status("benchmarking") as status:
+        result = compare_bundles(candidate, reference, backends=comma_list(backends) or None,
+                                 precisions=comma_list(precisions) or None, rounds=rounds, iterations=iterations,
+                                 warmup=warmup, threads=threads, data=data,
+                                 progress=lambda text: status.update(f"benchmarking {text}"))
+    cpu, inputs = result["cpu"], result["inputs"]
+    feats = ", ".join(k for k, v in cpu["features"].items() if v) or "none"
+    console.print(f"[bold]{candidate.name}[/bold] {inputs['candidate_shape']} against [bold]{reference.name}[/bold] "
+                  f"{inputs['reference_shape']} on {cpu['model']} ({result['cores']} cores; INT8 features: {feats}); "
+                  f"threads: {result['threads']}; {rounds} alternating rounds of {iterations} batch-1 runs on "
+                  f"{inputs['images']} real images", highlight=False)
+    table = Table(title_justify="left")
+    for col in ("engine", f"{candidate.name} p50 ms", f"{reference.name} p50 ms", "ratio"):
+        table.add_column(col, justify="left" if col == "engine" else "right", no_wrap=True)
+
+    def cell(ms, error):
+        return f"[red]{error}[/red]" if error else "-" if ms is None else f"{ms:.1f}"
+
+    for e in result["engines"]:
+        table.add_row(e["engine"], cell(e["candidate_p50_ms"], e["candidate_error"]),
+                      cell(e["reference_p50_ms"], e["reference_error"]),
+                      "-" if e["ratio"] is None else f"{e['ratio']:.2f}x")
+    console.print(table)
+    for s in result["skipped"]:
+        console.print(f"not measured: {s['side']} {s['engine']} ({s['reason']})", highlight=False)
+    fastest = result["fastest"]
+    if json_file is not None:
+        json_file.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"JSON -> {json_file}")
+    if fastest is None:
+        console.print("[red]fastest engines: not measured (every engine of one bundle failed)[/red]")
+        raise typer.Exit(1)
+    low, high = fastest["ratio_range"]
+    line = (f"fastest engines: {fastest['candidate_engine']} p50 {fastest['candidate_p50_ms']:.1f} ms against "
+            f"{fastest['reference_engine']} p50 {fastest['reference_p50_ms']:.1f} ms: ratio {fastest['ratio']:.2f}x "
+            f"(rounds {low:.2f}-{high:.2f})")
+    if max_ratio is None:
+        console.print(line, highlight=False)
+        return
+    if fastest["ratio"] > max_ratio:
+        console.print(f"[red]{line}: above the limit {max_ratio:g}x[/red]", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"{line}: within the limit {max_ratio:g}x", highlight=False)
