@@ -138,7 +138,7 @@ def test_val_split_lowest_numbered_is_recorded_resumed_and_old_records_still_res
     changed = run("train", mini, "--out", out, "--epochs", 2, "--resume", "--val-fraction", 0.25, *FAST)
     assert changed.exit_code != 0 and "val_split: 'lowest-numbered' -> 'random'" in " ".join(changed.output.split())
     resumed = run("train", mini, "--out", out, "--epochs", 2, "--resume", "--val-fraction", 0.25,
-                  "--val-split", "lowest-numbered", *FAST)
+                  "--val-split", "lowest-numbered", "--split-seed", 7, *FAST)  # no seed splits it: one is ignored
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / "run.json").read_text())["split"]["val"] == record["split"]["val"]
 
@@ -150,6 +150,15 @@ def test_val_split_lowest_numbered_is_recorded_resumed_and_old_records_still_res
     (old / "run.json").write_text(json.dumps(record))
     again = run("train", mini, "--out", old, "--epochs", 2, "--resume", *FAST)
     assert again.exit_code == 0, again.output
+
+
+def test_split_seed_of_is_the_one_rule_for_train_resume_and_compare():
+    from edgecxr.core.data.folders import split_seed_of
+
+    assert split_seed_of({"seed": 2, "split_seed": None, "val_split": "random"}) == 2
+    assert split_seed_of({"seed": 2, "split_seed": 1216, "val_split": "random"}) == 1216
+    assert split_seed_of({"seed": 2, "split_seed": 0}) == 0  # a record from before --val-split; 0 is a seed
+    assert split_seed_of({"seed": 2, "split_seed": 1216, "val_split": "lowest-numbered"}) is None
 
 
 # the kermany-mini training folder's lowest-numbered quarter of each series (6 IM, 6 NORMAL2-IM,

@@ -21,7 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from edgecxr.core.data.fingerprint import sha256_file
-from edgecxr.core.data.folders import Split, recorded_samples, recorded_validation_root, samples_fingerprint
+from edgecxr.core.data.folders import (
+    Split,
+    recorded_samples,
+    recorded_validation_root,
+    samples_fingerprint,
+    split_seed_of,
+)
 from edgecxr.core.data.patients import group_of, source_of
 from edgecxr.core.data.roots import resolve_recorded
 from edgecxr.core.errors import EdgecxrError
@@ -172,14 +178,6 @@ def compare(folders: Sequence[str | Path], *, val_of: str | Path | None = None,
             "val_patients": len(val_patients), "classes": judge_record["classes"], "runs": rows,
             "honest_runs": len(honest), "preferred": preferred, "summary": summary,
             "same_test_split": len({r.get("test_fingerprint") for r in rows if r.get("test_fingerprint")}) <= 1}
-
-
-def split_seed_of(settings: dict) -> int | None:
-    """The seed a run's validation split was drawn with: --split-seed, else --seed; None for an
-    unseeded (lowest-numbered) split."""
-    if settings.get("val_split", "random") != "random":
-        return None
-    return settings.get("seed") if settings.get("split_seed") is None else settings["split_seed"]
 
 
 def split_kind(record: dict) -> str:

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from edgecxr.core.data.folders import DataSet, drop_bad, hash_and_check, load_dataset, replayed_val_files
+from edgecxr.core.data.folders import (
+    DataSet,
+    drop_bad,
+    hash_and_check,
+    load_dataset,
+    replayed_val_files,
+    split_seed_of,
+)
 from edgecxr.core.data.roots import portable_path
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.core.fsutil import atomic_write_json
@@ -52,8 +59,7 @@ def train(config: TrainConfig, *, resume: bool = False, reporter: Reporter | Non
     check_process_count(recorded, accelerator, out)
     started = time.monotonic()
 
-    split_seed = config.seed if config.split_seed is None else config.split_seed
-    data = load_dataset(config.data, val_fraction=config.val_fraction, seed=split_seed,
+    data = load_dataset(config.data, val_fraction=config.val_fraction, seed=split_seed_of(config.to_dict()),
                         val_files=replayed_val_files(recorded), val_split=config.val_split)
     if data.val_note:  # a small val/ ignored, or one sharing patients with train/ (recorded in run.json too)
         reporter.warn(data.val_note)
@@ -150,11 +156,11 @@ def check_out_folder(out: Path, config, resume: bool, record_name: str = "run.js
             # a run recorded before an augmentation option existed had it off
             defaults = TrainConfig(data="", out="", augment=Augmentation()).to_dict()["augment"]
             old["augment"] = {**defaults, **old["augment"]}
-        for side in (old, new):  # no --split-seed: the seed split it, as before the option existed
-            if "seed" in side and side.get("split_seed") is None:
-                side["split_seed"] = side["seed"]
         if "val_split" in new:  # a run recorded before --val-split existed split at random
             old.setdefault("val_split", "random")
+        for side in (old, new):  # no --split-seed: the seed split it, as before the option existed
+            if "seed" in side:
+                side["split_seed"] = split_seed_of(side)
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if diff:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)

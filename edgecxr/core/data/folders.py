@@ -10,10 +10,11 @@ the patients it shares with `train` are counted, said (`val_note`) and recorded.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -172,6 +173,15 @@ def stratified_split(samples: Sequence[Sample], fraction: float, seed: int, n_cl
 VAL_SPLITS = ("random", "lowest-numbered")
 
 
+def split_seed_of(settings: Mapping[str, Any]) -> int | None:
+    """The seed a run's validation split is drawn with: `split_seed` (--split-seed), else `seed`;
+    None for a split that takes no seed (lowest-numbered). Reads a training config's `to_dict()`
+    or run.json's settings; a record from before --val-split split at random."""
+    if settings.get("val_split", "random") != "random":
+        return None
+    return settings.get("seed") if settings.get("split_seed") is None else settings["split_seed"]
+
+
 def lowest_numbered_split(samples: Sequence[Sample], fraction: float, n_classes: int,
                           class_names: Sequence[str] | None = None) -> tuple[list[Sample], list[Sample]]:
     """Validation from the lowest-numbered patients of each patient numbering; returns (train, val).
@@ -237,7 +247,7 @@ def replayed_val_files(recorded: dict | None) -> list[str] | None:
     return recorded["split"]["val"]
 
 
-def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = DEFAULT_SEED,
+def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int | None = DEFAULT_SEED,
                  val_files: Sequence[str] | None = None, val_split: str = "random") -> DataSet:
     """Read the layout of ROOT; `val_files` replays a recorded carved split. Without a val/
     folder, validation is carved from train/ by patient: `random` (seeded by `seed`) or
@@ -277,7 +287,8 @@ def load_dataset(root: str | Path, *, val_fraction: float = 0.1, seed: int = DEF
     elif val_split == "lowest-numbered":
         kept, carved = lowest_numbered_split(train.samples, val_fraction, len(classes), classes)
     else:
-        kept, carved = stratified_split(train.samples, val_fraction, seed, len(classes))
+        kept, carved = stratified_split(train.samples, val_fraction, DEFAULT_SEED if seed is None else seed,
+                                        len(classes))
     return DataSet(
         root, classes,
         Split("train", train_dir, classes, kept),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from edgecxr.core.data.folders import load_dataset, replayed_val_files
+from edgecxr.core.data.folders import load_dataset, replayed_val_files, split_seed_of
 from edgecxr.core.errors import EdgecxrError
 from edgecxr.core.fsutil import atomic_write_json
 from edgecxr.core.metrics import positive_class_index, roc_auc
@@ -60,7 +60,7 @@ def train_gpu(config: GpuConfig, *, resume: bool = False, reporter: Reporter | N
     out = Path(config.out)
     recorded = check_out_folder(out, config, resume)
     data = load_dataset(config.data, val_fraction=config.val_fraction,
-                        seed=config.seed if config.split_seed is None else config.split_seed,
+                        seed=split_seed_of(config.to_dict()),
                         val_files=replayed_val_files(recorded), val_split=config.val_split)
     if data.val_note:  # a small val/ ignored, or one sharing patients with train/ (recorded in run.json too)
         reporter.warn(data.val_note)
