@@ -71,5 +71,56 @@ def test_bench_against_limit_sets_exit_code(bundle_dir, onnx_bundle):
 
 
 def test_bench_max_ratio_needs_against(bundle_dir):
-    result = CliRunner().invoke(app, ["bench", str(bundle_dir), "--max-ratio", "2"])
-    assert result.exit_code == 2 and "--against" in result.stderr
+    for extra in (["--max-ratio", "2"], ["--rounds", "5"]):
+        result = CliRunner().invoke(app, ["bench", str(bundle_dir), *extra])
+        assert result.exit_code == 2 and "--against" in result.stderr
+
+
+def test_bench_against_an_engine_failing_midway_is_named_and_blocks_the_limit(bundle_dir, onnx_bundle, tmp_path,
+                                                                             monkeypatch):
+    """The reference's OpenVINO engine fails in round 2 (a fault injected around the real measurement):
+    the fastest-engine ratio then leaves it out, says so, and cannot pass a --max-ratio check."""
+    import edgecxr.bench.against as against
+
+    real = against.measure_engine
+    calls = {"n": 0}
+
+    def failing_midway(backend, path, inputs_path, *args):
+        if backend == "openvino" and str(inputs_path).endswith("reference.npy"):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                return {"error": "RuntimeError: injected"}
+        return real(backend, path, inputs_path, *args)
+
+    monkeypatch.setattr(against, "measure_engine", failing_midway)
+    out = tmp_path / "against.json"
+    args = ["bench", str(onnx_bundle), "--against", str(bundle_dir), "--precisions", "fp32", "--rounds", "3",
+            "--iterations", "2", "--warmup", "0", "--threads", "1"]
+    result = CliRunner().invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["failed"] == [{"side": "reference", "engine": "openvino-fp32", "error": "RuntimeError: injected"}]
+    assert data["fastest"]["reference_engine"] == "onnxruntime-fp32"
+    assert "without openvino-fp32 of the reference" in " ".join(result.stdout.split())
+    calls["n"] = 0
+    limited = CliRunner().invoke(app, [*args, "--max-ratio", "1000"])
+    assert limited.exit_code == 2 and "cannot judge the 1000x limit" in " ".join(limited.stderr.split()), limited.output
+
+
+def test_bench_against_a_side_with_no_engine_measured_is_an_error(bundle_dir, onnx_bundle, monkeypatch):
+    import edgecxr.bench.against as against
+
+    real = against.measure_engine
+
+    def reference_fails(backend, path, inputs_path, *args):
+        if str(inputs_path).endswith("reference.npy"):
+            return {"error": "RuntimeError: injected"}
+        return real(backend, path, inputs_path, *args)
+
+    monkeypatch.setattr(against, "measure_engine", reference_fails)
+    result = CliRunner().invoke(app, ["bench", str(bundle_dir), "--against", str(onnx_bundle), "--precisions",
+                                      "fp32", "--rounds", "1", "--iterations", "2", "--warmup", "0", "--threads",
+                                      "1", "--max-ratio", "2"])
+    assert result.exit_code == 2, result.output
+    assert "no engine of the reference bundle could be measured (onnxruntime-fp32: RuntimeError: injected)" in \
+        " ".join(result.stderr.split())

@@ -60,8 +60,8 @@ def compare_bundles(candidate: Bundle, reference: Bundle, *, backends: list[str]
                     if name in errors[side]:
                         continue
                     progress(f"round {r + 1}/{rounds}: {side} {name}")
-                    row = measure_engine(artifact.backend, artifact.path, paths[side], [1], iterations, warmup,
-                                         threads)
+                    row = measure_engine(artifact.backend, artifact.path, paths[side], [], iterations, warmup,
+                                         threads)  # batch-1 latency only: no throughput loop
                     if "error" in row:
                         errors[side][name] = row["error"]
                     else:
@@ -79,6 +79,14 @@ def compare_bundles(candidate: Bundle, reference: Bundle, *, backends: list[str]
         entry["ratio"] = (statistics.median(c / f for c, f in zip(cand, ref, strict=True))
                           if ok_c and ok_r else None)
         engines.append(entry)
+    failed = [{"side": side, "engine": name, "error": error} for side in ("candidate", "reference")
+              for name, error in errors[side].items()]
+    for side in ("candidate", "reference"):
+        if sides[side]["artifacts"] and all(name in errors[side] for name in sides[side]["artifacts"]):
+            reasons = "; ".join(f"{name}: {error}" for name, error in errors[side].items())
+            raise EdgecxrError(f"no engine of the {side} bundle could be measured ({reasons})",
+                               path=sides[side]["bundle"].folder,
+                               fix="run `edgecxr parity-check` on that bundle here, or check the backend install")
     fastest = _fastest(p50, errors)
     return {
         "schema": AGAINST_SCHEMA, "created": utc_now(), "candidate": candidate.name, "reference": reference.name,
@@ -87,13 +95,16 @@ def compare_bundles(candidate: Bundle, reference: Bundle, *, backends: list[str]
         "inputs": {"images": len(cand_inputs), "source": source, "candidate_shape": list(cand_inputs.shape[1:]),
                    "reference_shape": list(ref_inputs.shape[1:])},
         "rounds": rounds, "iterations": iterations, "warmup": warmup, "engines": engines, "fastest": fastest,
+        "failed": failed,
         "skipped": [{"side": side, "engine": n, "reason": w} for side, s in sides.items() for n, w in s["skipped"]],
         "versions": library_versions("numpy", "onnxruntime", "openvino", "tensorrt"),
     }
 
 
 def _fastest(p50: dict, errors: dict) -> dict | None:
-    """Each round's fastest candidate engine against that round's fastest reference engine."""
+    """Each round's fastest candidate engine against that round's fastest reference engine, over the
+    engines that measured; `failed` in the result says which did not (the ratio is then not the
+    whole comparison)."""
     def ok(side):
         return {n: v for n, v in p50[side].items() if n not in errors[side] and v}
 

@@ -35,11 +35,15 @@ def score(folder: Path, images: list[str], data: Path | None) -> dict:
     wanted = set(images)
     samples = [s for s in split.samples if s.rel in wanted]
     if len(samples) != len(wanted):
-        raise SystemExit(f"{folder}: its validation split lacks {len(wanted) - len(samples)} of the clean images")
-    model, spec, _ = load_checkpoint(folder / "model")
+        raise SystemExit(f"{folder}: its validation split lacks {len(wanted) - len(samples)} of the clean images; "
+                         "give runs trained with --split-seed 1216 on the random patient split (or the shipped run)")
+    model, spec, names = load_checkpoint(folder / "model")
+    if list(names) != list(split.classes) or "PNEUMONIA" not in names:
+        raise SystemExit(f"{folder}: the checkpoint's classes {names} are not the split's {split.classes} "
+                         "with PNEUMONIA among them")
     p = np.asarray(predict_probabilities(model, Split("val", split.root, split.classes, samples), spec))
     labels = np.array([s.label for s in samples])
-    positive = split.classes.index("PNEUMONIA")
+    positive = list(names).index("PNEUMONIA")
     pred = p.argmax(axis=1)
     result = {"val_accuracy": float((pred == labels).mean()),
               "val_auc": roc_auc((labels == positive).tolist(), p[:, positive].tolist()),
