@@ -169,3 +169,20 @@ LOWEST_OF_MINI = sorted([
     "PNEUMONIA/person382_bacteria_1745.jpeg", "PNEUMONIA/person467_bacteria_1988.jpeg",
     "PNEUMONIA/person309_virus_631.jpeg",
 ])
+
+
+def test_compare_score_refuses_a_split_whose_classes_differ_from_the_checkpoint(trained_run):
+    """Figures are read by class name: a split ordered otherwise than the checkpoint would swap them."""
+    from pathlib import Path
+
+    import pytest
+
+    from edgecxr.core.data.folders import Split
+    from edgecxr.core.errors import EdgecxrError
+    from edgecxr.training.compare import read_run, score, validation_split
+
+    split = validation_split(read_run(trained_run))
+    assert "val_accuracy" in score(Path(trained_run), split)
+    swapped = Split("val", split.root, list(reversed(split.classes)), split.samples)
+    with pytest.raises(EdgecxrError, match="are not the validation split's"):
+        score(Path(trained_run), swapped)

@@ -89,6 +89,9 @@ def score(folder: Path, split: Split) -> dict:
     from edgecxr.training.model import load_checkpoint
 
     model, spec, names = load_checkpoint(folder / "model")
+    if list(names) != list(split.classes):
+        raise EdgecxrError(f"the checkpoint's classes {list(names)} are not the validation split's {split.classes}",
+                           path=folder / "model", fix="compare runs trained on the same class folders")
     probs = predict_probabilities(model, split, spec)
     rows = rows_from_probabilities(split.samples, names, probs)
     report = build_report(rows, names, meta={})

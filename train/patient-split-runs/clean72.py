@@ -18,39 +18,26 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from edgecxr.core.data.folders import Split
-from edgecxr.core.metrics import expected_calibration_error, negative_log_likelihood, roc_auc
 from edgecxr.training.compare import read_run, validation_split
-from edgecxr.training.evaluate import predict_probabilities
-from edgecxr.training.model import load_checkpoint
+from edgecxr.training.compare import score as compare_score
 
 HERE = Path(__file__).parent
 
 
 def score(folder: Path, images: list[str], data: Path | None) -> dict:
-    record = read_run(folder)
-    split = validation_split(record, data)
+    """compare-runs' validation figures of the run's checkpoint, on the clean images only."""
+    split = validation_split(read_run(folder), data)
     wanted = set(images)
     samples = [s for s in split.samples if s.rel in wanted]
     if len(samples) != len(wanted):
         raise SystemExit(f"{folder}: its validation split lacks {len(wanted) - len(samples)} of the clean images; "
                          "give runs trained with --split-seed 1216 on the random patient split (or the shipped run)")
-    model, spec, names = load_checkpoint(folder / "model")
-    if list(names) != list(split.classes) or "PNEUMONIA" not in names:
-        raise SystemExit(f"{folder}: the checkpoint's classes {names} are not the split's {split.classes} "
-                         "with PNEUMONIA among them")
-    p = np.asarray(predict_probabilities(model, Split("val", split.root, split.classes, samples), spec))
-    labels = np.array([s.label for s in samples])
-    positive = list(names).index("PNEUMONIA")
-    pred = p.argmax(axis=1)
-    result = {"val_accuracy": float((pred == labels).mean()),
-              "val_auc": roc_auc((labels == positive).tolist(), p[:, positive].tolist()),
-              "val_loss": negative_log_likelihood(p, labels), "val_ece": expected_calibration_error(p, labels)}
-    for i, name in enumerate(split.classes):
-        result[f"val_recall_{name}"] = float((pred[labels == i] == i).mean())
-    return result
+    if "PNEUMONIA" not in split.classes:
+        raise SystemExit(f"{folder}: the classes {split.classes} have no PNEUMONIA")
+    figures = compare_score(folder, Split("val", split.root, split.classes, samples))
+    figures.pop("val_by_source")
+    return figures
 
 
 def main() -> None:
