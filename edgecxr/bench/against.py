@@ -101,16 +101,14 @@ def compare_bundles(candidate: Bundle, reference: Bundle, *, backends: list[str]
     }
 
 
-def _fastest(p50: dict, errors: dict) -> dict | None:
+def _fastest(p50: dict, errors: dict) -> dict:
     """Each round's fastest candidate engine against that round's fastest reference engine, over the
-    engines that measured; `failed` in the result says which did not (the ratio is then not the
-    whole comparison)."""
+    engines that measured (each side has one: compare_bundles refuses otherwise); `failed` in the
+    result says which did not (the ratio is then not the whole comparison)."""
     def ok(side):
-        return {n: v for n, v in p50[side].items() if n not in errors[side] and v}
+        return {n: v for n, v in p50[side].items() if n not in errors[side]}
 
     cand, ref = ok("candidate"), ok("reference")
-    if not cand or not ref:
-        return None
     rounds = min(min(len(v) for v in cand.values()), min(len(v) for v in ref.values()))
     ratios = [min(v[r] for v in cand.values()) / min(v[r] for v in ref.values()) for r in range(rounds)]
     best_c = min(cand, key=lambda n: statistics.median(cand[n]))

@@ -66,10 +66,7 @@ def bench(
                            iterations=iterations, warmup=warmup, threads=threads, data=data, pytorch=pytorch,
                            progress=lambda name: status.update(f"benchmarking {name}"),
                            qualification_dir=qualification_dir)
-    cpu = result["cpu"]
-    feats = ", ".join(k for k, v in cpu["features"].items() if v) or "none"
-    console.print(f"[bold]{loaded.name}[/bold] on {cpu['model']} ({result['cores']} cores; INT8 features: {feats}); "
-                  f"threads: {result['threads']}; inputs: {result['inputs']['images']} real images "
+    console.print(f"[bold]{loaded.name}[/bold] on {_machine(result)}; inputs: {result['inputs']['images']} real images "
                   f"{result['inputs']['shape']}", highlight=False)
     table = Table(title_justify="left")
     cols = ["engine", "load s", "first ms", "mean ms", "p50", "p90", "p99", *[f"img/s b={b}" for b in sizes],
@@ -90,6 +87,19 @@ def bench(
     for s in result["skipped"]:
         console.print(f"not measured: {s['engine']} ({s['reason']})", highlight=False)
     console.print(f"recommendation: {result['recommendation']}", highlight=False)
+    _write_json(result, json_file)
+
+
+def _machine(result: dict) -> str:
+    """The CPU, its INT8 features and the thread setting a bench result was measured with."""
+    cpu = result["cpu"]
+    feats = ", ".join(k for k, v in cpu["features"].items() if v) or "none"
+    return f"{cpu['model']} ({result['cores']} cores; INT8 features: {feats}); threads: {result['threads']}"
+
+
+def _write_json(result: dict, json_file: Path | None) -> None:
+    from edgecxr.cli.console import out as console
+
     if json_file is not None:
         json_file.write_text(json.dumps(result, indent=2) + "\n")
         console.print(f"JSON -> {json_file}")
@@ -109,12 +119,10 @@ def _against(candidate, reference, backends, precisions, rounds, iterations, war
                                  precisions=comma_list(precisions) or None, rounds=rounds, iterations=iterations,
                                  warmup=warmup, threads=threads, data=data,
                                  progress=lambda text: status.update(f"benchmarking {text}"))
-    cpu, inputs = result["cpu"], result["inputs"]
-    feats = ", ".join(k for k, v in cpu["features"].items() if v) or "none"
+    inputs = result["inputs"]
     console.print(f"[bold]{candidate.name}[/bold] {inputs['candidate_shape']} against [bold]{reference.name}[/bold] "
-                  f"{inputs['reference_shape']} on {cpu['model']} ({result['cores']} cores; INT8 features: {feats}); "
-                  f"threads: {result['threads']}; {rounds} alternating rounds of {iterations} batch-1 runs on "
-                  f"{inputs['images']} real images", highlight=False)
+                  f"{inputs['reference_shape']} on {_machine(result)}; {rounds} alternating rounds of {iterations} "
+                  f"batch-1 runs on {inputs['images']} real images", highlight=False)
     table = Table(title_justify="left")
     for col in ("engine", f"{candidate.name} p50 ms", f"{reference.name} p50 ms", "ratio"):
         table.add_column(col, justify="left" if col == "engine" else "right", no_wrap=True)
@@ -129,10 +137,8 @@ def _against(candidate, reference, backends, precisions, rounds, iterations, war
     console.print(table)
     for s in result["skipped"]:
         console.print(f"not measured: {s['side']} {s['engine']} ({s['reason']})", highlight=False)
+    _write_json(result, json_file)
     fastest = result["fastest"]
-    if json_file is not None:
-        json_file.write_text(json.dumps(result, indent=2) + "\n")
-        console.print(f"JSON -> {json_file}")
     low, high = fastest["ratio_range"]
     line = (f"fastest engines: {fastest['candidate_engine']} p50 {fastest['candidate_p50_ms']:.1f} ms against "
             f"{fastest['reference_engine']} p50 {fastest['reference_p50_ms']:.1f} ms: ratio {fastest['ratio']:.2f}x "
